@@ -1,0 +1,1 @@
+"""Exporters: checkpoint -> ONNX / OpenVINO / TFLite / TensorRT / CoreML, each verified against PyTorch."""

@@ -1,0 +1,19 @@
+"""edgeseg: train YOLO11-style instance segmentation and deploy it to edge devices.
+
+Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; ``edgeseg.Model``
+imports it the first time it is used.
+"""
+
+__version__ = "0.1.0"
+
+from edgeseg.errors import EdgesegError
+
+__all__ = ["Model", "EdgesegError", "__version__"]
+
+
+def __getattr__(name):
+    if name == "Model":
+        from edgeseg.model import Model
+
+        return Model
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

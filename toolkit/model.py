@@ -1,0 +1,114 @@
+"""``edgeseg.Model``: the Python API over a network and its checkpoint."""
+
+from pathlib import Path
+
+from edgeseg.config import load_model_config, validate_model_config
+from edgeseg.errors import EdgesegError
+
+DEFAULT_IMGSZ = 640
+
+
+class Model:
+    """A YOLO11-seg model built from a YAML (``"yolo11n-seg.yaml"``) or loaded from a checkpoint.
+
+    Args:
+        source: a bundled model name or YAML path (random weights), or an edgeseg ``.pt`` checkpoint.
+        nc: number of classes for a YAML-built model (default: the YAML's ``nc``).
+        names: class names for a YAML-built model, ``{id: name}`` or a list.
+
+    Attributes:
+        net: the ``SegmentationModel`` (torch ``nn.Module``).
+        names: ``{class id: name}``.
+        imgsz: the square input size in pixels the model is meant for.
+        checkpoint: the loaded checkpoint dict without its weights, or None for a YAML-built model.
+    """
+
+    def __init__(self, source: str | Path = "yolo11n-seg.yaml", nc: int | None = None, names=None):
+        from edgeseg.nn.model import SegmentationModel
+
+        self.source = str(source)
+        if isinstance(names, (list, tuple)):
+            names = dict(enumerate(names))
+        suffix = Path(self.source).suffix.lower()
+        if suffix == ".pt":
+            from edgeseg.nn.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(self.source)
+            cfg = dict(ckpt["config"])
+            validate_model_config(cfg, source=self.source)
+            self.net = SegmentationModel(cfg, names=ckpt["names"])
+            missing, unexpected = self.net.load_state_dict(ckpt["state_dict"], strict=False)
+            if missing or unexpected:
+                raise EdgesegError(
+                    f"{self.source}: weights do not fit the architecture "
+                    f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[0]})"
+                )
+            self.imgsz = int(ckpt.get("imgsz", DEFAULT_IMGSZ))
+            self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "ema")}
+        elif suffix in (".yaml", ".yml"):
+            if names and nc is None:
+                nc = len(names)
+            cfg = load_model_config(self.source, nc=nc)
+            if names and len(names) != cfg["nc"]:
+                raise EdgesegError(f"{self.source}: {len(names)} names given for nc={cfg['nc']}")
+            self.net = SegmentationModel(cfg, names=names)
+            self.imgsz = DEFAULT_IMGSZ
+            self.checkpoint = None
+        else:
+            raise EdgesegError(f"{self.source}: expected a model YAML (.yaml) or an edgeseg checkpoint (.pt)")
+        self.net.eval()
+
+    @property
+    def names(self) -> dict[int, str]:
+        """``{class id: name}``."""
+        return self.net.names
+
+    @property
+    def name(self) -> str:
+        """A short label: the YAML stem with its scale (``yolo11n-seg``) or the checkpoint file stem."""
+        if self.checkpoint is not None:
+            return Path(self.source).stem
+        stem = Path(self.source).stem
+        scale = self.net.yaml.get("scale")
+        return stem if scale is None or scale in stem else stem.replace("11", f"11{scale}", 1)
+
+    def info(self, imgsz: int | None = None, detailed: bool = False) -> dict:
+        """Size and metadata summary.
+
+        Returns:
+            ``{"name", "layers", "parameters", "gflops", "imgsz", "names", "checkpoint", "table"}``;
+            ``gflops`` is for one image at ``imgsz`` (default: the model's) with BatchNorm unfused,
+            ``table`` is the per-layer text (only when ``detailed``).
+        """
+        from edgeseg.nn.summary import count_parameters, gflops, layer_table
+
+        imgsz = imgsz or self.imgsz
+        return {
+            "name": self.name,
+            "layers": len(self.net.model),
+            "parameters": count_parameters(self.net),
+            "gflops": gflops(self.net, imgsz),
+            "imgsz": imgsz,
+            "names": dict(self.names),
+            "checkpoint": self.checkpoint,
+            "table": layer_table(self.net) if detailed else None,
+        }
+
+    def save(self, path: str | Path, **extra) -> Path:
+        """Write this model as an edgeseg checkpoint (atomically); ``extra`` keys are stored as given."""
+        from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint
+
+        carried = {k: v for k, v in (self.checkpoint or {}).items() if k in ("train_args", "epoch", "best_fitness", "metrics")}
+        return atomic_torch_save(build_checkpoint(self.net, self.imgsz, **{**carried, **extra}), path)
+
+    def fuse(self) -> "Model":
+        """Fold BatchNorm into the convolutions (inference only; in place)."""
+        self.net.fuse()
+        return self
+
+    def __call__(self, images):
+        """Raw forward: (B, 3, H, W) float tensor in [0, 1] RGB → (preds, protos) as in DESIGN.md."""
+        return self.net(images)
+
+    def __repr__(self) -> str:
+        return f"Model({self.source!r}, nc={self.net.nc})"
