@@ -58,6 +58,13 @@ class Model:
             raise EdgesegError(f"{self.source}: expected a model YAML (.yaml) or an edgeseg checkpoint (.pt)")
         self.net.eval()
 
+    @classmethod
+    def from_network(cls, net, imgsz: int = DEFAULT_IMGSZ, source: str = "<memory>") -> "Model":
+        """Wrap an existing ``SegmentationModel`` (e.g. one being trained) without copying it."""
+        model = cls.__new__(cls)
+        model.source, model.net, model.imgsz, model.checkpoint = source, net, int(imgsz), None
+        return model
+
     @property
     def names(self) -> dict[int, str]:
         """``{class id: name}``."""
@@ -105,6 +112,22 @@ class Model:
         """Fold BatchNorm into the convolutions (inference only; in place)."""
         self.net.fuse()
         return self
+
+    def train(self, data: str, **overrides):
+        """Train this model on ``data`` (a data YAML); see ``edgeseg.train.trainer.DEFAULT_ARGS`` for options.
+
+        Returns:
+            The ``SegmentMetrics`` of the best epoch (``.box.map``, ``.seg.map50`` …); afterwards this
+            Model holds the best weights and ``self.trainer.save_dir`` names the run folder.
+        """
+        from edgeseg.train.trainer import Trainer
+
+        self.trainer = Trainer({**overrides, "data": data}, model=self)
+        metrics = self.trainer.train()
+        if self.trainer.is_main and self.trainer.best.exists():
+            best = Model(self.trainer.best)
+            self.net, self.checkpoint, self.source, self.imgsz = best.net, best.checkpoint, best.source, best.imgsz
+        return metrics
 
     def __call__(self, images):
         """Raw forward: (B, 3, H, W) float tensor in [0, 1] RGB → (preds, protos) as in DESIGN.md."""

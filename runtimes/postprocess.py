@@ -1,0 +1,297 @@
+"""Post-processing of the raw seg outputs into detections and masks, in numpy + OpenCV.
+
+Coordinate systems:
+
+- **input px**: pixels of the letterboxed model input, (H, W) = ``input_shape``.
+- **proto px**: pixels of the prototype masks, (h, w) = (H / 4, W / 4).
+- **source px**: pixels of the original image, (H0, W0) = ``LetterboxInfo.source_shape``.
+
+Box coordinates are continuous: pixel ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)``
+and its centre is at ``(col + 0.5, row + 0.5)``. A point maps from source to input px with
+``input = source * ratio + pad``. Mask pixels are sampled at pixel centres, and a box crops a
+mask to the pixels whose centre lies inside the box in source px: ``x1 <= col + 0.5 < x2`` and
+``y1 <= row + 0.5 < y2``.
+"""
+
+import cv2
+import numpy as np
+
+from .preprocess import LetterboxInfo
+from .results import Results
+
+MAX_WH = 7680  # class offset for class-aware NMS: larger than any box coordinate in input px
+
+
+def xywh2xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) cx, cy, w, h -> (N, 4) x1, y1, x2, y2, same units and dtype."""
+    xy, half = boxes[:, :2], boxes[:, 2:4] / 2
+    return np.concatenate((xy - half, xy + half), axis=1)
+
+
+def nms_indices(boxes: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    """Greedy NMS over boxes that are already sorted by descending score.
+
+    Runs ``cv2.dnn.NMSBoxes`` (double-precision boxes) on growing prefixes of the sorted list:
+    greedy NMS decides each box from the boxes before it only, so once a prefix yields
+    ``max_det`` survivors they are the first ``max_det`` of the full result. On 80-class data this
+    measured 4-12x faster than a vectorised numpy loop, with identical indices. As in OpenCV, two
+    zero-area boxes count as overlapping.
+
+    Args:
+        boxes: (N, 4) xyxy, sorted by descending score (float64, so class offsets keep precision).
+        iou: a box is dropped when its IoU with a kept, higher-scored box is > ``iou``.
+        max_det: keep at most this many boxes.
+
+    Returns:
+        (K,) int64 indices into ``boxes`` of the kept boxes, K <= max_det, in score order.
+    """
+    n = len(boxes)
+    if n == 0 or max_det <= 0:
+        return np.zeros(0, dtype=np.int64)
+    xywh = np.concatenate((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), axis=1).astype(np.float64)
+    ranks = np.arange(n, 0, -1, dtype=np.float32)  # strictly decreasing: keeps the given order
+    size = min(n, 4 * max_det)
+    while True:
+        keep = np.asarray(cv2.dnn.NMSBoxes(xywh[:size], ranks[:size], 0.0, float(iou)), dtype=np.int64).reshape(-1)
+        if len(keep) >= max_det or size == n:
+            return keep[:max_det]
+        size = min(2 * size, n)
+
+
+def non_max_suppression(
+    preds: np.ndarray,
+    nc: int,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes=None,
+    agnostic: bool = False,
+    max_nms: int = 30000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Confidence filter and NMS for one image.
+
+    Each anchor gets one label, its best class (as Ultralytics predict does). Class-aware NMS
+    shifts every box by ``class * MAX_WH`` (in float64, so the shift costs no precision) and runs
+    one greedy NMS; ``agnostic=True`` skips the shift.
+
+    Args:
+        preds: (4 + nc + nm, A) float32 for one image: cx, cy, w, h in input px, nc class scores
+            after sigmoid, nm mask coefficients.
+        nc: number of classes.
+        conf: keep anchors whose best class score is > conf.
+        iou: IoU above which a lower-scored box is suppressed.
+        max_det: keep at most this many detections (the highest-scored survivors).
+        classes: optional iterable of class ids to keep; others are dropped before NMS.
+        agnostic: suppress across classes too.
+        max_nms: at most this many highest-scored candidates enter NMS.
+
+    Returns:
+        boxes (N, 4) float32 xyxy in input px, scores (N,) float32, classes (N,) int64 and
+        mask coefficients (N, nm) float32, sorted by descending score.
+    """
+    nm = preds.shape[0] - 4 - nc
+    best = preds[4 : 4 + nc].max(0)
+    candidates = np.flatnonzero(best > conf)
+    labels = preds[4 : 4 + nc, candidates].argmax(0)
+    if classes is not None:
+        wanted = np.isin(labels, np.asarray(list(classes), dtype=np.int64))
+        candidates, labels = candidates[wanted], labels[wanted]
+    scores = best[candidates]
+    order = np.argsort(-scores, kind="stable")[:max_nms]
+    candidates, labels, scores = candidates[order], labels[order], scores[order]
+    boxes = xywh2xyxy(preds[:4, candidates].T)
+    shifted = boxes.astype(np.float64)
+    if not agnostic:
+        shifted += labels[:, None] * float(MAX_WH)
+    keep = nms_indices(shifted, iou, max_det)
+    coeffs = preds[4 + nc :, candidates[keep]].T
+    return (
+        np.ascontiguousarray(boxes[keep], dtype=np.float32),
+        scores[keep].astype(np.float32),
+        labels[keep].astype(np.int64),
+        np.ascontiguousarray(coeffs, dtype=np.float32).reshape(len(keep), nm),
+    )
+
+
+def scale_boxes(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map boxes from input px back to source px and clip them to the source image.
+
+    Args:
+        boxes: (N, 4) xyxy in input px.
+        info: the LetterboxInfo of the image.
+
+    Returns:
+        (N, 4) float32 xyxy in source px, clipped to ``[0, W0] x [0, H0]``.
+    """
+    h0, w0 = info.source_shape
+    out = (np.asarray(boxes, dtype=np.float32) - (info.pad_x, info.pad_y, info.pad_x, info.pad_y)) / info.ratio
+    np.clip(out[:, 0::2], 0, w0, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, h0, out=out[:, 1::2])
+    return out.astype(np.float32, copy=False)
+
+
+def _pixel_span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Indices [start, stop) of the pixels whose centre c + 0.5 lies in [lo, hi), within [0, size)."""
+    start = min(max(int(np.ceil(lo - 0.5)), 0), size)
+    stop = min(max(int(np.ceil(hi - 0.5)), start), size)
+    return start, stop
+
+
+def process_masks(
+    protos: np.ndarray,
+    coeffs: np.ndarray,
+    boxes: np.ndarray,
+    info: LetterboxInfo,
+    input_shape: tuple[int, int],
+    retina_masks: bool = False,
+) -> np.ndarray:
+    """Decode instance masks at the source resolution.
+
+    ``mask = sigmoid(coeffs @ protos) > 0.5``, computed as ``coeffs @ protos > 0`` on the
+    bilinearly interpolated logits (the same threshold), then cropped to the box in source px.
+
+    Default path: per instance, the logits of the proto window under the box are resampled by
+    one ``cv2.warpAffine`` (bilinear) straight onto the box region in source px, with the exact
+    source-to-proto mapping of pixel centres, so only the box region is ever upsampled.
+
+    ``retina_masks=True`` is the slower reference: the prototypes are upsampled to the input size,
+    the letterbox padding is removed, the result is resized to the source size, and each mask is
+    decoded over its box from those full-resolution prototypes.
+
+    Args:
+        protos: (nm, h, w) float32 prototypes of one image, proto px.
+        coeffs: (N, nm) float32 mask coefficients.
+        boxes: (N, 4) xyxy in input px (as returned by ``non_max_suppression``).
+        info: the LetterboxInfo of the image.
+        input_shape: (H, W) of the model input.
+        retina_masks: use the full-resolution reference path.
+
+    Returns:
+        (N, H0, W0) bool masks in source px, False outside each box.
+    """
+    h0, w0 = info.source_shape
+    n = len(coeffs)
+    masks = np.zeros((n, h0, w0), dtype=bool)
+    if n == 0:
+        return masks
+    src_boxes = scale_boxes(boxes, info)
+    spans = [(_pixel_span(x1, x2, w0), _pixel_span(y1, y2, h0)) for x1, y1, x2, y2 in src_boxes.tolist()]
+    nm, ph, pw = protos.shape
+    if retina_masks:
+        height, width = input_shape
+        up = cv2.resize(protos.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_LINEAR)
+        top, left = int(info.pad_y), int(info.pad_x)
+        unpad_h, unpad_w = int(round(h0 * info.ratio)), int(round(w0 * info.ratio))
+        up = up[top : top + unpad_h, left : left + unpad_w].reshape(unpad_h, unpad_w, nm)
+        full = cv2.resize(up, (w0, h0), interpolation=cv2.INTER_LINEAR).reshape(h0, w0, nm)
+        for i, ((xa, xb), (ya, yb)) in enumerate(spans):
+            masks[i, ya:yb, xa:xb] = np.einsum("hwc,c->hw", full[ya:yb, xa:xb], coeffs[i]) > 0
+        return masks
+    sx, sy = pw / input_shape[1], ph / input_shape[0]
+    step_x, step_y = info.ratio * sx, info.ratio * sy  # proto px per source px
+    for i, ((xa, xb), (ya, yb)) in enumerate(spans):
+        if xb <= xa or yb <= ya:
+            continue
+        # proto coordinate of the first source pixel centre: ((c + 0.5) * ratio + pad) * s - 0.5
+        ox = ((xa + 0.5) * info.ratio + info.pad_x) * sx - 0.5
+        oy = ((ya + 0.5) * info.ratio + info.pad_y) * sy - 0.5
+        # proto window read by the bilinear samples, with a one-pixel margin
+        px0, py0 = max(int(np.floor(ox)) - 1, 0), max(int(np.floor(oy)) - 1, 0)
+        px1 = min(int(np.floor(ox + step_x * (xb - xa - 1))) + 3, pw)
+        py1 = min(int(np.floor(oy + step_y * (yb - ya - 1))) + 3, ph)
+        # einsum, not matmul: tiny products, and threaded BLAS stalls on a busy CPU
+        logits = np.einsum("c,chw->hw", coeffs[i], protos[:, py0:py1, px0:px1])
+        warp = np.array([[step_x, 0.0, ox - px0], [0.0, step_y, oy - py0]])
+        region = cv2.warpAffine(
+            logits,
+            warp,
+            (xb - xa, yb - ya),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        masks[i, ya:yb, xa:xb] = region > 0
+    return masks
+
+
+def masks_to_polygons(masks: np.ndarray) -> list[np.ndarray]:
+    """Outline of each mask: its largest outer contour.
+
+    Args:
+        masks: (N, H, W) bool.
+
+    Returns:
+        N float32 arrays of shape (K, 2) with x, y vertices; a vertex is the integer index of a
+        boundary pixel (so ``cv2.fillPoly`` on the vertices redraws the mask). An empty mask
+        gives a (0, 2) array.
+    """
+    polygons = []
+    for mask in masks:
+        contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if not contours:
+            polygons.append(np.zeros((0, 2), dtype=np.float32))
+            continue
+        largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+        polygons.append(largest.reshape(-1, 2).astype(np.float32))
+    return polygons
+
+
+def postprocess(
+    preds: np.ndarray,
+    protos: np.ndarray,
+    infos: list[LetterboxInfo],
+    input_shape: tuple[int, int],
+    nc: int | None = None,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes=None,
+    agnostic: bool = False,
+    retina_masks: bool = False,
+    names: dict[int, str] | None = None,
+    images: list[np.ndarray] | None = None,
+    paths: list[str] | None = None,
+) -> list[Results]:
+    """Turn one batch of raw outputs into one Results per image.
+
+    Args:
+        preds: (B, 4 + nc + nm, A) float32, see ``non_max_suppression``.
+        protos: (B, nm, H / 4, W / 4) float32.
+        infos: B LetterboxInfo, one per image.
+        input_shape: (H, W) of the model input.
+        nc: number of classes; None derives it as ``preds.shape[1] - 4 - protos.shape[1]``.
+        conf, iou, max_det, classes, agnostic: see ``non_max_suppression``.
+        retina_masks: see ``process_masks``.
+        names: class id -> name; None names classes by their id.
+        images: optional B source images (H0, W0, 3) uint8 BGR, kept for ``Results.plot``.
+        paths: optional B source paths.
+
+    Returns:
+        B Results with boxes in source px and (N, H0, W0) bool masks.
+    """
+    nm = protos.shape[1]
+    if nc is None:
+        nc = preds.shape[1] - 4 - nm
+    if preds.shape[1] != 4 + nc + nm:
+        raise ValueError(f"preds has {preds.shape[1]} rows, expected 4 + nc ({nc}) + nm ({nm})")
+    if len(infos) != len(preds):
+        raise ValueError(f"got {len(infos)} LetterboxInfo for a batch of {len(preds)}")
+    names = names if names is not None else {i: str(i) for i in range(nc)}
+    results = []
+    for b, info in enumerate(infos):
+        boxes, scores, labels, coeffs = non_max_suppression(
+            preds[b], nc, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
+        )
+        masks = process_masks(protos[b], coeffs, boxes, info, input_shape, retina_masks=retina_masks)
+        results.append(
+            Results(
+                boxes=scale_boxes(boxes, info),
+                scores=scores,
+                classes=labels,
+                masks=masks,
+                names=names,
+                orig_shape=info.source_shape,
+                image=None if images is None else images[b],
+                path=None if paths is None else paths[b],
+            )
+        )
+    return results

@@ -1,0 +1,136 @@
+"""Training: exact resume, outputs, bad data, the CLI and DDP."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import edgeseg
+from edgeseg.cli import main
+from edgeseg.data.synth import synthesize
+from edgeseg.errors import EdgesegError
+from edgeseg.train.trainer import Trainer
+
+TINY = dict(epochs=3, imgsz=64, batch=4, workers=0, plots=False, close_mosaic=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("tiny"), n_train=8, n_val=4, seed=3, progress=False)
+
+
+def _weights(path: Path) -> dict:
+    ckpt = torch.load(path, weights_only=True)
+    return {"ema": ckpt["state_dict"], "raw": ckpt["model_state"], "opt": ckpt["optimizer"]["state"]}
+
+
+def _assert_bit_identical(a: dict, b: dict) -> None:
+    for part in ("ema", "raw"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part} {key} differs"
+    for index, state in a["opt"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["opt"][index][name]), f"optimizer state {index}.{name} differs"
+
+
+class _Interrupt(Exception):
+    """Stands in for a kill between epochs."""
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path):
+    full = Trainer({**TINY, "data": str(tiny_data), "project": str(tmp_path), "name": "full"})
+    full.train()
+
+    broken = Trainer({**TINY, "data": str(tiny_data), "project": str(tmp_path), "name": "broken"})
+
+    def stop_after_first_epoch(trainer):
+        if trainer.last.exists() and torch.load(trainer.last, weights_only=True)["epoch"] == 0:
+            raise _Interrupt
+
+    broken.callbacks["on_epoch_end"].append(stop_after_first_epoch)
+    with pytest.raises(_Interrupt):
+        broken.train()
+    resumed = Trainer(resume=broken.last)
+    resumed.train()
+    assert resumed.save_dir == broken.save_dir
+    _assert_bit_identical(_weights(full.last), _weights(resumed.last))
+    with open(resumed.save_dir / "results.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
+    metrics = edgeseg.Model("yolo11n-seg.yaml").train(
+        str(tiny_data), **{**TINY, "epochs": 2, "plots": True}, project=str(tmp_path), name="run"
+    )
+    run = tmp_path / "run"
+    assert {"args.yaml", "results.csv", "weights", "results.png", "BoxPR_curve.png", "MaskPR_curve.png",
+            "train_batch0.png", "val_predictions.png"} <= {p.name for p in run.iterdir()}
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert args["epochs"] == 2 and args["imgsz"] == 64
+    best = torch.load(run / "weights" / "best.pt", weights_only=True)
+    assert "optimizer" not in best and best["names"][0] == "circle" and best["imgsz"] == 64
+    last = torch.load(run / "weights" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and "optimizer" in last
+    assert 0.0 <= metrics.seg.map <= metrics.seg.map50 <= 1.0
+    with open(run / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and float(rows[0]["train/box_loss"]) > 0
+    assert "metrics/mAP50-95(M)" in rows[0] and "lr/pg0" in rows[0]
+
+
+def test_resume_of_a_finished_run_is_refused(tiny_data, tmp_path):
+    trainer = Trainer({**TINY, "epochs": 1, "data": str(tiny_data), "project": str(tmp_path), "name": "done"})
+    trainer.train()
+    with pytest.raises(EdgesegError, match="already finished"):
+        Trainer(resume=trainer.last).train()
+
+
+def test_bad_labels_are_counted_and_training_goes_on(tmp_path, caplog):
+    data = synthesize(tmp_path / "ds", n_train=6, n_val=2, seed=1, progress=False)
+    labels = tmp_path / "ds" / "labels" / "train"
+    images = tmp_path / "ds" / "images" / "train"
+    (images / "000000.png").write_bytes(b"not an image")
+    (labels / "000001.txt").write_text("")
+    (labels / "000002.txt").write_text("0 0.1 0.1 0.5 0.1 0.5\n")
+    (labels / "000003.txt").write_text("9 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    with caplog.at_level("INFO", logger="edgeseg"):
+        Trainer({**TINY, "epochs": 1, "data": str(data), "project": str(tmp_path), "name": "bad"}).train()
+    log = caplog.text
+    assert "6 images, 2 labels found, 0 missing, 1 empty, 3 corrupt" in log
+    for name in ("000000.png", "000002.txt", "000003.txt"):
+        assert name in log
+    assert (tmp_path / "bad" / "weights" / "last.pt").exists()
+
+
+def test_cli_train_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    bad = tmp_path / "data.yaml"
+    bad.write_text(f"path: {tmp_path}\ntrain: images\nnames: [a]\n")
+    result = runner.invoke(main, ["train", "--data", str(bad), "--epochs", "1"])
+    assert result.exit_code == 1 and "missing 'val' key" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["train", "--data", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "data YAML not found" in result.output
+    result = runner.invoke(main, ["train"])
+    assert result.exit_code == 1 and "needs a data YAML" in result.output
+
+
+def test_ddp_two_cpu_processes_write_one_set_of_checkpoints(tiny_data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgeseg",
+         "train", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
+         "--no-plots", "--project", str(tmp_path), "--name", "ddp"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p.name for p in tmp_path.iterdir())
+    assert runs == ["ddp"]
+    assert sorted(p.name for p in (tmp_path / "ddp" / "weights").iterdir()) == ["best.pt", "last.pt"]
+    assert proc.stderr.count("closing mosaic") + proc.stdout.count("closing mosaic") == 1

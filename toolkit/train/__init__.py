@@ -1,0 +1,1 @@
+"""Training: the loop, optimiser and EMA, data loaders, DDP (imports torch)."""

@@ -1,0 +1,74 @@
+"""Device selection and DDP plumbing. Processes are launched by ``torchrun``, never by hand.
+
+``torchrun --nproc_per_node N -m edgeseg train ...`` sets RANK / LOCAL_RANK / WORLD_SIZE; each
+process trains on its share of every epoch and only rank 0 validates and writes files.
+"""
+
+import os
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+
+from edgeseg.errors import EdgesegError
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (-1, 1) outside DDP."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return (int(os.environ.get("RANK", 0)), world) if world > 1 else (-1, 1)
+
+
+def parse_device(device: str | int | None) -> list[str]:
+    """``"cpu"`` → ["cpu"]; ``"0"`` / ``0`` / ``"cuda:0"`` → ["0"]; ``"0,1"`` → ["0", "1"]."""
+    text = str(device if device is not None else "cpu").strip().lower().replace("cuda:", "")
+    if text in ("", "cpu"):
+        return ["cpu"]
+    ids = [d.strip() for d in text.split(",") if d.strip()]
+    if not all(d.isdigit() for d in ids):
+        raise EdgesegError(f"--device {device!r}: use cpu, a GPU index (0) or a list (0,1)")
+    return ids
+
+
+def select_device(device: str | int | None, rank: int = -1) -> torch.device:
+    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU)."""
+    ids = parse_device(device)
+    if ids == ["cpu"]:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise EdgesegError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if int(max(ids, key=int)) >= torch.cuda.device_count():
+        raise EdgesegError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    index = int(ids[int(os.environ.get("LOCAL_RANK", 0))]) if rank >= 0 else int(ids[0])
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def launch_command(argv: list[str], nproc: int) -> list[str]:
+    """The torchrun command that re-runs ``edgeseg <argv>`` in ``nproc`` processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "edgeseg", *argv]
+
+
+def launch(argv: list[str], nproc: int) -> int:
+    """Run ``edgeseg <argv>`` under torchrun with ``nproc`` processes; return its exit code."""
+    return subprocess.call(launch_command(argv, nproc))
+
+
+def init(device: torch.device) -> None:
+    """Join the process group: NCCL on GPUs, gloo on the CPU."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def cleanup() -> None:
+    """Leave the process group."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank."""
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

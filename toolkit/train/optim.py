@@ -1,0 +1,132 @@
+"""Optimiser, learning-rate schedule, warmup and EMA, with Ultralytics' defaults.
+
+Iteration counts are in batches; learning rates are absolute values.
+"""
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+NOMINAL_BATCH = 64  # gradients are accumulated up to this many images per optimiser step
+
+
+def accumulation_steps(batch: int) -> int:
+    """Batches per optimiser step so that a step sees about NOMINAL_BATCH images."""
+    return max(round(NOMINAL_BATCH / batch), 1)
+
+
+def parameter_groups(model: nn.Module) -> tuple[list, list, list]:
+    """Split parameters into (weights with decay, BatchNorm weights, biases); the last two get no decay."""
+    decay, bn_weights, biases = [], [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(param)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                bn_weights.append(param)
+            else:
+                decay.append(param)
+    return decay, bn_weights, biases
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "auto",
+    lr0: float = 0.01,
+    momentum: float = 0.937,
+    weight_decay: float = 0.0005,
+    iterations: int = 0,
+    nc: int = 80,
+) -> tuple[torch.optim.Optimizer, dict]:
+    """The optimiser with three parameter groups: [biases, decayed weights, BatchNorm weights].
+
+    ``name="auto"`` chooses as Ultralytics does: SGD(lr 0.01, momentum 0.9) for runs longer than
+    10,000 iterations, else AdamW with lr ``round(0.002 * 5 / (4 + nc), 6)`` and momentum 0.9.
+
+    Returns:
+        (optimizer, choice) where ``choice`` = ``{"name", "lr0", "momentum", "auto"}``.
+    """
+    auto = name.lower() == "auto"
+    if auto:
+        if iterations > 10000:
+            name, lr0, momentum = "SGD", 0.01, 0.9
+        else:
+            name, lr0, momentum = "AdamW", round(0.002 * 5 / (4 + nc), 6), 0.9
+    decay, bn_weights, biases = parameter_groups(model)
+    key = name.lower()
+    if key in ("adam", "adamw"):
+        optimizer_cls = torch.optim.AdamW if key == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(biases, lr=lr0, betas=(momentum, 0.999), weight_decay=0.0)
+    elif key == "sgd":
+        optimizer = torch.optim.SGD(biases, lr=lr0, momentum=momentum, nesterov=True)
+    else:
+        raise ValueError(f"unknown optimizer '{name}' (use auto, SGD, Adam or AdamW)")
+    optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
+    optimizer.add_param_group({"params": bn_weights, "weight_decay": 0.0})
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    return optimizer, {"name": type(optimizer).__name__, "lr0": lr0, "momentum": momentum, "auto": auto}
+
+
+def linear_lr(epoch: float, epochs: int, lrf: float) -> float:
+    """LR multiplier: 1 at epoch 0, falling linearly to ``lrf`` at ``epochs``."""
+    return max(1 - epoch / epochs, 0) * (1.0 - lrf) + lrf
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, epochs: int, lrf: float) -> None:
+    """Set every group's lr to ``initial_lr * linear_lr(epoch)`` (the per-epoch schedule)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * linear_lr(epoch, epochs, lrf)
+
+
+def warmup(
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    warmup_iterations: int,
+    epoch_factor: float,
+    momentum: float,
+    warmup_momentum: float = 0.8,
+    warmup_bias_lr: float = 0.1,
+) -> None:
+    """Ramp lrs (biases from ``warmup_bias_lr`` down, others from 0 up) and SGD momentum over the first iterations.
+
+    Args:
+        iteration: batches done since the start of training.
+        warmup_iterations: batches the warmup lasts.
+        epoch_factor: ``linear_lr(epoch)`` of the current epoch.
+        momentum: the SGD momentum reached at the end of warmup (Adam's betas are left alone).
+    """
+    xi = [0, warmup_iterations]
+    for j, group in enumerate(optimizer.param_groups):
+        start = warmup_bias_lr if j == 0 else 0.0
+        group["lr"] = float(np.interp(iteration, xi, [start, group["initial_lr"] * epoch_factor]))
+        if "momentum" in group:
+            group["momentum"] = float(np.interp(iteration, xi, [warmup_momentum, momentum]))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's float state (weights and BatchNorm statistics).
+
+    ``decay(updates) = decay * (1 - exp(-updates / tau))`` ramps the averaging in early training.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
+        self.ema = copy.deepcopy(model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.tau = tau
+        self.updates = updates
+
+    def update(self, model: nn.Module) -> None:
+        """Blend the current model's float state into the average (call after each optimiser step)."""
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        current = model.state_dict()
+        with torch.no_grad():
+            for key, value in self.ema.state_dict().items():
+                if value.dtype.is_floating_point:
+                    value.mul_(d).add_(current[key].detach(), alpha=1 - d)

@@ -1,0 +1,448 @@
+"""The training loop: data → model → loss → optimiser/EMA → val → checkpoints, resumable exactly.
+
+Outputs go to ``<project>/<name>/``: ``weights/last.pt`` and ``weights/best.pt`` (atomic, every
+epoch), ``args.yaml``, ``results.csv`` and PNG plots. ``best.pt`` is chosen by fitness
+``0.1·mAP50 + 0.9·mAP50-95`` summed over box and mask.
+"""
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from edgeseg.data.dataset import SegmentationDataset
+from edgeseg.data.yaml_config import load_data_config
+from edgeseg.errors import EdgesegError
+from edgeseg.loss import SegmentationLoss
+from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, load_checkpoint
+from edgeseg.paths import increment_path
+from edgeseg.runtimes.validate import evaluate, split_labels
+from edgeseg.train import distributed
+from edgeseg.train.loader import train_loader
+from edgeseg.train.optim import ModelEMA, accumulation_steps, build_optimizer, linear_lr, set_epoch_lr, warmup
+
+LOGGER = logging.getLogger("edgeseg")
+
+DEFAULT_ARGS = {
+    "model": "yolo11n-seg.yaml",
+    "data": None,
+    "epochs": 100,
+    "batch": 16,
+    "imgsz": 640,
+    "workers": 2,
+    "device": "cpu",
+    "seed": 0,
+    "deterministic": True,
+    "optimizer": "auto",
+    "lr0": 0.01,
+    "lrf": 0.01,
+    "momentum": 0.937,
+    "weight_decay": 0.0005,
+    "warmup_epochs": 3.0,
+    "warmup_momentum": 0.8,
+    "warmup_bias_lr": 0.1,
+    "box": 7.5,
+    "cls": 0.5,
+    "dfl": 1.5,
+    "close_mosaic": 10,
+    "patience": 100,
+    "overlap_mask": True,
+    "mosaic": 1.0,
+    "degrees": 0.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "shear": 0.0,
+    "perspective": 0.0,
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "flipud": 0.0,
+    "fliplr": 0.5,
+    "cache": False,
+    "amp": True,
+    "val": True,
+    "plots": True,
+    "project": "runs/segment",
+    "name": "train",
+    "exist_ok": False,
+}
+CLIP_GRAD_NORM = 10.0
+LOSS_NAMES = ("box_loss", "seg_loss", "cls_loss", "dfl_loss")
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch and numpy; with ``deterministic`` ask torch for deterministic kernels."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+class Trainer:
+    """Train a YOLO11-seg model on a YOLO-seg dataset.
+
+    Args:
+        overrides: any of ``DEFAULT_ARGS`` (``data`` is required unless resuming).
+        resume: a ``last.pt`` to continue exactly where it stopped (its args are reused;
+            ``epochs`` may be raised through ``overrides``).
+        model: an in-memory ``edgeseg.Model`` to train instead of building ``args["model"]``.
+
+    Attributes:
+        callbacks: ``{"on_epoch_end": [fn(trainer)]}``; called on rank 0 after each epoch's
+            checkpoint is written.
+        save_dir, last, best: output folder and checkpoint paths.
+        metrics: the latest ``SegmentMetrics``.
+    """
+
+    def __init__(self, overrides: dict | None = None, resume: str | Path | None = None, model=None):
+        overrides = dict(overrides or {})
+        self.resume_ckpt = None
+        if resume:
+            self.resume_ckpt = load_checkpoint(resume)
+            if "optimizer" not in self.resume_ckpt:
+                raise EdgesegError(f"{resume}: has no training state to resume from (use a last.pt)")
+            saved = dict(self.resume_ckpt.get("train_args") or {})
+            epochs = overrides.pop("epochs", None)
+            unknown = sorted(set(overrides) - {"workers", "device"})
+            if unknown:
+                raise EdgesegError(f"{resume}: cannot change {', '.join(unknown)} when resuming")
+            saved.update(overrides)
+            if epochs is not None:
+                saved["epochs"] = int(epochs)
+            overrides = saved
+        unknown = sorted(set(overrides) - set(DEFAULT_ARGS))
+        if unknown:
+            raise EdgesegError(f"unknown training argument(s): {', '.join(unknown)}")
+        self.args = {**DEFAULT_ARGS, **overrides}
+        if not self.args["data"]:
+            raise EdgesegError("training needs a data YAML (data=...)")
+        self.rank, self.world_size = distributed.rank_and_world_size()
+        self.device = distributed.select_device(self.args["device"], self.rank)
+        self.callbacks: dict[str, list[Callable]] = {"on_epoch_end": []}
+        self.metrics = None
+        self._model_arg = model
+        self.save_dir = Path(self.resume_ckpt["save_dir"]) if self.resume_ckpt else None
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that validates, logs and writes files."""
+        return self.rank in (-1, 0)
+
+    def _setup(self) -> None:
+        """Data, model, loss, optimiser, EMA and output folder (restored from the checkpoint when resuming)."""
+        from edgeseg.model import Model
+        from edgeseg.nn.model import SegmentationModel
+
+        args = self.args
+        _seed_everything(args["seed"] + max(self.rank, 0), args["deterministic"])
+        self.data = load_data_config(args["data"])
+        names, nc = self.data["names"], self.data["nc"]
+        if self._model_arg is not None:
+            self.model_api = self._model_arg
+            if self.model_api.net.nc != nc:
+                self.model_api = _rebuild_for_classes(self.model_api, names)
+        elif self.resume_ckpt:
+            net = SegmentationModel(dict(self.resume_ckpt["config"]), names=dict(names))
+            self.model_api = Model.from_network(net, args["imgsz"], source=str(self.save_dir / "weights" / "last.pt"))
+        else:
+            source = args["model"]
+            if str(source).endswith(".pt"):
+                self.model_api = _rebuild_for_classes(Model(source), names)
+            else:
+                self.model_api = Model(source, names=names)
+        self.model_api.imgsz = args["imgsz"]
+        net = self.model_api.net.to(self.device)
+        net.names = dict(names)
+        self.net = net
+
+        hyp = {k: args[k] for k in ("mosaic", "degrees", "translate", "scale", "shear", "perspective", "hsv_h", "hsv_s", "hsv_v", "flipud", "fliplr")}
+        self.train_set = SegmentationDataset(
+            self.data, args["imgsz"], augment=True, hyp=hyp, overlap_mask=args["overlap_mask"],
+            seed=args["seed"], cache_images=args["cache"], split="train",
+        )
+        self.val_labels = split_labels(self.data, "val") if self.is_main and args["val"] else []
+        self.batch_per_process = max(args["batch"] // max(self.world_size, 1), 1)
+        self.batches_per_epoch = math.ceil(len(self.train_set) / (self.batch_per_process * max(self.world_size, 1)))
+        self.accumulate = accumulation_steps(args["batch"])
+        weight_decay = args["weight_decay"] * args["batch"] * self.accumulate / 64
+        iterations = math.ceil(len(self.train_set) / max(args["batch"], 64)) * args["epochs"]
+        self.optimizer, choice = build_optimizer(
+            net, args["optimizer"], args["lr0"], args["momentum"], weight_decay, iterations, nc
+        )
+        self.momentum = choice["momentum"]
+        self.warmup_bias_lr = 0.0 if choice["auto"] and choice["name"] == "AdamW" else args["warmup_bias_lr"]
+        if self.is_main:
+            LOGGER.info(
+                f"optimizer: {choice['name']}(lr={choice['lr0']}, momentum={choice['momentum']})"
+                f"{' chosen by optimizer=auto' if choice['auto'] else ''}; weight_decay={weight_decay:g}, "
+                f"accumulate {self.accumulate} batches"
+            )
+        self.criterion = SegmentationLoss(nc, stride=tuple(int(s) for s in net.stride), overlap_mask=args["overlap_mask"], hyp=args)
+        self.ema = ModelEMA(net)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=args["amp"] and self.device.type == "cuda")
+        self.start_epoch, self.best_fitness, self.last_opt_step, self.best_epoch = 0, -1.0, -1, -1
+        if self.resume_ckpt:
+            self._restore(self.resume_ckpt)
+        else:
+            self.save_dir = increment_path(Path(args["project"]) / args["name"], exist_ok=args["exist_ok"]) if self.is_main else None
+        if self.world_size > 1:
+            self.save_dir = distributed.broadcast_object(self.save_dir)
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        else:
+            self.train_model = net
+        self.weights_dir = self.save_dir / "weights"
+        self.last, self.best = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
+        if self.is_main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "args.yaml").write_text(yaml.safe_dump(self.args, sort_keys=False))
+
+    def _restore(self, ckpt: dict) -> None:
+        """Load raw weights, EMA, optimiser and counters from a last.pt."""
+        self.net.load_state_dict(ckpt["model_state"])
+        self.ema.ema.load_state_dict(ckpt["state_dict"])
+        self.ema.updates = int(ckpt["ema_updates"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best_fitness = float(ckpt.get("best_fitness", -1.0))
+        self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self.last_opt_step = int(ckpt["last_opt_step"])
+        if self.start_epoch >= self.args["epochs"]:
+            raise EdgesegError(
+                f"{self.save_dir}: training already finished ({self.start_epoch} of {self.args['epochs']} epochs); "
+                "pass a larger epochs to train further"
+            )
+        if self.is_main:
+            LOGGER.info(f"resuming {self.save_dir} from epoch {self.start_epoch + 1} of {self.args['epochs']}")
+
+    def train(self):
+        """Run every epoch; return the final ``SegmentMetrics`` of ``best.pt`` (None without val)."""
+        if self.world_size > 1:
+            distributed.init(self.device)
+        try:
+            self._setup()
+            self._train_epochs()
+        finally:
+            if self.world_size > 1:
+                distributed.cleanup()
+        return self.metrics
+
+    def _train_epochs(self) -> None:
+        args = self.args
+        epochs, nb = args["epochs"], self.batches_per_epoch
+        warmup_iterations = max(round(args["warmup_epochs"] * nb), 100) if args["warmup_epochs"] > 0 else -1
+        if self.is_main:
+            LOGGER.info(
+                f"training {self.model_api.name} on {len(self.train_set)} images, imgsz {args['imgsz']}, batch {args['batch']}, "
+                f"{epochs} epochs, device {self.device}{f' x{self.world_size}' if self.world_size > 1 else ''}; results to {self.save_dir}"
+            )
+        for epoch in range(self.start_epoch, epochs):
+            epoch_start = time.time()
+            if epoch >= epochs - args["close_mosaic"] and self.train_set.mosaic:
+                if self.is_main:
+                    LOGGER.info(f"closing mosaic for the last {epochs - epoch} epochs")
+                self.train_set.close_mosaic()
+            set_epoch_lr(self.optimizer, epoch, epochs, args["lrf"])
+            loader = train_loader(
+                self.train_set, self.batch_per_process, args["workers"], args["seed"], epoch,
+                self.rank, self.world_size,
+            )
+            self.train_model.train()
+            mean_loss = torch.zeros(4)
+            bar = tqdm(
+                enumerate(loader), total=nb, disable=not self.is_main, unit="batch", dynamic_ncols=True,
+                bar_format="{l_bar}{bar:10}{r_bar}",
+            )
+            for i, batch in bar:
+                step = i + nb * epoch
+                accumulate = self.accumulate
+                if step <= warmup_iterations:
+                    warmup(
+                        self.optimizer, step, warmup_iterations, linear_lr(epoch, epochs, args["lrf"]),
+                        self.momentum, args["warmup_momentum"], self.warmup_bias_lr,
+                    )
+                    accumulate = max(1, int(np.interp(step, [0, warmup_iterations], [1, self.accumulate]).round()))
+                items = self._train_step(batch)
+                if step - self.last_opt_step >= accumulate or i == nb - 1:
+                    self._optimizer_step()
+                    self.last_opt_step = step
+                mean_loss = (mean_loss * i + items) / (i + 1)
+                if self.is_main:
+                    losses = " ".join(f"{v:.3f}" for v in mean_loss.tolist())
+                    bar.set_description(f"epoch {epoch + 1}/{epochs} box seg cls dfl {losses} inst {len(batch['cls'])}")
+            stop = self._end_epoch(epoch, mean_loss, time.time() - epoch_start)
+            if self.world_size > 1:
+                stop = distributed.broadcast_object(stop)
+            if stop:
+                break
+        if self.is_main:
+            self._final_report()
+
+    def _train_step(self, batch: dict) -> torch.Tensor:
+        """Forward + backward on one batch; returns the (4,) loss items (box, seg, cls, dfl)."""
+        images = batch["img"].to(self.device, non_blocking=True).float() / 255
+        targets = {k: batch[k].to(self.device) for k in ("cls", "bboxes", "batch_idx", "masks")}
+        targets["img"] = images
+        with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
+            loss, items = self.criterion(self.train_model(images), targets)
+        if self.world_size > 1:
+            loss = loss * self.world_size
+        self.scaler.scale(loss).backward()
+        return items.detach().cpu()
+
+    def _optimizer_step(self) -> None:
+        """Unscale, clip gradients at norm 10, step, zero, and update the EMA."""
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm=CLIP_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.net)
+
+    def validate(self, model: torch.nn.Module | None = None):
+        """Box and mask metrics of ``model`` (default: the EMA) on the val split, through the runtime's pipeline."""
+        model = model or self.ema.ema
+        model.eval()
+
+        def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.no_grad():
+                preds, protos = model(torch.from_numpy(batch).to(self.device))
+            return preds.float().cpu().numpy(), protos.float().cpu().numpy()
+
+        return evaluate(infer, self.val_labels, self.data["nc"], self.args["imgsz"], batch=self.args["batch"])
+
+    def _end_epoch(self, epoch: int, mean_loss: torch.Tensor, seconds: float) -> bool:
+        """Validate, log, save checkpoints and plots on rank 0; return True to stop early."""
+        if not self.is_main:
+            return False
+        metrics = self.validate() if self.args["val"] else None
+        fitness = metrics.fitness if metrics else -float(mean_loss.sum())
+        if fitness > self.best_fitness:
+            self.best_fitness, self.best_epoch = fitness, epoch
+        self.metrics = metrics
+        row = {"epoch": epoch + 1, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mean_loss)}}
+        if metrics:
+            row.update({k: v for k, v in metrics.results_dict.items() if k != "fitness"})
+            LOGGER.info(
+                f"epoch {epoch + 1}: box mAP50 {metrics.box.map50:.3f} mAP50-95 {metrics.box.map:.3f} | "
+                f"mask mAP50 {metrics.seg.map50:.3f} mAP50-95 {metrics.seg.map:.3f} | {seconds:.1f}s"
+            )
+        row.update({f"lr/pg{j}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)})
+        row["time"] = seconds
+        self._append_results(row)
+        self._save(epoch, metrics)
+        for callback in self.callbacks["on_epoch_end"]:
+            callback(self)
+        stop = epoch - self.best_epoch >= self.args["patience"]
+        if stop:
+            LOGGER.info(f"stopping early: no improvement for {self.args['patience']} epochs (best: epoch {self.best_epoch + 1})")
+        return stop
+
+    def _append_results(self, row: dict) -> None:
+        """Append one epoch to results.csv (rewriting it without rows past this epoch when resuming)."""
+        path = self.save_dir / "results.csv"
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        fields = list(row)
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+    def _save(self, epoch: int, metrics) -> None:
+        """Write last.pt (with the training state) and, when this epoch is the best, best.pt."""
+        common = {
+            "train_args": self.args,
+            "epoch": epoch,
+            "best_fitness": self.best_fitness,
+            "best_epoch": self.best_epoch,
+            "metrics": metrics.results_dict if metrics else None,
+            "save_dir": str(self.save_dir),
+        }
+        training_state = {
+            "model_state": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "ema_updates": self.ema.updates,
+            "last_opt_step": self.last_opt_step,
+        }
+        atomic_torch_save(build_checkpoint(self.ema.ema, self.args["imgsz"], **common, **training_state), self.last)
+        if self.best_epoch == epoch:
+            atomic_torch_save(build_checkpoint(self.ema.ema, self.args["imgsz"], **common), self.best)
+
+    def _final_report(self) -> None:
+        """Validate best.pt, print its per-class table and write the plots."""
+        if not self.best.exists():
+            return
+        LOGGER.info(f"{self.args['epochs'] - self.start_epoch} epochs done; best epoch {self.best_epoch + 1}; weights in {self.weights_dir}")
+        if self.args["val"]:
+            from edgeseg.model import Model
+
+            best = Model(self.best).net.to(self.device)
+            self.metrics = self.validate(best)
+            LOGGER.info(self.metrics.table(self.data["names"]))
+        if self.args["plots"]:
+            self._plots()
+
+    def _plots(self) -> None:
+        """results.png, PR curves, a labelled training batch and val predictions next to labels."""
+        from edgeseg import plots
+
+        plots.plot_results(self.save_dir / "results.csv")
+        if self.metrics:
+            plots.plot_pr_curves(self.metrics, self.data["names"], self.save_dir)
+        loader = train_loader(self.train_set, self.batch_per_process, 0, self.args["seed"], 0)
+        batch = next(iter(loader))
+        plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
+        if self.val_labels:
+            from edgeseg.data.labels import read_image
+            from edgeseg.runtimes.postprocess import postprocess
+            from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+            from edgeseg.runtimes.validate import ground_truth
+
+            chunk = self.val_labels[:8]
+            images = [read_image(label.im_file) for label in chunk]
+            boxed = [letterbox(image, (self.args["imgsz"],) * 2) for image in images]
+            model = self.ema.ema.eval()
+            with torch.no_grad():
+                preds, protos = model(torch.from_numpy(to_input_tensor([b[0] for b in boxed])).to(self.device))
+            results = postprocess(
+                preds.cpu().numpy(), protos.cpu().numpy(), [b[1] for b in boxed], (self.args["imgsz"],) * 2,
+                nc=self.data["nc"], names=self.data["names"], images=images,
+            )
+            plots.plot_val_predictions(
+                images, results, [ground_truth(label) for label in chunk], self.data["names"], self.save_dir / "val_predictions.png"
+            )
+
+
+
+def _rebuild_for_classes(model, names: dict[int, str]):
+    """A model with ``len(names)`` classes that keeps every weight whose shape still fits."""
+    from edgeseg.model import Model
+    from edgeseg.nn.model import SegmentationModel
+
+    if model.net.nc == len(names):
+        model.net.names = dict(names)
+        return model
+    net = SegmentationModel({**model.net.yaml, "nc": len(names)}, names=dict(names))
+    own = net.state_dict()
+    kept = {k: v for k, v in model.net.state_dict().items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(kept, strict=False)
+    LOGGER.info(f"transferred {len(kept)}/{len(own)} tensors from {model.source} (nc {model.net.nc} -> {len(names)})")
+    return Model.from_network(net, model.imgsz, source=model.source)
