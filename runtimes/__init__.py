@@ -1,1 +1,25 @@
-"""Torch-free runtime: load any edgeseg artifact and run predict/val with numpy + OpenCV + one backend."""
+"""Torch-free runtime: load any edgeseg artifact and run predict/val with numpy + OpenCV + one backend.
+
+``load(path)`` picks the backend from the path (``.pt``, ``.onnx``, …; see
+``edgeseg.runtimes.backends``); only the ``.pt`` backend imports torch, and only when used.
+"""
+
+from edgeseg.runtimes.backends import select_backend
+from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.runtime import Runtime
+
+__all__ = ["load", "Runtime", "Results", "ModelMeta"]
+
+
+def load(path, device: str = "cpu") -> Runtime:
+    """Open a model artifact for predict/val.
+
+    Args:
+        path: an edgeseg ``.pt`` checkpoint or ``.onnx`` file (or any registered format).
+        device: ``cpu``, or ``cuda``/``cuda:N``/``N`` where the backend supports it.
+
+    Raises:
+        EdgesegError: a missing or unsupported path, or an artifact that cannot be loaded.
+    """
+    return Runtime(select_backend(path)(str(path), device))

@@ -113,3 +113,176 @@ def synth(out: str, n_train: int, n_val: int, seed: int) -> None:
 
     yaml_path = synthesize(out, n_train=n_train, n_val=n_val, seed=seed)
     click.echo(f"wrote {n_train} train + {n_val} val images; data YAML: {yaml_path}")
+
+
+class _PredictionSaver:
+    """Writes predict outputs into a run folder (``project/name``, ``name2``, … created on first write).
+
+    Annotated images keep their file name; each video becomes an mp4v ``<stem>.mp4`` at the
+    source fps; ``labels/<stem>.txt`` (``<stem>_<frame>.txt`` for frames) and ``predictions.json``
+    (COCO results, image_id = the numeric stem or the stem) are written when asked for.
+    """
+
+    def __init__(self, run_dir, save: bool, save_txt: bool, save_json: bool, show_labels: bool, show_conf: bool):
+        self.run_dir, self.folder = run_dir, None
+        self.save, self.save_txt, self.save_json = save, save_txt, save_json
+        self.show_labels, self.show_conf = show_labels, show_conf
+        self.coco: list[dict] = []
+        self.video, self.writer = None, None
+
+    def add(self, result) -> None:
+        """Save one Results (an image, or a ``video#frame`` frame)."""
+        from pathlib import Path
+
+        from edgeseg.paths import increment_path
+        from edgeseg.runtimes.runtime import VIDEO_SUFFIXES
+
+        if not (self.save or self.save_txt or self.save_json):
+            return
+        if self.folder is None:
+            self.folder = increment_path(self.run_dir)
+        video, _, frame = result.path.rpartition("#")
+        is_frame = Path(video).suffix.lower() in VIDEO_SUFFIXES and frame.isdigit()
+        stem = f"{Path(video).stem}_{frame}" if is_frame else Path(result.path).stem
+        if self.save:
+            plotted = result.plot(labels=self.show_labels, conf=self.show_conf)
+            if is_frame:
+                self._write_frame(video, plotted)
+            else:
+                _imwrite(self.folder / Path(result.path).name, plotted)
+        if self.save_txt:
+            (self.folder / "labels").mkdir(exist_ok=True)
+            result.save_txt(self.folder / "labels" / f"{stem}.txt")
+        if self.save_json:
+            self.coco.extend(result.to_coco(int(stem) if stem.isnumeric() else stem))
+
+    def _write_frame(self, video: str, frame) -> None:
+        """Append a frame to ``<stem>.mp4``, opening a writer at the source fps for a new video."""
+        import cv2
+        from pathlib import Path
+
+        if video != self.video:
+            self.close_video()
+            capture = cv2.VideoCapture(video)
+            fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+            capture.release()
+            h, w = frame.shape[:2]
+            out = self.folder / f"{Path(video).stem}.mp4"
+            self.video, self.writer = video, cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        self.writer.write(frame)
+
+    def close_video(self) -> None:
+        """Finish the current video file, if any."""
+        if self.writer is not None:
+            self.writer.release()
+        self.video, self.writer = None, None
+
+    def close(self) -> None:
+        """Finish videos and write ``predictions.json``."""
+        import json
+
+        self.close_video()
+        if self.save_json and self.folder is not None:
+            (self.folder / "predictions.json").write_text(json.dumps(self.coco))
+
+
+def _imwrite(path, image) -> None:
+    """Write an image with OpenCV, raising EdgesegError when it cannot be written."""
+    import cv2
+
+    if not cv2.imwrite(str(path), image):
+        raise EdgesegError(f"{path}: could not write the annotated image")
+
+
+def _parse_classes(ctx, param, value):
+    """``"0,2"`` → ``[0, 2]``; None stays None."""
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated class ids such as 0,2; got {value!r}") from None
+
+
+def _counts(result) -> str:
+    """``2 circle, 1 star`` (or ``no detections``) for one Results."""
+    import numpy as np
+
+    ids, counts = np.unique(result.classes, return_counts=True)
+    return ", ".join(f"{n} {result.names.get(int(c), str(int(c)))}" for c, n in zip(ids, counts)) or "no detections"
+
+
+PER_IMAGE_LINES = 20  # print one line per image when there are at most this many
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.argument("source")
+@click.option("--conf", type=float, default=0.25, help="Confidence threshold.")
+@click.option("--iou", type=float, default=0.7, help="NMS IoU threshold.")
+@click.option("--imgsz", type=click.IntRange(32), default=None, help="Input size [default: the model's].")
+@click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per image.")
+@click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
+@click.option("--agnostic", is_flag=True, help="Class-agnostic NMS.")
+@click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
+@click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--save/--no-save", default=True, help="Write annotated images and videos.")
+@click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt.")
+@click.option("--save-json", is_flag=True, help="Write predictions.json (COCO results, RLE masks).")
+@click.option("--show-labels/--hide-labels", default=True, help="Draw class names.")
+@click.option("--show-conf/--hide-conf", default=True, help="Draw confidences.")
+@click.option("--project", default="runs/segment", help="Parent folder of runs.")
+@click.option("--name", default="predict", help="Run folder name (predict, predict2, ...).")
+def predict(model, source, device, save, save_txt, save_json, show_labels, show_conf, project, name, **options) -> None:
+    """Segment SOURCE (image, folder, glob or video) with MODEL (.pt, .onnx, ...) and save the results."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from edgeseg.runtimes import load
+
+    runtime = load(model, device)
+    results = runtime.predict(source, **options)
+    saver = _PredictionSaver(Path(project) / name, save, save_txt, save_json, show_labels, show_conf)
+    lines, n_images, n_dets, speed = [], 0, 0, {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    try:
+        for result in tqdm(results, desc="predict", unit="img", leave=False):
+            saver.add(result)
+            n_images += 1
+            n_dets += len(result)
+            for key in speed:
+                speed[key] += result.speed[key]
+            if len(lines) <= PER_IMAGE_LINES:
+                h, w = result.orig_shape
+                lines.append(f"{result.path}: {h}x{w}, {_counts(result)}")
+    finally:
+        saver.close()
+    if n_images <= PER_IMAGE_LINES:
+        click.echo("\n".join(lines))
+    pre, inf, post = (speed[k] / n_images for k in ("preprocess", "inference", "postprocess"))
+    skipped = f", {runtime.last_skipped} skipped" if runtime.last_skipped else ""
+    click.echo(
+        f"{n_images} images, {n_dets} detections{skipped}, {pre + inf + post:.1f} ms/img "
+        f"({pre:.1f} pre, {inf:.1f} infer, {post:.1f} post)"
+    )
+    if saver.folder is not None:
+        click.echo(f"results saved to {saver.folder}")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.option("--data", "data_yaml", required=True, help="Data YAML (YOLO-seg format).")
+@click.option("--split", default="val", help="Split to evaluate: train, val or test.")
+@click.option("--imgsz", type=click.IntRange(32), default=None, help="Square input size [default: the model's].")
+@click.option("--batch", type=click.IntRange(1), default=16, help="Images per inference call (dynamic-batch models).")
+@click.option("--conf", type=float, default=0.001, help="Confidence threshold.")
+@click.option("--iou", type=float, default=0.7, help="NMS IoU threshold.")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+def val(model, data_yaml, split, imgsz, batch, conf, iou, device) -> None:
+    """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
+    from edgeseg.runtimes import load
+
+    runtime = load(model, device)
+    metrics = runtime.val(data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou)
+    click.echo(metrics.table(runtime.names))

@@ -135,3 +135,26 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.source!r}, nc={self.net.nc})"
+
+    def _runtime(self, device: str):
+        """A Runtime whose torch backend wraps this in-memory network (no file written)."""
+        from edgeseg.runtimes import Runtime
+        from edgeseg.runtimes.backends.torch import TorchBackend
+
+        return Runtime(TorchBackend(self, self.source, device))
+
+    def predict(self, source, device: str = "cpu", **kwargs):
+        """Segment ``source`` with this network through the runtime pipeline.
+
+        Same arguments and results as ``edgeseg.runtimes.Runtime.predict`` (a generator of
+        Results unless ``stream=False``); the input size defaults to ``self.imgsz``.
+        """
+        return self._runtime(device).predict(source, **kwargs)
+
+    def val(self, data, device: str = "cpu", **kwargs):
+        """Box and mask metrics of this network on a data YAML split (``Runtime.val``; no save needed).
+
+        Returns:
+            SegmentMetrics, computed exactly as for every exported artifact.
+        """
+        return self._runtime(device).val(data, **kwargs)

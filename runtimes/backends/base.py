@@ -1,0 +1,81 @@
+"""The ``Backend`` contract: one model artifact behind ``infer(batch) -> (preds, protos)`` in numpy."""
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.meta import ModelMeta
+
+
+def parse_device(device: str | int) -> tuple[str, int]:
+    """``"cpu"`` → ``("cpu", 0)``; ``"cuda"``, ``"cuda:1"``, ``"0"`` or ``0`` → ``("cuda", index)``.
+
+    Raises:
+        EdgesegError: any other spelling.
+    """
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu", 0
+    if text == "cuda":
+        return "cuda", 0
+    index = text.removeprefix("cuda:")
+    if index.isdigit():
+        return "cuda", int(index)
+    raise EdgesegError(f"unknown device {device!r} (use 'cpu', 'cuda', 'cuda:N' or a GPU index 'N')")
+
+
+class Backend:
+    """A loaded artifact that turns an input batch into the DESIGN.md output contract.
+
+    Subclasses set ``name`` and implement ``_forward`` for exactly ``meta.batch`` images (any
+    number when the batch is dynamic); ``infer`` splits and pads other batch sizes around it.
+
+    Attributes:
+        name: short backend name (``torch``, ``onnxruntime``).
+        path: the artifact's path.
+        meta: the artifact's ModelMeta; ``meta.batch`` is the static batch (0 = dynamic) and
+            ``meta.dynamic`` tells whether the input height/width may vary.
+        device: the device it runs on, as the user gave it.
+    """
+
+    name = "backend"
+
+    def __init__(self, path: str, meta: ModelMeta, device: str = "cpu"):
+        self.path = str(path)
+        self.meta = meta
+        self.device = str(device)
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """True when one call accepts any number of images."""
+        return self.meta.batch == 0
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model.
+
+        Args:
+            batch: (B, 3, H, W) float32 RGB in [0, 1], any B >= 1. A static-batch artifact gets
+                it in chunks of ``meta.batch`` images, the last one padded with zeros.
+
+        Returns:
+            preds (B, 4 + nc + nm, A) float32 and protos (B, nm, H / 4, W / 4) float32.
+        """
+        size = self.meta.batch
+        if self.dynamic_batch or len(batch) == size:
+            return self._forward(batch)
+        preds, protos = [], []
+        for start in range(0, len(batch), size):
+            chunk = batch[start : start + size]
+            n = len(chunk)
+            if n < size:
+                chunk = np.concatenate((chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)))
+            p, q = self._forward(chunk)
+            preds.append(p[:n])
+            protos.append(q[:n])
+        return np.concatenate(preds), np.concatenate(protos)
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One model call on (meta.batch or any B, 3, H, W) float32 → (preds, protos) float32 numpy."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, device={self.device!r})"

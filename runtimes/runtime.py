@@ -1,0 +1,332 @@
+"""``Runtime``: one backend plus the one pipeline used by predict and val for every format.
+
+letterbox (square, to the input size) → ``Backend.infer`` → confidence filter → NMS → mask decode
+→ scale back to the source image → ``Results``. The ``.pt`` checkpoint goes through the same
+path, so formats differ only by their backend (FIELD-NOTES: "Same preprocessing for every format").
+"""
+
+import glob
+import logging
+import math
+import time
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeseg.data.labels import read_image
+from edgeseg.data.yaml_config import IMG_SUFFIXES, load_data_config
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import SegmentMetrics
+from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.postprocess import postprocess
+from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
+
+LOGGER = logging.getLogger("edgeseg")
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
+
+
+def to_bgr(array: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA uint8 array as (H, W, 3) uint8 BGR.
+
+    Raises:
+        EdgesegError: another dtype or shape.
+    """
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise EdgesegError(
+            f"image array must be uint8 (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA; got {array.dtype} {array.shape}"
+        )
+    if array.ndim == 2 or array.shape[2] == 1:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
+    if array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(array)
+
+
+def _media_files(paths) -> list[Path]:
+    """The image and video files among ``paths``, sorted."""
+    return sorted(p for p in map(Path, paths) if p.is_file() and p.suffix.lower() in IMG_SUFFIXES | VIDEO_SUFFIXES)
+
+
+def _file_item(path: Path) -> tuple[str, object]:
+    """("video", path) for a video suffix, else ("image", path)."""
+    return ("video" if path.suffix.lower() in VIDEO_SUFFIXES else "image", path)
+
+
+def resolve_source(source) -> list[tuple[str, object]]:
+    """Expand a predict source into ``("image", Path)``, ``("video", Path)`` and ``("array", BGR array)`` items.
+
+    Args:
+        source: an image or video path, a folder (its images and videos, sorted, not recursive),
+            a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), or a list of these.
+
+    Raises:
+        EdgesegError: a missing path, a pattern or folder without images/videos, a video file
+            that cannot be opened, an empty list or an unsupported type.
+    """
+    if isinstance(source, np.ndarray):
+        return [("array", to_bgr(source))]
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise EdgesegError("empty source list")
+        return [item for s in source for item in resolve_source(s)]
+    if not isinstance(source, (str, Path)):
+        raise EdgesegError(f"unsupported source type {type(source).__name__} (give a path, a glob, an array or a list)")
+    path = Path(source)
+    if path.is_dir():
+        files = _media_files(path.iterdir())
+        if not files:
+            raise EdgesegError(f"{path}: no images or videos in this folder")
+        return [_file_item(f) for f in files]
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            capture = cv2.VideoCapture(str(path))
+            opened = capture.isOpened()
+            capture.release()
+            if not opened:
+                raise EdgesegError(f"{path}: cannot open video")
+        return [_file_item(path)]
+    if any(c in str(source) for c in "*?["):
+        files = _media_files(glob.glob(str(source), recursive=True))
+        if not files:
+            raise EdgesegError(f"{source}: no images or videos match this pattern")
+        return [_file_item(f) for f in files]
+    raise EdgesegError(f"{source}: source not found")
+
+
+def _hw(imgsz) -> tuple[int, int]:
+    """An int or (h, w) size as a positive (h, w) tuple."""
+    hw = (imgsz, imgsz) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz)
+    if len(hw) != 2 or min(hw) <= 0:
+        raise EdgesegError(f"imgsz must be a positive int or (height, width), got {imgsz!r}")
+    return int(hw[0]), int(hw[1])
+
+
+class Runtime:
+    """A loaded model ready for ``predict`` and ``val``.
+
+    Args:
+        backend: the loaded artifact (``edgeseg.runtimes.load`` picks it from the path).
+
+    Attributes:
+        backend: the Backend.
+        last_skipped: unreadable files (or videos without frames) skipped by the last ``predict``.
+    """
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.last_skipped = 0
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The artifact's ModelMeta."""
+        return self.backend.meta
+
+    @property
+    def names(self) -> dict[int, str]:
+        """``{class id: name}``."""
+        return self.backend.meta.names
+
+    def input_shape(self, imgsz=None) -> tuple[int, int]:
+        """The (H, W) model input for a requested size.
+
+        A static artifact runs at its own size (a different ``imgsz`` is an error); a dynamic one
+        at ``imgsz`` (default: the metadata's), rounded up to a multiple of the stride.
+        """
+        meta = self.meta
+        if not meta.dynamic:
+            if imgsz is not None and _hw(imgsz) != meta.imgsz:
+                raise EdgesegError(
+                    f"{self.backend.path}: exported for a fixed {meta.imgsz[0]}x{meta.imgsz[1]} input; "
+                    f"imgsz={imgsz} needs an export at that size or a dynamic one"
+                )
+            return meta.imgsz
+        h, w = _hw(imgsz) if imgsz is not None else meta.imgsz
+        shape = (math.ceil(h / meta.stride) * meta.stride, math.ceil(w / meta.stride) * meta.stride)
+        if shape != (h, w):
+            LOGGER.warning(f"imgsz {h}x{w} is not a multiple of stride {meta.stride}; using {shape[0]}x{shape[1]}")
+        return shape
+
+    def warmup(self, imgsz=None) -> None:
+        """Run one blank batch, so the first real call does not pay for lazy initialisation."""
+        h, w = self.input_shape(imgsz)
+        self.backend.infer(np.zeros((max(self.meta.batch, 1), 3, h, w), np.float32))
+
+    def predict(
+        self,
+        source,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz=None,
+        max_det: int = 300,
+        classes=None,
+        agnostic: bool = False,
+        retina_masks: bool = False,
+        batch: int = 1,
+        stream: bool = True,
+    ):
+        """Segment images, folders, globs, videos, arrays or a list of these.
+
+        The source is checked before anything runs (missing paths, unopenable video files raise
+        here); unreadable files inside it are skipped with a warning naming each, counted in
+        ``last_skipped``.
+
+        Args:
+            source: see ``resolve_source``; arrays are (H, W, 3) BGR uint8 (gray and BGRA are converted).
+            conf, iou, max_det, classes, agnostic: see ``postprocess.non_max_suppression``.
+            imgsz: input size, int or (h, w); see ``input_shape``.
+            retina_masks: see ``postprocess.process_masks``.
+            batch: images per inference call when the batch is dynamic (a static-batch artifact
+                uses its own batch size).
+            stream: return a generator (True) or a list.
+
+        Returns:
+            Results per image or video frame, in source order, with ``image`` (H0, W0, 3) BGR,
+            ``path`` (file path, ``"video.mp4#<frame index>"`` for frames, None for arrays) and
+            ``speed`` (ms per image for preprocess, inference, postprocess).
+
+        Raises:
+            EdgesegError: a bad source, or (while iterating) a source with nothing readable.
+        """
+        if batch < 1:
+            raise EdgesegError(f"batch must be >= 1, got {batch}")
+        shape = self.input_shape(imgsz)
+        items = resolve_source(source)
+        size = batch if self.backend.dynamic_batch else self.meta.batch
+        options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
+        results = self._stream(items, shape, size, options)
+        return results if stream else list(results)
+
+    def _stream(self, items, shape: tuple[int, int], size: int, options: dict):
+        """Generator of Results over ``items``, ``size`` images per inference call."""
+        self.last_skipped = 0
+        frames = self._frames(items)
+        seen = 0
+        while chunk := list(islice(frames, size)):
+            start = time.perf_counter()
+            boxed = [letterbox(image, shape) for _, image in chunk]
+            tensor = to_input_tensor([b[0] for b in boxed])
+            inferred = time.perf_counter()
+            preds, protos = self.backend.infer(tensor)
+            posted = time.perf_counter()
+            results = postprocess(
+                preds,
+                protos,
+                [b[1] for b in boxed],
+                shape,
+                nc=self.meta.nc,
+                names=self.names,
+                images=[image for _, image in chunk],
+                paths=[path for path, _ in chunk],
+                **options,
+            )
+            done = time.perf_counter()
+            per_image = 1000 / len(chunk)
+            speed = {
+                "preprocess": (inferred - start) * per_image,
+                "inference": (posted - inferred) * per_image,
+                "postprocess": (done - posted) * per_image,
+            }
+            for result in results:
+                result.speed = dict(speed)
+                yield result
+            seen += len(chunk)
+        if self.last_skipped:
+            LOGGER.warning(f"{self.last_skipped} unreadable source file(s) skipped")
+        if not seen:
+            raise EdgesegError(f"nothing readable in the source ({self.last_skipped} skipped)")
+
+    def _skip(self, path, reason: str) -> None:
+        """Warn about and count one skipped file."""
+        self.last_skipped += 1
+        LOGGER.warning(f"{path}: skipped, {reason}")
+
+    def _frames(self, items):
+        """Generator of (path or None, (H, W, 3) uint8 BGR image), decoding lazily, skipping unreadables."""
+        for kind, value in items:
+            if kind == "array":
+                yield None, value
+            elif kind == "image":
+                image = read_image(value)
+                if image is None:
+                    self._skip(value, "not a readable image")
+                    continue
+                yield str(value), image
+            else:
+                yield from self._video_frames(value)
+
+    def _video_frames(self, path: Path):
+        """Generator of ("video#<index>", frame) over one video, holding one frame at a time."""
+        capture = cv2.VideoCapture(str(path))
+        index = 0
+        try:
+            while capture.isOpened():
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield f"{path}#{index}", frame
+                index += 1
+        finally:
+            capture.release()
+        if index == 0:
+            self._skip(path, "no readable video frames")
+
+    def val(
+        self,
+        data,
+        split: str = "val",
+        imgsz=None,
+        batch: int = 16,
+        conf: float = VAL_CONF,
+        iou: float = VAL_IOU,
+        max_det: int = VAL_MAX_DET,
+        progress: bool = True,
+    ) -> SegmentMetrics:
+        """Box and mask metrics on a YOLO-seg split, through ``edgeseg.runtimes.validate.evaluate``.
+
+        Args:
+            data: a data YAML path or a config from ``load_data_config``.
+            split: ``train``, ``val`` or ``test``.
+            imgsz: square input size (see ``input_shape``).
+            batch: images per inference call (a static-batch artifact uses its own).
+            conf, iou, max_det: post-processing thresholds.
+            progress: show a progress bar.
+
+        Raises:
+            EdgesegError: the dataset's class count differs from the model's, the split is
+                missing or empty, or the model input is not square.
+        """
+        cfg = data if isinstance(data, dict) else load_data_config(data)
+        where = cfg.get("yaml_file", "data config")
+        if cfg["nc"] != self.meta.nc:
+            raise EdgesegError(f"{where}: the dataset has {cfg['nc']} classes, {self.backend.path} has {self.meta.nc}")
+        if cfg["names"] != self.names and any(name != str(i) for i, name in self.names.items()):
+            LOGGER.warning(f"{where}: class names differ from the model's {list(self.names.values())}")
+        h, w = self.input_shape(imgsz)
+        if h != w:
+            raise EdgesegError(f"{self.backend.path}: val needs a square input, this model's is {h}x{w}")
+        return evaluate(
+            self.backend.infer,
+            split_labels(cfg, split),
+            cfg["nc"],
+            h,
+            batch=batch if self.backend.dynamic_batch else self.meta.batch,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            progress=progress,
+            desc=split,
+        )
+
+    def __repr__(self) -> str:
+        meta = self.meta
+        size = f"{meta.imgsz[0]}x{meta.imgsz[1]}" + (" dynamic" if meta.dynamic else "")
+        batch = "dynamic" if self.backend.dynamic_batch else meta.batch
+        return (
+            f"Runtime({self.backend.name}, {self.backend.path!r}, imgsz={size}, batch={batch}, "
+            f"nc={meta.nc}, {meta.precision}, device={self.backend.device!r})"
+        )
