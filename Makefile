@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   synthesize data -> build a model -> save/load its checkpoint -> edgeseg info
+#   make demo   synthesize data -> train yolo11n-seg briefly -> validate -> predict
 #   make test   the test suite (what CI runs)
 # Both create .venv and install edgeseg with the extras they need.
 
@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
+DEMO_EPOCHS ?= 10
 
 .PHONY: setup demo test clean
 
@@ -19,10 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/edgeseg data synth --out datasets/synth
-	$(BIN)/python -c "import edgeseg, yaml; \
-names = yaml.safe_load(open('datasets/synth/data.yaml'))['names']; \
-print('saved', edgeseg.Model('yolo11n-seg.yaml', names=names).save('$(DEMO)/yolo11n-seg-synth.pt'))"
-	$(BIN)/edgeseg info $(DEMO)/yolo11n-seg-synth.pt --imgsz 320
+	$(BIN)/edgeseg info yolo11n-seg.yaml --no-layers --imgsz 320
+	$(BIN)/edgeseg train --data datasets/synth/data.yaml --epochs $(DEMO_EPOCHS) --imgsz 320 --batch 16 \
+		--project $(DEMO) --name train --exist-ok
+	$(BIN)/edgeseg val $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml
+	$(BIN)/edgeseg predict $(DEMO)/train/weights/best.pt datasets/synth/images/val --project $(DEMO) --name predict --save-txt
 
 test: setup
 	$(BIN)/python -m pytest -q
