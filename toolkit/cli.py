@@ -286,3 +286,53 @@ def val(model, data_yaml, split, imgsz, batch, conf, iou, device) -> None:
     runtime = load(model, device)
     metrics = runtime.val(data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou)
     click.echo(metrics.table(runtime.names))
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default=None, help="edgeseg checkpoint to write [default: <stem>-edgeseg.pt beside PATH].")
+def import_(path: str, out: str | None) -> None:
+    """Convert an Ultralytics YOLO11-seg checkpoint (PATH) into an edgeseg checkpoint, without running its code."""
+    from edgeseg.interop.ultralytics import import_ultralytics
+    from edgeseg.nn.checkpoint import load_checkpoint
+
+    written = import_ultralytics(path, out)
+    ckpt = load_checkpoint(written)
+    source = ckpt["source"]
+    epoch = f", epoch {ckpt['epoch']}" if ckpt.get("epoch") is not None else ""
+    click.echo(
+        f"found Ultralytics {source.get('version') or '(version unknown)'} YOLO11{ckpt['config'].get('scale') or ''}-seg: "
+        f"nc={ckpt['config']['nc']}, {len(ckpt['names'])} class names, weights from '{source['weights']}'{epoch}, "
+        f"imgsz {ckpt['imgsz']}"
+    )
+    click.echo(f"wrote {written}")
+
+
+@data.group()
+def convert() -> None:
+    """Convert annotations from other formats into a YOLO-seg dataset."""
+
+
+@convert.command(context_settings={"show_default": True})
+@click.argument("annotations", type=click.Path(dir_okay=False))
+@click.option("--images", "images_dir", required=True, help="Folder the JSON's file_name entries are relative to.")
+@click.option("--out", "out_dir", required=True, help="Dataset folder to write (shared by all splits).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Split [default: from the file name, else train].")
+@click.option("--merge", type=click.Choice(["merge", "largest"]), default="merge", help="Multi-part objects: join all parts, or keep the largest.")
+@click.option("--copy/--link", "copy_images", default=True, help="Copy the images, or make symbolic links to them.")
+def coco(annotations: str, images_dir: str, out_dir: str, split: str | None, merge: str, copy_images: bool) -> None:
+    """Convert COCO instance-segmentation ANNOTATIONS (JSON, polygons and RLE) into YOLO-seg labels."""
+    from edgeseg.interop.coco import convert_coco
+
+    yaml_path = convert_coco(annotations, images_dir, out_dir, split=split, merge=merge, copy_images=copy_images)
+    click.echo(f"data YAML: {yaml_path}")
+
+
+@data.command()
+@click.argument("data_yaml", type=click.Path(dir_okay=False))
+@click.option("--out", "out_png", default=None, help="Write a PNG grid of labelled samples here.")
+def check(data_yaml: str, out_png: str | None) -> None:
+    """Report image / label counts, problems, class and image-size histograms of DATA_YAML's splits."""
+    from edgeseg.data.check import check_dataset, format_report
+
+    click.echo(format_report(check_dataset(data_yaml, out_png)))

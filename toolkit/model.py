@@ -1,18 +1,21 @@
 """``edgeseg.Model``: the Python API over a network and its checkpoint."""
 
+import logging
 from pathlib import Path
 
 from edgeseg.config import load_model_config, validate_model_config
 from edgeseg.errors import EdgesegError
 
 DEFAULT_IMGSZ = 640
+LOGGER = logging.getLogger("edgeseg")
 
 
 class Model:
     """A YOLO11-seg model built from a YAML (``"yolo11n-seg.yaml"``) or loaded from a checkpoint.
 
     Args:
-        source: a bundled model name or YAML path (random weights), or an edgeseg ``.pt`` checkpoint.
+        source: a bundled model name or YAML path (random weights), or a ``.pt`` checkpoint: edgeseg's,
+            or an Ultralytics YOLO11-seg one (imported in memory without running its pickle's code).
         nc: number of classes for a YAML-built model (default: the YAML's ``nc``).
         names: class names for a YAML-built model, ``{id: name}`` or a list.
 
@@ -33,7 +36,19 @@ class Model:
         if suffix == ".pt":
             from edgeseg.nn.checkpoint import load_checkpoint
 
-            ckpt = load_checkpoint(self.source)
+            try:
+                ckpt = load_checkpoint(self.source)
+            except EdgesegError:
+                from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
+
+                if not is_ultralytics_checkpoint(self.source):
+                    raise
+                ckpt = ultralytics_checkpoint(self.source)
+                LOGGER.info(
+                    f"imported Ultralytics checkpoint {self.source} (scale {ckpt['config'].get('scale')}, "
+                    f"{len(ckpt['names'])} classes, weights from '{ckpt['source']['weights']}'); "
+                    "`edgeseg import` writes it as an edgeseg checkpoint"
+                )
             cfg = dict(ckpt["config"])
             validate_model_config(cfg, source=self.source)
             self.net = SegmentationModel(cfg, names=ckpt["names"])
@@ -105,7 +120,7 @@ class Model:
         """Write this model as an edgeseg checkpoint (atomically); ``extra`` keys are stored as given."""
         from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint
 
-        carried = {k: v for k, v in (self.checkpoint or {}).items() if k in ("train_args", "epoch", "best_fitness", "metrics")}
+        carried = {k: v for k, v in (self.checkpoint or {}).items() if k in ("train_args", "epoch", "best_fitness", "metrics", "source")}
         return atomic_torch_save(build_checkpoint(self.net, self.imgsz, **{**carried, **extra}), path)
 
     def fuse(self) -> "Model":
