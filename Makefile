@@ -29,5 +29,23 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# make runtime-check   export an ONNX model with .venv, then predict and val it in .venv-runtime:
+#                      the base install (no extras), where torch must not be importable
+RUNTIME_VENV ?= .venv-runtime
+RUNTIME_CHECK := runs/runtime-check
+
+.PHONY: runtime-check
+
+runtime-check: setup
+	rm -rf $(RUNTIME_VENV)
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --disable-pip-version-check .
+	@if $(RUNTIME_VENV)/bin/python -c "import torch" 2>/dev/null; then \
+		echo "error: torch is importable in the runtime-only install $(RUNTIME_VENV)"; exit 1; fi
+	$(BIN)/python -c "import edgeseg; from edgeseg.data.synth import CLASS_NAMES; \
+	print('saved', edgeseg.Model('yolo11n-seg.yaml', names=list(CLASS_NAMES)).save('$(RUNTIME_CHECK)/yolo11n-seg.pt'))"
+	$(BIN)/edgeseg export $(RUNTIME_CHECK)/yolo11n-seg.pt --imgsz 160
+	$(RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(RUNTIME_CHECK)/yolo11n-seg.onnx
+
 clean:
-	rm -rf $(VENV) runs datasets
+	rm -rf $(VENV) $(RUNTIME_VENV) runs datasets

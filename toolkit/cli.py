@@ -288,6 +288,43 @@ def val(model, data_yaml, split, imgsz, batch, conf, iou, device) -> None:
     click.echo(metrics.table(runtime.names))
 
 
+def _parse_imgsz(ctx, param, value):
+    """``"640"`` → 640, ``"384,640"`` → (384, 640); None stays None."""
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2):
+        raise click.BadParameter(f"expected a size such as 640 or height,width such as 384,640; got {value!r}")
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.option("--target", default="onnx", help="Export target (onnx, ...).")
+@click.option("--precision", default="fp32", help="fp32, fp16 or int8, as the target supports.")
+@click.option("--imgsz", callback=_parse_imgsz, help="Input size, 640 or height,width [default: the model's].")
+@click.option("--batch", type=click.IntRange(1), default=1, help="Static batch size.")
+@click.option("--dynamic", is_flag=True, help="Dynamic batch and image size.")
+@click.option("--end2end", is_flag=True, help="NMS in the graph, where the target supports it.")
+@click.option("--data", default=None, help="Data YAML for calibration and verification images [default: the training data].")
+@click.option("--calib", type=click.IntRange(1), default=300, help="Calibration images (int8).")
+@click.option("--verify/--no-verify", default=True, help="Compare with the PyTorch model; refuse the artifact beyond tolerance.")
+@click.option("--simplify/--no-simplify", default=True, help="Simplify the ONNX graph.")
+@click.option("--opset", type=int, default=17, help="ONNX opset (17-20).")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N (tracing and verification).")
+@click.option("--out", default=None, help="Artifact path or an existing folder [default: beside MODEL].")
+def export(model, **options) -> None:
+    """Export MODEL (.pt) for deployment and verify the artifact against it."""
+    from edgeseg.targets import export as export_model
+
+    artifact = export_model(model, **options)
+    verified = "verified" if artifact.report else "not verified"
+    click.echo(f"exported {artifact.path} ({artifact.size_mb:.1f} MB, {verified}, {artifact.seconds:.1f} s)")
+
+
 @main.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default=None, help="edgeseg checkpoint to write [default: <stem>-edgeseg.pt beside PATH].")

@@ -173,3 +173,16 @@ class Model:
             SegmentMetrics, computed exactly as for every exported artifact.
         """
         return self._runtime(device).val(data, **kwargs)
+
+    def export(self, target: str = "onnx", **kwargs):
+        """Export this network to a deployable artifact, verified against it (``edgeseg.targets.export``).
+
+        Same keyword arguments as ``edgeseg.targets.export`` (``precision``, ``imgsz``, ``batch``,
+        ``dynamic``, ``verify``, ``out`` …); the network itself is left unchanged.
+
+        Returns:
+            The ``edgeseg.targets.Artifact`` (``.path``, ``.meta``, ``.report`` …).
+        """
+        from edgeseg.targets import export
+
+        return export(self, target=target, **kwargs)

@@ -29,8 +29,9 @@ def make_anchors(
     points, stride_rows = [], []
     for feat, stride in zip(feats, strides):
         h, w = feat.shape[2:]
-        sx = torch.arange(w, dtype=dtype, device=device) + offset
-        sy = torch.arange(h, dtype=dtype, device=device) + offset
+        # integer ranges cast to ``dtype``: the ONNX exporter cannot trace a float16 ``arange``
+        sx = torch.arange(w, device=device).to(dtype) + offset
+        sy = torch.arange(h, device=device).to(dtype) + offset
         gy, gx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((gx, gy), -1).view(-1, 2))
         stride_rows.append(torch.full((h * w, 1), float(stride), dtype=dtype, device=device))

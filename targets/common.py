@@ -1,0 +1,105 @@
+"""What every target shares: the export job it receives, atomic artifact writes, missing-extra messages."""
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.meta import ModelMeta
+
+
+@dataclass
+class ExportJob:
+    """Everything a target's ``build(job)`` needs to write one artifact.
+
+    Attributes:
+        net: a private copy of the fused ``SegmentationModel`` in eval mode on ``device``; the
+            target may change it (e.g. cast it to half). Its eval forward maps (B, 3, H, W) float
+            RGB in [0, 1] to preds (B, 4 + nc + nm, A) and protos (B, nm, H / 4, W / 4).
+        meta: the ModelMeta to embed (names, imgsz, stride, nm, batch, dynamic, precision,
+            source_hash, version, outputs already filled in).
+        path: where to write the artifact, a file or a folder; it lies in a private staging
+            folder that the target may also use for scratch files.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        imgsz: (height, width) of the model input, multiples of ``meta.stride``.
+        batch: the static batch size, or 0 when ``dynamic``.
+        dynamic: batch, height and width are free dimensions of the artifact.
+        end2end: NMS in the graph was asked for.
+        data: a data YAML for calibration, or None.
+        calib: number of calibration images.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``, as the user gave it.
+        simplify: simplify the graph where the target can.
+        opset: the ONNX opset for graph-based targets.
+    """
+
+    net: object
+    meta: ModelMeta
+    path: Path
+    precision: str
+    imgsz: tuple[int, int]
+    batch: int
+    dynamic: bool
+    end2end: bool
+    data: str | None
+    calib: int
+    device: str
+    simplify: bool
+    opset: int
+
+
+def artifact_size(path: str | Path) -> int:
+    """Bytes of a file, or of all files under a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+@contextmanager
+def atomic_output(dest: str | Path):
+    """Stage an artifact (file or folder) beside ``dest`` and move it there only when the block succeeds.
+
+    Yields ``<dest folder>/.<dest name>.<random>/<dest name>``: the same name as ``dest`` (so
+    a runtime that picks its backend from the name loads it during the block), in the same
+    folder (so the final ``os.replace`` is a rename on one file system). On normal exit the
+    staged path replaces ``dest`` (an existing folder is swapped out first, then deleted); on any
+    exception, KeyboardInterrupt included, the staging folder is deleted and ``dest`` is left as
+    it was. Either way no staging folder remains.
+
+    Raises:
+        EdgesegError: the block finished without writing the staged path.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staged = staging / dest.name
+    try:
+        yield staged
+        if not staged.exists():
+            raise EdgesegError(f"{dest}: the exporter wrote nothing")
+        if os.path.lexists(dest) and (staged.is_dir() or (dest.is_dir() and not dest.is_symlink())):
+            old = staging / ".replaced"
+            os.replace(dest, old)
+            try:
+                os.replace(staged, dest)
+            except BaseException:
+                os.replace(old, dest)
+                raise
+        else:
+            os.replace(staged, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def missing_extra(extra: str):
+    """Turn a ModuleNotFoundError of a third-party package into ``EdgesegError("... install edgeseg[extra]")``."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] == "edgeseg":
+            raise
+        raise EdgesegError(f"this export needs the '{exc.name}' package: install edgeseg[{extra}]") from None

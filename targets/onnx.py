@@ -1,0 +1,109 @@
+"""ONNX target: the fused eval model traced to ONNX, simplified, checked, with its ModelMeta embedded.
+
+Graph: input ``images`` (B, 3, H, W) float32 RGB in [0, 1]; outputs ``preds`` (B, 4 + nc + nm, A)
+and ``protos`` (B, nm, H / 4, W / 4) float32 (DESIGN.md). Static, or with batch, height and
+width dynamic (the anchor grid is computed in the graph from the feature-map shapes). fp16
+artifacts hold half weights and compute in half, but cast in the graph so that their input and
+outputs stay float32.
+"""
+
+import io
+import warnings
+
+import onnx
+import onnxslim
+import torch
+from torch import nn
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.backends.base import parse_device
+from edgeseg.runtimes.meta import META_KEY
+from edgeseg.targets.common import ExportJob
+
+MIN_OPSET = 17
+MAX_OPSET = 20  # the newest opset torch's TorchScript-based exporter writes
+
+
+class ExportWrapper(nn.Module):
+    """The traced module: (B, 3, H, W) float32 images → (preds, protos) float32.
+
+    Keeps export concerns (the half cast) out of the model: ``net`` runs in its own dtype.
+    """
+
+    def __init__(self, net: nn.Module, half: bool):
+        super().__init__()
+        self.net = net
+        self.half = half
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        preds, protos = self.net(images.half() if self.half else images)
+        return preds.float(), protos.float()
+
+
+def trace(job: ExportJob) -> onnx.ModelProto:
+    """``job.net`` as an ONNX graph (not yet simplified), traced at ``job.imgsz`` with ``max(job.batch, 1)`` images.
+
+    torch 2.13 has two exporters: the torch.export-based one needs ``onnxscript`` (not an
+    edgeseg dependency) and this model gains nothing from it, so the TorchScript tracer
+    (``dynamo=False``) is used. Its tracer warnings are expected: the strides become constants.
+    """
+    kind, index = parse_device(job.device)
+    device = torch.device("cpu" if kind == "cpu" else f"cuda:{index}")
+    half = job.precision == "fp16"
+    net = job.net.to(device)
+    wrapper = ExportWrapper(net.half() if half else net, half).eval()
+    example = torch.zeros(max(job.batch, 1), 3, *job.imgsz, device=device)
+    axes = None
+    if job.dynamic:
+        axes = {
+            "images": {0: "batch", 2: "height", 3: "width"},
+            "preds": {0: "batch", 2: "anchors"},
+            "protos": {0: "batch", 2: "mask_height", 3: "mask_width"},
+        }
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            buffer,
+            opset_version=job.opset,
+            input_names=["images"],
+            output_names=["preds", "protos"],
+            dynamic_axes=axes,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def build(job: ExportJob) -> None:
+    """Write ``job.path``: the traced graph, simplified with onnxslim when ``job.simplify``, checked, metadata embedded.
+
+    Raises:
+        EdgesegError: end2end asked for, or an opset outside 17–20.
+    """
+    if job.end2end:
+        raise EdgesegError(
+            "end2end ONNX (NMS in the graph) is not available; export without --end2end "
+            "(edgeseg.runtimes does NMS and mask decoding on the device)"
+        )
+    if not MIN_OPSET <= job.opset <= MAX_OPSET:
+        raise EdgesegError(f"ONNX opset {job.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
+    model = trace(job)
+    if job.simplify:
+        # onnxslim over onnxsim: pure Python (no compiled wheel to match on the training machine),
+        # leaves metadata_props alone where onnxsim adds 19 entries of its own, and leaves
+        # yolo11n-seg's outputs bit-identical (FIELD-NOTES.md, "ONNX simplification").
+        model = onnxslim.slim(model)
+    channels = 4 + job.meta.nc + job.meta.nm
+    # The tracer cannot tell that the channel count of ``preds`` is fixed when the batch and
+    # size are dynamic; declaring it lets consumers check the layout.
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = channels
+    model.metadata_props.add(key=META_KEY, value=job.meta.to_json())
+    model.producer_name = "edgeseg"
+    model.producer_version = job.meta.version
+    onnx.checker.check_model(model)
+    onnx.save(model, str(job.path))

@@ -1,0 +1,36 @@
+"""Runtime-only install check: an exported ONNX model runs predict and val where torch is not installed.
+
+    python tests/runtime_only_check.py model.onnx
+
+``make runtime-check`` runs it in ``.venv-runtime`` (``pip install .``, no extras). pytest does
+not collect this file (its name does not start with ``test_``).
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import edgeseg.runtimes
+from edgeseg.data.synth import synthesize
+
+
+def main(model: str) -> None:
+    """Predict on and validate ``model`` over a 4-image synthetic val split; fail if torch was imported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = synthesize(tmp, n_train=1, n_val=4, progress=False)
+        runtime = edgeseg.runtimes.load(model)
+        results = list(runtime.predict(Path(tmp) / "images" / "val"))
+        metrics = runtime.val(data, progress=False)
+    assert len(results) == 4, f"expected 4 results, got {len(results)}"
+    assert metrics.seg.seen == 4, f"val saw {metrics.seg.seen} images, expected 4"
+    assert "torch" not in sys.modules, "torch was imported"
+    print(
+        f"runtime-only check passed: {runtime!r}; predict: {len(results)} images, "
+        f"{sum(map(len, results))} detections; val: 4 images, mask mAP50-95 {metrics.seg.map:.3f}; torch not imported"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
