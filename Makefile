@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   synthesize data -> train yolo11n-seg briefly -> validate -> predict
+#   make demo   synthesize data -> train yolo11n-seg briefly -> validate -> predict -> bench every target
 #   make test   the test suite (what CI runs)
 # Both create .venv and install edgeseg with the extras they need.
 
@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev,openvino,coreml]"
 	touch $@
 
 demo: setup
@@ -25,6 +25,7 @@ demo: setup
 		--project $(DEMO) --name train --exist-ok
 	$(BIN)/edgeseg val $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml
 	$(BIN)/edgeseg predict $(DEMO)/train/weights/best.pt datasets/synth/images/val --project $(DEMO) --name predict --save-txt
+	$(BIN)/edgeseg bench $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml --targets all --project $(DEMO) --name bench --exist-ok
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -49,3 +50,27 @@ runtime-check: setup
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) runs datasets
+
+# make tflite-check   export a .tflite with the onnx2tf converter venv, then load, predict and check
+#                     its op list (no Flex op) in a venv with ai-edge-litert and neither torch nor TensorFlow
+TFLITE_VENV ?= .venv-tflite
+TFLITE_RUNTIME_VENV ?= .venv-tflite-runtime
+TFLITE_CHECK := runs/tflite-check
+
+.PHONY: tflite-check
+
+tflite-check: setup
+	test -x $(TFLITE_VENV)/bin/python || ($(PYTHON) -m venv $(TFLITE_VENV) && $(TFLITE_VENV)/bin/pip install --quiet --disable-pip-version-check "onnx2tf==1.29.24")
+	rm -rf $(TFLITE_RUNTIME_VENV)
+	$(PYTHON) -m venv $(TFLITE_RUNTIME_VENV)
+	$(TFLITE_RUNTIME_VENV)/bin/pip install --quiet --disable-pip-version-check ".[tflite]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[tflite]"
+	$(BIN)/python -c "import edgeseg; from edgeseg.data.synth import CLASS_NAMES; \
+	print('saved', edgeseg.Model('yolo11n-seg.yaml', names=list(CLASS_NAMES)).save('$(TFLITE_CHECK)/yolo11n-seg.pt'))"
+	EDGESEG_TFLITE_PYTHON=$(TFLITE_VENV)/bin/python $(BIN)/edgeseg export $(TFLITE_CHECK)/yolo11n-seg.pt --target tflite --imgsz 160
+	$(TFLITE_RUNTIME_VENV)/bin/python -c "import sys, importlib.util as u; \
+	bad = [m for m in ('torch', 'tensorflow') if u.find_spec(m)]; sys.exit(f'error: {bad} importable') if bad else None; \
+	from edgeseg.runtimes.backends.tflite import operator_names; \
+	ops = operator_names(open('$(TFLITE_CHECK)/yolo11n-seg.tflite', 'rb').read()); \
+	flex = [o for o in ops if o.startswith('Flex')]; sys.exit(f'error: Flex ops {flex}') if flex else print(len(ops), 'builtin op codes')"
+	$(TFLITE_RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(TFLITE_CHECK)/yolo11n-seg.tflite

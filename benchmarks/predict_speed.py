@@ -37,6 +37,12 @@ RESULTS = Path(__file__).parent / "results" / "predict_speed.json"
 # One row per artifact kind to time; later targets add theirs (target, precision, export options).
 ARTIFACTS = [
     {"target": "onnx", "precision": "fp32", "options": {}},
+    {"target": "openvino", "precision": "fp32", "options": {}},
+    {"target": "openvino", "precision": "fp16", "options": {}},
+    {"target": "openvino", "precision": "int8", "options": {"calib": 100}},  # calibration images: the model's train_args data
+    {"target": "tflite", "precision": "fp32", "options": {}},
+    {"target": "tflite", "precision": "fp16", "options": {}},
+    {"target": "tflite", "precision": "int8", "options": {"calib": 100}},
 ]
 
 

@@ -260,7 +260,7 @@ def export(
             batch=0 if dynamic else batch,
             dynamic=dynamic,
             end2end=end2end,
-            data=data,
+            data=data or ((checkpoint or {}).get("train_args") or {}).get("data"),
             calib=calib,
             device=device,
             simplify=simplify,
@@ -274,7 +274,7 @@ def export(
             report = verify_artifact(reference, load(staged, device), images, precision, hw, entry.tolerances.get(precision))
             report["images_from"] = images_from
             LOGGER.info(format_report(report))
-            if not report["passed"]:
+            if report["failures"]:
                 raise EdgesegError(
                     f"export failed verification: {'; '.join(report['failures'])} "
                     f"({dest.name} not written; verify=False / --no-verify keeps it)"
@@ -296,3 +296,7 @@ def export(
 
 
 register_target("onnx", lazy_build("onnx"), ("fp32", "fp16"), "export", ".onnx")
+register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "int8"), "openvino", "_openvino_model", {"int8": {"max_abs_diff": 0.4, "agreement": 0.7}})
+register_target("coreml", lazy_build("coreml"), ("fp32", "fp16", "int8"), "coreml", ".mlpackage")
+register_target("tensorrt", lazy_build("tensorrt"), ("fp32", "fp16", "int8"), "tensorrt", ".engine")
+register_target("tflite", lazy_build("tflite"), ("fp32", "fp16", "int8"), "tflite-export", ".tflite", {"int8": {"max_abs_diff": 0.4, "agreement": 0.6}})

@@ -28,7 +28,7 @@ class ExportJob:
         batch: the static batch size, or 0 when ``dynamic``.
         dynamic: batch, height and width are free dimensions of the artifact.
         end2end: NMS in the graph was asked for.
-        data: a data YAML for calibration, or None.
+        data: a data YAML for calibration (``data``, else the checkpoint's ``train_args`` data), or None.
         calib: number of calibration images.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``, as the user gave it.
         simplify: simplify the graph where the target can.

@@ -23,6 +23,7 @@ from edgeseg.data.synth import render_sample, sample_rng
 from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import box_iou
+from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.postprocess import non_max_suppression, postprocess
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 
@@ -154,7 +155,9 @@ def verify(reference, artifact, images: list[np.ndarray], precision: str, imgsz=
         ``boxes``, ``scores``, ``coefficients``; see the module docstring), ``detections``
         (``reference``, ``artifact``, ``matched`` counts), ``agreement``, ``mask_iou`` (1.0 when
         nothing was matched: ``agreement`` covers that case), ``tolerance``, ``failures`` (one
-        line per failed check) and ``passed``.
+        line per failed check) and ``passed``. When the artifact cannot run on this machine
+        (``PredictUnavailable``, e.g. CoreML off macOS) only ``precision``, ``images``, ``imgsz``,
+        ``skipped`` (``verification skipped: <why>``), ``failures`` ([]) and ``passed`` (None).
     """
     shape = artifact.input_shape(imgsz)
     nc, names = artifact.meta.nc, artifact.names
@@ -162,8 +165,18 @@ def verify(reference, artifact, images: list[np.ndarray], precision: str, imgsz=
     boxed = [letterbox(image, shape) for image in images]
     infos = [b[1] for b in boxed]
     batch = to_input_tensor([b[0] for b in boxed])
+    try:
+        art_preds, art_protos = _infer(artifact, batch)
+    except PredictUnavailable as exc:
+        return {
+            "precision": precision,
+            "images": len(images),
+            "imgsz": list(shape),
+            "skipped": f"verification skipped: {exc}",
+            "failures": [],
+            "passed": None,
+        }
     ref_preds, ref_protos = _infer(reference, batch)
-    art_preds, art_protos = _infer(artifact, batch)
     preds_diff = np.abs(ref_preds - art_preds) / _preds_scale(ref_preds, nc, shape)
     protos_scale = max(float(np.abs(ref_protos).max(initial=0.0)), 1e-6)
     diff = {
@@ -215,7 +228,9 @@ def verify(reference, artifact, images: list[np.ndarray], precision: str, imgsz=
 
 
 def format_report(report: dict) -> str:
-    """A short text table of a ``verify`` report."""
+    """A short text table of a ``verify`` report (its ``skipped`` line for a skipped one)."""
+    if report.get("skipped"):
+        return report["skipped"]
     limits, diff, dets = report["tolerance"], report["max_abs_diff"], report["detections"]
     h, w = report["imgsz"]
     conf = f"conf {report['conf']:.3g}" + (f" (lowered: few detections at {CONF:g})" if report["conf_lowered"] else "")

@@ -315,7 +315,7 @@ def test_atomic_output_replaces_files_and_folders(tmp_path):
 
 
 def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
-    with pytest.raises(EdgesegError, match=r"unknown export target 'tensorflow' \(choose from: onnx"):
+    with pytest.raises(EdgesegError, match=r"unknown export target 'tensorflow' \(choose from: .*onnx"):
         export(checkpoint, target="tensorflow")
     with pytest.raises(EdgesegError, match=r"onnx exports fp32, fp16, not 'int8'"):
         export(checkpoint, precision="int8")
@@ -366,8 +366,9 @@ def test_cli_export(checkpoint, tmp_path, caplog):
     assert "verification (fp32, 8 images at 160x160" in caplog.text and "agreement" in caplog.text
 
     for args, message in [
-        (["export", str(checkpoint), "--target", "nope"], "error: unknown export target 'nope' (choose from: onnx)"),
+        (["export", str(checkpoint), "--target", "nope"], "error: unknown export target 'nope' (choose from: "),
         (["export", str(tmp_path / "missing.pt")], f"error: {tmp_path / 'missing.pt'}: checkpoint not found"),
     ]:
         result = runner.invoke(main, args)
-        assert result.exit_code == 1 and result.output.strip() == message
+        assert result.exit_code == 1 and result.output.strip().startswith(message)
+        assert "\n" not in result.output.strip()

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from edgeseg.errors import EdgesegError
 
-__all__ = ["Model", "EdgesegError", "__version__"]
+__all__ = ["Model", "bench", "EdgesegError", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,8 @@ def __getattr__(name):
         from edgeseg.model import Model
 
         return Model
+    if name == "bench":
+        from edgeseg.benchmark import bench
+
+        return bench
     raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

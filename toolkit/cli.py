@@ -303,7 +303,7 @@ def _parse_imgsz(ctx, param, value):
 
 @main.command(context_settings={"show_default": True})
 @click.argument("model")
-@click.option("--target", default="onnx", help="Export target (onnx, ...).")
+@click.option("--target", default="onnx", help="Export target (onnx, ...) or a device preset (jetson, pi, mac, intel, cpu).")
 @click.option("--precision", default="fp32", help="fp32, fp16 or int8, as the target supports.")
 @click.option("--imgsz", callback=_parse_imgsz, help="Input size, 640 or height,width [default: the model's].")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Static batch size.")
@@ -319,9 +319,16 @@ def _parse_imgsz(ctx, param, value):
 def export(model, **options) -> None:
     """Export MODEL (.pt) for deployment and verify the artifact against it."""
     from edgeseg.targets import export as export_model
+    from edgeseg.targets.presets import preset, preset_names
 
+    if options["target"] in preset_names():
+        chosen = preset(options["target"])
+        explicit = click.get_current_context().get_parameter_source("precision") is not click.core.ParameterSource.DEFAULT
+        options.update(target=chosen.target, precision=options["precision"] if explicit else chosen.precision)
+        options["imgsz"] = options["imgsz"] or chosen.imgsz
+        click.echo(f"preset {chosen.name} ({chosen.device}): {chosen.target} {options['precision']} at imgsz {options['imgsz']}")
     artifact = export_model(model, **options)
-    verified = "verified" if artifact.report else "not verified"
+    verified = (artifact.report or {}).get("skipped") or ("verified" if artifact.report else "not verified")
     click.echo(f"exported {artifact.path} ({artifact.size_mb:.1f} MB, {verified}, {artifact.seconds:.1f} s)")
 
 
@@ -373,3 +380,24 @@ def check(data_yaml: str, out_png: str | None) -> None:
     from edgeseg.data.check import check_dataset, format_report
 
     click.echo(format_report(check_dataset(data_yaml, out_png)))
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.option("--data", "data_yaml", required=True, help="Data YAML: its val split gives mAP, drift and speed images.")
+@click.option("--targets", default=None, help="Comma-separated target[:precision] or artifact paths, or 'all' [default: onnx, or the preset's].")
+@click.option("--target", "preset", default=None, help="Device preset (jetson, pi, mac, intel, cpu): bench its candidates at its imgsz.")
+@click.option("--imgsz", type=click.IntRange(32), default=None, help="Square export size [default: the preset's, else the model's].")
+@click.option("--dynamic", is_flag=True, help="Export with a dynamic batch (throughput tries batches 1, 2, 4, 8).")
+@click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--project", default="runs/bench", help="Parent folder of bench runs.")
+@click.option("--name", default="bench", help="Run folder name (bench, bench2, ...).")
+@click.option("--exist-ok", is_flag=True, help="Reuse the run folder if it exists.")
+def bench(model, data_yaml, targets, **options) -> None:
+    """Export MODEL (.pt) to each target and compare size, mAP, drift vs PyTorch, latency and memory."""
+    from edgeseg.benchmark import bench as run_bench
+    from edgeseg.benchmark import format_table
+
+    rows = run_bench(model, data_yaml, targets=targets.split(",") if targets else None, **options)
+    click.echo(format_table(rows))

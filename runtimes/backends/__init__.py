@@ -84,3 +84,7 @@ def select_backend(path: str | Path) -> Loader:
 
 register_backend("torch", suffix_matcher(".pt"), lazy_loader("torch"), ".pt (PyTorch checkpoint)")
 register_backend("onnx", suffix_matcher(".onnx"), lazy_loader("onnx"), ".onnx (ONNX Runtime)")
+register_backend("openvino", lambda p: (p.is_dir() and p.name.endswith("_openvino_model")) or suffix_matcher(".xml")(p), lazy_loader("openvino"), "*_openvino_model/ or .xml (OpenVINO IR)")
+register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)")
+register_backend("tensorrt", suffix_matcher(".engine"), lazy_loader("tensorrt"), ".engine (TensorRT, NVIDIA GPU)")
+register_backend("tflite", suffix_matcher(".tflite"), lazy_loader("tflite"), ".tflite (LiteRT)")

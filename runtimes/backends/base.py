@@ -6,6 +6,13 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
 
 
+class PredictUnavailable(EdgesegError):
+    """The artifact loads (its metadata is readable) but cannot run on this machine, e.g. CoreML off macOS.
+
+    Export verification reports ``verification skipped: <message>`` instead of failing.
+    """
+
+
 def parse_device(device: str | int) -> tuple[str, int]:
     """``"cpu"`` → ``("cpu", 0)``; ``"cuda"``, ``"cuda:1"``, ``"0"`` or ``0`` → ``("cuda", index)``.
 

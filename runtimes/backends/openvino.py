@@ -1,0 +1,163 @@
+"""OpenVINO backend: ``*_openvino_model/`` IR folders (or their ``.xml``) from edgeseg, or any IR with the YOLO-seg layout.
+
+openvino is imported by ``load`` only, so a device without it gets a one-line message naming the
+extra to install.
+"""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.meta import META_KEY, ModelMeta
+
+LOGGER = logging.getLogger("edgeseg")
+
+RT_INFO_PATH = ["model_info", META_KEY]
+DEFAULT_IMGSZ = 640  # input size assumed for a third-party IR whose height/width are dynamic
+LAYOUT = "(B, 4+nc+nm, A) preds and (B, nm, H/4, W/4) protos"
+# Every precision computes in f32: on CPUs with bf16 support OpenVINO would otherwise run an fp32
+# IR in bf16 (max abs diff ~3 on preds, detections lost; FIELD-NOTES.md). An int8 IR's quantised
+# layers run in int8 whatever this hint says; it only fixes the float parts.
+CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def ov_device(device: str) -> str:
+    """``cpu`` → ``CPU``, ``gpu`` → ``GPU``, ``gpu:N`` → ``GPU.N``, ``auto`` → ``AUTO``.
+
+    Raises:
+        EdgesegError: any other device.
+    """
+    text = str(device).strip().lower()
+    if text in ("cpu", "gpu", "auto"):
+        return text.upper()
+    index = text.removeprefix("gpu:")
+    if text.startswith("gpu:") and index.isdigit():
+        return f"GPU.{index}"
+    raise EdgesegError(f"unknown OpenVINO device {device!r} (use 'cpu', 'gpu', 'gpu:N' or 'auto')")
+
+
+def ir_files(path: Path) -> tuple[Path, Path]:
+    """The (``.xml``, ``.bin``) pair of an IR folder or ``.xml`` path.
+
+    Raises:
+        EdgesegError: a folder without exactly one ``.xml``, or a missing ``.bin``.
+    """
+    if path.is_dir():
+        xmls = sorted(path.glob("*.xml"))
+        if len(xmls) != 1:
+            raise EdgesegError(f"{path}: an OpenVINO model folder holds one .xml file, found {len(xmls)}")
+        path = xmls[0]
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise EdgesegError(f"{path}: the OpenVINO weights file {weights.name} is missing beside it")
+    return path, weights
+
+
+def _describe(ports) -> str:
+    """``name [shape], ...`` of model inputs or outputs, for messages."""
+    return ", ".join(f"{p.get_any_name() if p.get_names() else '?'} {p.get_partial_shape()}" for p in ports)
+
+
+def _dim(shape, i: int) -> int | None:
+    """Dimension ``i`` of a PartialShape as an int, or None when dynamic."""
+    return shape[i].get_length() if shape[i].is_static else None
+
+
+class OpenVinoBackend(Backend):
+    """A compiled OpenVINO model bound to the ``preds``/``protos`` contract.
+
+    The metadata is read from ``rt_info["model_info"]["edgeseg"]``; without it, an IR whose outputs
+    have the YOLO-seg layout still loads (nc from the output shapes, names = class ids), as in the
+    ONNX backend. Static facts of the graph (batch, input size) take precedence over the metadata.
+    Inference runs synchronously on one infer request. An ``AsyncInferQueue`` over a batch's
+    images (2 requests, latency or throughput hint) was measured against it on the 2 shared CPU
+    cores of the development machine (trained yolo11n-seg at 320, 16 images): the results swung
+    both ways by 2x between repeats at load average ~6, so no gain could be shown and the
+    simple path stays.
+
+    Args:
+        path: the IR folder or its ``.xml``.
+        device: ``cpu``, ``gpu``, ``gpu:N`` or ``auto``.
+
+    Attributes:
+        compiled: the ``openvino.CompiledModel`` (compiled with ``CONFIG``; for ``auto``, passed on
+            to the CPU and GPU plugins, since the AUTO plugin itself has no precision hint).
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str, device: str = "cpu"):
+        import openvino as ov
+
+        xml, weights = ir_files(Path(path))
+        target = ov_device(device)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(xml), str(weights))
+        except RuntimeError as exc:
+            raise EdgesegError(f"{path}: not a loadable OpenVINO IR ({str(exc).strip().splitlines()[0]})") from None
+        inputs, outputs = model.inputs, model.outputs
+        if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4 or _dim(inputs[0].get_partial_shape(), 1) != 3:
+            raise EdgesegError(f"{path}: expected one (B, 3, H, W) image input, found {_describe(inputs)}")
+        meta = None
+        if model.has_rt_info(RT_INFO_PATH):
+            try:
+                meta = ModelMeta.from_json(model.get_rt_info(RT_INFO_PATH).astype(str))
+            except ValueError as exc:
+                raise EdgesegError(f"{path}: unreadable '{META_KEY}' rt_info metadata ({exc})") from None
+        preds, protos = self._bind(outputs, meta, path)
+        channels, nm = _dim(preds.get_partial_shape(), 1), _dim(protos.get_partial_shape(), 1)
+        if meta is None:
+            if channels is None or nm is None or channels - 4 - nm < 1:
+                raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
+            meta = ModelMeta(names={i: str(i) for i in range(channels - 4 - nm)}, imgsz=(DEFAULT_IMGSZ, DEFAULT_IMGSZ), nm=nm)
+            LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={meta.nc}, names = class ids)")
+        elif channels is not None and nm is not None and (channels, nm) != (4 + meta.nc + meta.nm, meta.nm):
+            raise EdgesegError(f"{path}: metadata says nc={meta.nc}, nm={meta.nm} but the outputs are {_describe([preds, protos])}")
+        shape = inputs[0].get_partial_shape()
+        batch, height, width = _dim(shape, 0), _dim(shape, 2), _dim(shape, 3)
+        static_hw = height is not None and width is not None
+        meta = dataclasses.replace(
+            meta, batch=batch or 0, dynamic=not static_hw, imgsz=(height, width) if static_hw else meta.imgsz
+        )
+        try:
+            config = {"DEVICE_PROPERTIES": {"CPU": CONFIG, "GPU": CONFIG}} if target == "AUTO" else CONFIG
+            self.compiled = core.compile_model(model, target, config)
+        except RuntimeError as exc:
+            raise EdgesegError(f"{path}: OpenVINO cannot compile it for {target} ({str(exc).strip().splitlines()[0]})") from None
+        self.outputs = [self.compiled.output(p.get_any_name()) for p in (preds, protos)]
+        self.request = self.compiled.create_infer_request()
+        super().__init__(path, meta, device)
+
+    @staticmethod
+    def _bind(outputs, meta: ModelMeta | None, path: str):
+        """(preds, protos) output ports: by the metadata's names when they are the outputs, else by rank."""
+        named = {name: o for o in outputs for name in o.get_names()}
+        if meta is not None and len(outputs) == 2 and len(meta.outputs) == 2 and all(n in named for n in meta.outputs):
+            return named[meta.outputs[0]], named[meta.outputs[1]]
+        ranked = {o.get_partial_shape().rank.get_length(): o for o in outputs}
+        if len(outputs) != 2 or set(ranked) != {3, 4} or not all(o.get_names() for o in outputs):
+            raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
+        return ranked[3], ranked[4]
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""
+        results = self.request.infer([np.ascontiguousarray(batch, dtype=np.float32)])
+        return tuple(np.array(results[port], dtype=np.float32) for port in self.outputs)
+
+
+def load(path: str, device: str = "cpu") -> OpenVinoBackend:
+    """Open an OpenVINO IR folder or ``.xml`` on ``device``.
+
+    Raises:
+        EdgesegError: openvino is not installed (naming the extra), or the IR is unusable.
+    """
+    try:
+        import openvino  # noqa: F401
+    except ModuleNotFoundError:
+        raise EdgesegError(f"{path}: OpenVINO models need the 'openvino' package: install edgeseg[openvino]") from None
+    return OpenVinoBackend(path, device)

@@ -1,0 +1,224 @@
+"""TensorRT backend: serialized engines run on an NVIDIA GPU through the TensorRT Python API and cuda-python.
+
+Engine file layout (as edgeseg writes it, the same as Ultralytics' ``.engine`` files)::
+
+    bytes 0-3     n, the length of the metadata, uint32 little-endian
+    bytes 4-4+n   ModelMeta JSON, UTF-8
+    bytes 4+n-    the serialized TensorRT engine (``IBuilder.build_serialized_network``)
+
+A bare engine (no header, e.g. from ``trtexec``) loads when a sidecar ``<engine>.json`` holds its
+ModelMeta. Inputs and outputs are bound by tensor name (``images`` → ``preds``, ``protos``) and
+live in device buffers allocated with ``cudaMalloc``; a call copies the (B, 3, H, W) float32 batch
+in, runs ``execute_async_v3`` on a CUDA stream and copies both outputs back. torch is never
+imported. An engine is tied to the TensorRT version and the GPU that built them: the header's
+``extra`` records both (``tensorrt``, ``gpu``), and a mismatch is named in the error.
+
+Engine building is not verified in edgeseg's own test environment (TensorRT is not installable
+there): header parsing is tested, inference is written against TensorRT 10's documented API.
+"""
+
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.meta import ModelMeta
+
+LOGGER = logging.getLogger("edgeseg")
+
+HEADER = struct.Struct("<I")  # length of the ModelMeta JSON that precedes the engine bytes
+MIN_TENSORRT = 10  # execute_async_v3, set_input_shape and name-based I/O
+NOT_INSTALLED = (
+    "TensorRT is not installed: pip install edgeseg[tensorrt] on a machine with NVIDIA's TensorRT "
+    "(JetPack on a Jetson, or the tensorrt wheels from NVIDIA's package index) and a CUDA driver"
+)
+
+
+def write_engine(path: str | Path, meta: ModelMeta, engine: bytes) -> Path:
+    """Write ``path``: the length-prefixed ModelMeta JSON header, then ``engine``."""
+    path = Path(path)
+    text = meta.to_json().encode()
+    path.write_bytes(HEADER.pack(len(text)) + text + bytes(engine))
+    return path
+
+
+def read_engine(path: str | Path) -> tuple[ModelMeta, bytes]:
+    """The ModelMeta and serialized engine of an ``.engine`` file: from its header, else from ``<engine>.json``.
+
+    Raises:
+        EdgesegError: neither a readable header nor a sidecar (a truncated or foreign file), or
+            an unreadable sidecar.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    meta = None
+    if len(data) > HEADER.size:
+        (length,) = HEADER.unpack_from(data)
+        if 0 < length <= len(data) - HEADER.size:
+            try:
+                meta = ModelMeta.from_json(data[HEADER.size : HEADER.size + length].decode())
+            except (UnicodeDecodeError, ValueError, TypeError):
+                meta = None
+    if meta is not None:
+        engine = data[HEADER.size + length :]
+        if not engine:
+            raise EdgesegError(f"{path}: truncated engine: the edgeseg header is followed by no engine bytes")
+        return meta, engine
+    sidecar = path.with_name(path.name + ".json")
+    if not sidecar.is_file():
+        raise EdgesegError(
+            f"{path}: no edgeseg metadata header (4-byte little-endian length + ModelMeta JSON) and no "
+            f"{sidecar.name} sidecar: a truncated file or not an edgeseg engine"
+        )
+    try:
+        return ModelMeta.from_json(sidecar.read_text()), data
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise EdgesegError(f"{sidecar}: unreadable ModelMeta JSON ({exc})") from None
+
+
+def import_cudart():
+    """cuda-python's runtime API module (``cuda.bindings.runtime``; ``cuda.cudart`` before cuda-python 12.6)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime
+    return runtime
+
+
+def cuda_call(cudart, result, what: str):
+    """The values of a cuda-python call's ``(error, *values)`` result (one value unwrapped, none → None).
+
+    Raises:
+        EdgesegError: a CUDA error, named with ``what``.
+    """
+    error, *values = result
+    if error != cudart.cudaError_t.cudaSuccess:
+        raise EdgesegError(f"CUDA error in {what}: {cudart.cudaGetErrorName(error)[1].decode()} (is an NVIDIA GPU with a working driver present?)")
+    return values[0] if len(values) == 1 else (values or None)
+
+
+def gpu_name(cudart, index: int) -> str:
+    """The name of CUDA device ``index``."""
+    props = cuda_call(cudart, cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    name = props.name
+    return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+class TensorRTBackend(Backend):
+    """A deserialized TensorRT engine behind the ``preds``/``protos`` contract.
+
+    Args:
+        path: the ``.engine`` file.
+        device: the GPU: ``cuda``, ``cuda:N`` or ``N``; ``cpu`` (every command's default) means
+            GPU 0, since an engine runs only on a GPU.
+
+    Raises:
+        EdgesegError: TensorRT or cuda-python missing, no usable GPU, an unreadable header, or an
+            engine built by another TensorRT version or for another GPU.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str, device: str = "cpu"):
+        import tensorrt as trt
+
+        meta, engine_bytes = read_engine(path)
+        self.cudart = cudart = import_cudart()
+        _, index = parse_device(device)
+        cuda_call(cudart, cudart.cudaSetDevice(index), "cudaSetDevice")
+        built_with, built_on = meta.extra.get("tensorrt"), meta.extra.get("gpu")
+        here = gpu_name(cudart, index)
+        mismatch = (
+            f"{path}: built with TensorRT {built_with or '?'} for {built_on or '?'}; this is TensorRT "
+            f"{trt.__version__} on {here}. An engine runs only with the TensorRT version and GPU model "
+            "that built it: export it again on this machine (edgeseg export MODEL.pt --target tensorrt)"
+        )
+        if built_with and built_with != trt.__version__:
+            raise EdgesegError(mismatch)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise EdgesegError(mismatch)
+        if built_on and built_on != here:
+            LOGGER.warning(f"{path}: built for {built_on}, running on {here}; rebuild it here if it fails or runs slowly")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != ["images"] or not {"preds", "protos"} <= set(names):
+            raise EdgesegError(f"{path}: expected input 'images' and outputs 'preds', 'protos'; the engine has {names}")
+        self.stream = cuda_call(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.buffers: dict[str, tuple[int, int]] = {}  # tensor name → (device pointer, bytes)
+        shape = tuple(self.engine.get_tensor_shape("images"))
+        batch = 0 if shape[0] == -1 else int(shape[0])
+        self.max_batch = int(self.engine.get_tensor_profile_shape("images", 0)[2][0]) if batch == 0 else batch
+        meta.batch, meta.imgsz, meta.dynamic = batch, (int(shape[2]), int(shape[3])), False
+        super().__init__(path, meta, device)
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer of at least ``nbytes`` for tensor ``name``, reused across calls, bound to the context."""
+        pointer, size = self.buffers.get(name, (0, 0))
+        if size < nbytes:
+            if pointer:
+                cuda_call(self.cudart, self.cudart.cudaFree(pointer), "cudaFree")
+            pointer = int(cuda_call(self.cudart, self.cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            self.buffers[name] = (pointer, nbytes)
+            self.context.set_tensor_address(name, pointer)
+        return pointer
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32, on the GPU.
+
+        A dynamic-batch engine runs at most its optimisation profile's largest batch per call.
+        """
+        if len(batch) > self.max_batch:
+            parts = [self._run(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One engine execution on (B <= max_batch, 3, H, W) float32 → (preds, protos) float32."""
+        cudart = self.cudart
+        images = np.ascontiguousarray(batch, dtype=self.dtypes["images"])
+        self.context.set_input_shape("images", images.shape)
+        pointer = self._buffer("images", images.nbytes)
+        copy_in, copy_out = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        cuda_call(cudart, cudart.cudaMemcpyAsync(pointer, images.ctypes.data, images.nbytes, copy_in, self.stream), "cudaMemcpyAsync")
+        outputs = {}
+        for name in ("preds", "protos"):
+            outputs[name] = np.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
+            self._buffer(name, outputs[name].nbytes)
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise EdgesegError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
+        for name, host in outputs.items():
+            pointer = self.buffers[name][0]
+            cuda_call(cudart, cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, copy_out, self.stream), "cudaMemcpyAsync")
+        cuda_call(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return outputs["preds"].astype(np.float32, copy=False), outputs["protos"].astype(np.float32, copy=False)
+
+    def __del__(self):
+        for pointer, _ in getattr(self, "buffers", {}).values():
+            self.cudart.cudaFree(pointer)
+
+
+def load(path: str, device: str = "cpu") -> TensorRTBackend:
+    """Open an ``.engine`` on GPU ``device``.
+
+    Raises:
+        EdgesegError: TensorRT (older than 10) or cuda-python missing, naming what to install,
+            or the engine is unusable here.
+    """
+    try:
+        import tensorrt
+    except ModuleNotFoundError:
+        raise EdgesegError(f"{path}: {NOT_INSTALLED}") from None
+    if int(tensorrt.__version__.split(".")[0]) < MIN_TENSORRT:
+        raise EdgesegError(f"{path}: TensorRT {tensorrt.__version__} is too old: edgeseg needs TensorRT {MIN_TENSORRT} or newer")
+    try:
+        import_cudart()
+    except ImportError:
+        raise EdgesegError(f"{path}: TensorRT engines need cuda-python: install edgeseg[tensorrt]") from None
+    return TensorRTBackend(path, device)

@@ -1,0 +1,307 @@
+"""TFLite backend: ``.tflite`` files from edgeseg (fp32, fp16, full-integer int8) on the LiteRT interpreter.
+
+The interpreter is ``ai-edge-litert`` (``edgeseg[tflite]``), else ``tflite_runtime`` or
+``tensorflow.lite`` when that is what the device has. edgeseg's TFLite artifacts take an NHWC
+input (B, H, W, 3); this backend transposes the NCHW batch the runtime gives it. An int8 artifact
+takes and returns int8 tensors, and keeps the head as four outputs, each with its own scale
+(FIELD-NOTES.md, "int8 that keeps its accuracy"): ``box_logits`` (B, 4 * reg_max, A) the DFL
+bins, decoded here with ``meta.extra["reg_max"]`` and ``meta.extra["strides"]``, ``scores``
+(B, nc, A), ``coefficients`` (B, nm, A) and ``protos`` (B, H / 4, W / 4, nm). After
+dequantisation (``(q - zero_point) * scale`` per tensor) they are joined back into the DESIGN.md
+contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4).
+
+The ModelMeta lives in the flatbuffer's ``metadata`` vector under ``META_KEY``; ``read_metadata``
+is a dependency-free flatbuffer reader, so the metadata and the operator list can be read
+without any interpreter.
+"""
+
+import dataclasses
+import logging
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.meta import META_KEY, ModelMeta
+
+LOGGER = logging.getLogger("edgeseg")
+
+IDENTIFIER = b"TFL3"  # the TFLite flatbuffer file identifier, bytes 4-8
+SPLIT_OUTPUTS = ["box_logits", "scores", "coefficients", "protos"]  # the int8 artifact's head parts
+# Model table field ids (tensorflow/compiler/mlir/lite/schema/schema.fbs)
+_OPERATOR_CODES, _BUFFERS, _METADATA = 1, 4, 6
+
+
+class _Table:
+    """A flatbuffer table at ``pos`` in ``buf``: just enough of the format to read TFLite metadata and op codes."""
+
+    def __init__(self, buf: bytes, pos: int):
+        self.buf, self.pos = buf, pos
+        self.vtable = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.vtable_size = struct.unpack_from("<H", buf, self.vtable)[0]
+
+    def _field(self, index: int) -> int:
+        """Absolute position of field ``index``, or 0 when it is absent."""
+        entry = 4 + 2 * index
+        if entry >= self.vtable_size:
+            return 0
+        offset = struct.unpack_from("<H", self.buf, self.vtable + entry)[0]
+        return self.pos + offset if offset else 0
+
+    def scalar(self, index: int, fmt: str, default=0):
+        """A scalar field (struct format ``fmt``), or ``default``."""
+        at = self._field(index)
+        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
+
+    def _deref(self, index: int) -> int:
+        """Target position of an offset field, or 0."""
+        at = self._field(index)
+        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
+
+    def string(self, index: int) -> str | None:
+        """A string field, or None."""
+        at = self._deref(index)
+        if not at:
+            return None
+        size = struct.unpack_from("<I", self.buf, at)[0]
+        return self.buf[at + 4 : at + 4 + size].decode("utf-8", "replace")
+
+    def bytes_vector(self, index: int) -> bytes:
+        """A ``[ubyte]`` field (empty when absent)."""
+        at = self._deref(index)
+        if not at:
+            return b""
+        size = struct.unpack_from("<I", self.buf, at)[0]
+        return bytes(self.buf[at + 4 : at + 4 + size])
+
+    def tables(self, index: int) -> list["_Table"]:
+        """A vector-of-tables field (empty when absent)."""
+        at = self._deref(index)
+        if not at:
+            return []
+        size = struct.unpack_from("<I", self.buf, at)[0]
+        items = (at + 4 + 4 * i for i in range(size))
+        return [_Table(self.buf, p + struct.unpack_from("<I", self.buf, p)[0]) for p in items]
+
+
+def _model(buf: bytes) -> _Table:
+    """The root Model table of a TFLite flatbuffer.
+
+    Raises:
+        ValueError: not a TFLite flatbuffer.
+    """
+    if len(buf) < 8 or buf[4:8] != IDENTIFIER:
+        raise ValueError("no TFL3 flatbuffer identifier")
+    try:
+        return _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+    except struct.error:
+        raise ValueError("truncated flatbuffer") from None
+
+
+def read_metadata(buf: bytes) -> dict[str, bytes]:
+    """The ``{name: buffer bytes}`` entries of a TFLite flatbuffer's ``metadata`` vector.
+
+    Raises:
+        ValueError: not a readable TFLite flatbuffer.
+    """
+    model = _model(buf)
+    try:
+        buffers = model.tables(_BUFFERS)
+        entries = {}
+        for meta in model.tables(_METADATA):
+            index = meta.scalar(1, "I")
+            buffer = buffers[index]
+            offset, size = buffer.scalar(1, "Q"), buffer.scalar(2, "Q")
+            entries[meta.string(0) or ""] = bytes(buf[offset : offset + size]) if offset > 1 else buffer.bytes_vector(0)
+        return entries
+    except (struct.error, IndexError):
+        raise ValueError("corrupt metadata in the flatbuffer") from None
+
+
+def operator_names(buf: bytes) -> list[str]:
+    """The operator codes a TFLite flatbuffer uses: builtin op numbers as ``builtin:<n>``, custom ops by name.
+
+    A Flex (Select TensorFlow) op is a custom op whose name starts with ``Flex``.
+
+    Raises:
+        ValueError: not a readable TFLite flatbuffer.
+    """
+    names = []
+    try:
+        for code in _model(buf).tables(_OPERATOR_CODES):
+            custom = code.string(1)
+            builtin = max(code.scalar(0, "b"), code.scalar(3, "i"))
+            names.append(custom if custom is not None else f"builtin:{builtin}")
+    except struct.error:
+        raise ValueError("corrupt operator codes in the flatbuffer") from None
+    return names
+
+
+def _interpreter_class():
+    """The LiteRT ``Interpreter`` class: ai-edge-litert, else tflite_runtime, else tensorflow.lite.
+
+    Raises:
+        EdgesegError: none of them is installed.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ModuleNotFoundError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ModuleNotFoundError:
+            try:
+                from tensorflow.lite import Interpreter
+            except ModuleNotFoundError:
+                raise EdgesegError("running .tflite models needs the 'ai-edge-litert' package: install edgeseg[tflite]") from None
+    return Interpreter
+
+
+def join_split_head(
+    box_logits: np.ndarray, scores: np.ndarray, coefficients: np.ndarray, imgsz: tuple[int, int], strides: list[int]
+) -> np.ndarray:
+    """Rejoin the int8 head parts into ``preds``: DFL (softmax expectation over the bins) and box decoding here.
+
+    Args:
+        box_logits: (B, 4 * reg_max, A) DFL bin logits, l, t, r, b in that order.
+        scores: (B, nc, A) class scores.
+        coefficients: (B, nm, A) mask coefficients.
+        imgsz: the input (height, width).
+        strides: the head's level strides, e.g. [8, 16, 32]; anchors run level by level, row-major.
+
+    Returns:
+        (B, 4 + nc + nm, A) float32 preds, boxes cx, cy, w, h in input pixels.
+    """
+    b, channels, a = box_logits.shape
+    logits = box_logits.reshape(b, 4, channels // 4, a)
+    bins = np.exp(logits - logits.max(2, keepdims=True))
+    distances = (bins * np.arange(channels // 4, dtype=np.float32).reshape(1, 1, -1, 1)).sum(2) / bins.sum(2)
+    h, w = imgsz
+    points, steps = [], []
+    for stride in strides:
+        gy, gx = np.meshgrid(np.arange(h // stride) + 0.5, np.arange(w // stride) + 0.5, indexing="ij")
+        points.append(np.stack((gx.ravel(), gy.ravel())))
+        steps.append(np.full(gx.size, stride))
+    anchors, step = np.concatenate(points, 1)[None], np.concatenate(steps)
+    lt, rb = distances[:, :2], distances[:, 2:]
+    boxes = np.concatenate((anchors + (rb - lt) / 2, lt + rb), 1) * step
+    return np.concatenate((boxes, scores, coefficients), 1).astype(np.float32, copy=False)
+
+
+class TfliteBackend(Backend):
+    """A LiteRT interpreter bound to the ``preds``/``protos`` contract.
+
+    Outputs are bound by the tensor names the metadata lists (``meta.extra["tensors"]``:
+    contract name → TFLite tensor name), never by position (an int8 file lists its outputs in
+    another order than a float one); a file without edgeseg metadata is bound by rank (rank 4 =
+    protos) when it has the two-output YOLO-seg layout.
+
+    Args:
+        path: the ``.tflite`` file.
+        device: ``cpu`` only (GPU/NPU delegates are the device app's business).
+        num_threads: interpreter threads (default: all CPU cores).
+    """
+
+    name = "litert"
+
+    def __init__(self, path: str, device: str = "cpu", num_threads: int | None = None):
+        if parse_device(device)[0] != "cpu":
+            raise EdgesegError(f"{path}: the TFLite backend runs on the CPU; use --device cpu")
+        data = Path(path).read_bytes()
+        try:
+            entries = read_metadata(data)
+        except ValueError as exc:
+            raise EdgesegError(f"{path}: not a TFLite model ({exc})") from None
+        Interpreter = _interpreter_class()
+        try:
+            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count() or 1)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise EdgesegError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
+        inputs = self.interpreter.get_input_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
+            raise EdgesegError(f"{path}: expected one (B, H, W, 3) image input, found {_describe(inputs)}")
+        self.input = inputs[0]
+        meta = self._meta(entries, path)
+        self.outputs = self._bind(self.interpreter.get_output_details(), meta, path)
+        batch, height, width = (int(v) for v in self.input["shape"][:3])
+        meta = dataclasses.replace(meta, batch=batch, dynamic=False, imgsz=(height, width), layout="NHWC")
+        super().__init__(path, meta, device)
+
+    def _meta(self, entries: dict[str, bytes], path: str) -> ModelMeta:
+        """The embedded ModelMeta, or one read off the two-output layout of a third-party file."""
+        if META_KEY in entries:
+            try:
+                return ModelMeta.from_json(entries[META_KEY])
+            except ValueError as exc:
+                raise EdgesegError(f"{path}: unreadable '{META_KEY}' metadata ({exc})") from None
+        outputs = self.interpreter.get_output_details()
+        ranks = sorted(len(o["shape"]) for o in outputs)
+        if ranks != [3, 4]:
+            raise EdgesegError(f"{path}: no '{META_KEY}' metadata and outputs not in the YOLO-seg layout: {_describe(outputs)}")
+        preds, protos = sorted(outputs, key=lambda o: len(o["shape"]))
+        nm = int(min(protos["shape"][1], protos["shape"][3]))
+        nc = int(min(preds["shape"][1:])) - 4 - nm
+        LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={nc}, names = class ids)")
+        h, w = (int(v) for v in self.input["shape"][1:3])
+        return ModelMeta(
+            names={i: str(i) for i in range(nc)},
+            imgsz=(h, w),
+            nm=nm,
+            extra={"tensors": {"preds": preds["name"], "protos": protos["name"]}},
+        )
+
+    @staticmethod
+    def _bind(outputs: list[dict], meta: ModelMeta, path: str) -> dict[str, dict]:
+        """``{contract name: output details}`` for ``meta.outputs``, by the tensor names in ``meta.extra``."""
+        by_name = {o["name"]: o for o in outputs}
+        tensors = meta.extra.get("tensors", {})
+        missing = [n for n in meta.outputs if tensors.get(n) not in by_name]
+        if missing or sorted(meta.outputs) not in (sorted(["preds", "protos"]), sorted(SPLIT_OUTPUTS)):
+            raise EdgesegError(f"{path}: outputs {missing or meta.outputs} not found among {_describe(outputs)}")
+        return {n: by_name[tensors[n]] for n in meta.outputs}
+
+    def _output(self, name: str, channels: int) -> np.ndarray:
+        """Output ``name`` dequantised to float32, channels first: (B, channels, A) or (B, channels, h, w)."""
+        detail = self.outputs[name]
+        value = self.interpreter.get_tensor(detail["index"])
+        scale, zero = detail["quantization"]
+        if np.issubdtype(value.dtype, np.integer):
+            value = (value.astype(np.float32) - zero) * scale
+        value = value.astype(np.float32, copy=False)
+        if value.ndim == 4 and value.shape[1] != channels:
+            return np.ascontiguousarray(value.transpose(0, 3, 1, 2))
+        if value.ndim == 3 and value.shape[1] != channels:
+            return np.ascontiguousarray(value.transpose(0, 2, 1))
+        return value
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""
+        x = batch.transpose(0, 2, 3, 1)
+        dtype = self.input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=dtype))
+        self.interpreter.invoke()
+        nc, nm = self.meta.nc, self.meta.nm
+        protos = self._output("protos", nm)
+        if "preds" in self.outputs:
+            return self._output("preds", 4 + nc + nm), protos
+        extra = self.meta.extra
+        parts = (self._output("box_logits", 4 * extra["reg_max"]), self._output("scores", nc), self._output("coefficients", nm))
+        return join_split_head(*parts, self.meta.imgsz, extra["strides"]), protos
+
+
+def _describe(details: list[dict]) -> str:
+    """``name [shape] dtype, ...`` of interpreter tensor details, for messages."""
+    return ", ".join(f"{d['name']} {list(d['shape'])} {np.dtype(d['dtype']).name}" for d in details)
+
+
+def load(path: str, device: str = "cpu") -> TfliteBackend:
+    """Open ``path`` with the LiteRT interpreter (threads: ``EDGESEG_TFLITE_THREADS``, else all cores)."""
+    threads = os.environ.get("EDGESEG_TFLITE_THREADS")
+    return TfliteBackend(path, device, int(threads) if threads else None)
