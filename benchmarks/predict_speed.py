@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from edgeseg.benchmark import peak_rss_mb
 
 RESULTS = Path(__file__).parent / "results" / "predict_speed.json"
 # One row per artifact kind to time; later targets add theirs (target, precision, export options).
@@ -90,22 +91,6 @@ def calibrated_checkpoint(imgsz: int, images: list[np.ndarray], path: Path) -> P
         branch[-1].weight.data /= std[:, None, None, None]
         branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std + logit_shift(imgsz)
     return model.save(path)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB.
-
-    Linux: ``VmHWM`` of /proc/self/status, the peak of this program's own memory.
-    ``resource.getrusage``'s ``ru_maxrss`` survives ``exec`` there, so a process started by the
-    (torch-loaded) exporting process would report its parent's peak; it is the fallback elsewhere.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    per_mb = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_mb
 
 
 def worker(artifact: str, image_file: str, spawned: float, runs: int, warmup: int, n_images: int) -> None:

@@ -1,5 +1,6 @@
-"""What every target shares: the export job it receives, atomic artifact writes, missing-extra messages."""
+"""What every target shares: the export job, atomic artifact writes, missing-extra messages, calibration images."""
 
+import logging
 import os
 import shutil
 import tempfile
@@ -7,8 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseg.data.labels import read_image
+from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.preprocess import letterbox
+
+LOGGER = logging.getLogger("edgeseg")
 
 
 @dataclass
@@ -103,3 +109,42 @@ def missing_extra(extra: str):
         if not exc.name or exc.name.split(".")[0] == "edgeseg":
             raise
         raise EdgesegError(f"this export needs the '{exc.name}' package: install edgeseg[{extra}]") from None
+
+
+def calibration_images(job: "ExportJob") -> list:
+    """The first ``job.calib`` readable train images of ``job.data``, letterboxed by the runtime.
+
+    Returns:
+        N ≥ 1 (H, W, 3) uint8 BGR images at ``job.imgsz`` (fewer than ``job.calib`` when the
+        split is smaller, with a warning).
+
+    Raises:
+        EdgesegError: no data YAML, or a train split that is missing, empty or unreadable.
+    """
+    if job.data is None:
+        raise EdgesegError(
+            "int8 export needs calibration images: give --data DATA.yaml (its train split); "
+            "the checkpoint names no training data"
+        )
+    try:
+        cfg = load_data_config(job.data)
+        paths = img_paths(cfg["train"], cfg["path"])
+    except EdgesegError as exc:
+        raise EdgesegError(f"int8 calibration: {exc}") from None
+    images = []
+    for path in paths:
+        image = read_image(path)
+        if image is not None:
+            images.append(letterbox(image, job.imgsz)[0])
+        if len(images) == job.calib:
+            break
+    if not images:
+        raise EdgesegError(f"int8 calibration: no readable train images in {cfg['yaml_file']}")
+    if len(images) < job.calib:
+        LOGGER.warning(
+            f"int8 calibration: the train split of {cfg['yaml_file']} has {len(images)} readable images, "
+            f"fewer than --calib {job.calib}; using all of them"
+        )
+    else:
+        LOGGER.info(f"int8 calibration on {len(images)} train images of {cfg['yaml_file']}")
+    return images

@@ -23,13 +23,11 @@ import nncf
 import numpy as np
 import openvino as ov
 
-from edgeseg.data.labels import read_image
-from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.preprocess import to_input_tensor
 from edgeseg.targets import onnx as onnx_target
-from edgeseg.targets.common import ExportJob
+from edgeseg.targets.common import ExportJob, calibration_images
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -60,29 +58,7 @@ def calibration_batches(job: ExportJob) -> list[np.ndarray]:
     Raises:
         EdgesegError: no data YAML, or a train split that is missing, empty or unreadable.
     """
-    if job.data is None:
-        raise EdgesegError(
-            "int8 export needs calibration images: give --data DATA.yaml (its train split); "
-            "the checkpoint names no training data"
-        )
-    try:
-        cfg = load_data_config(job.data)
-        paths = img_paths(cfg["train"], cfg["path"])
-    except EdgesegError as exc:
-        raise EdgesegError(f"int8 calibration: {exc}") from None
-    images = []
-    for path in paths:
-        image = read_image(path)
-        if image is not None:
-            images.append(letterbox(image, job.imgsz)[0])
-        if len(images) == job.calib:
-            break
-    if not images:
-        raise EdgesegError(f"int8 calibration: no readable train images in {cfg['yaml_file']}")
-    if len(images) < job.calib:
-        LOGGER.warning(f"int8 calibration: the train split of {cfg['yaml_file']} has {len(images)} readable images, fewer than --calib {job.calib}; using all of them")
-    else:
-        LOGGER.info(f"int8 calibration on {len(images)} train images of {cfg['yaml_file']}")
+    images = calibration_images(job)
     size = max(job.batch, 1)
     batches = [to_input_tensor(images[i : i + size]) for i in range(0, len(images), size)]
     if len(batches) > 1 and len(batches[-1]) < size:

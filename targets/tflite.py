@@ -34,13 +34,11 @@ import onnxslim
 import torch
 from torch import nn
 
-from edgeseg.data.labels import read_image
-from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.backends.tflite import SPLIT_OUTPUTS, operator_names
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
-from edgeseg.targets.common import ExportJob
+from edgeseg.targets.common import ExportJob, calibration_images
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -132,25 +130,9 @@ def to_onnx(job: ExportJob, path: Path) -> list[str]:
     return names
 
 
-def calibration_images(job: ExportJob) -> np.ndarray:
-    """The first ``job.calib`` readable train images of ``job.data``, letterboxed: (N, H, W, 3) float32 RGB in [0, 1].
-
-    Raises:
-        EdgesegError: no data YAML, or no readable train image.
-    """
-    if job.data is None:
-        raise EdgesegError("int8 TFLite export needs calibration images: give --data DATA.yaml (its train split)")
-    cfg = load_data_config(job.data)
-    images = []
-    for path in img_paths(cfg["train"], cfg["path"]):
-        image = read_image(path)
-        if image is not None:
-            images.append(letterbox(image, job.imgsz)[0])
-        if len(images) == job.calib:
-            break
-    if not images:
-        raise EdgesegError(f"int8 calibration: no readable train images in {cfg['yaml_file']}")
-    LOGGER.info(f"int8 calibration on {len(images)} train images of {cfg['yaml_file']}")
+def calibration_inputs(job: ExportJob) -> np.ndarray:
+    """The calibration images of ``job.data`` (``targets.common.calibration_images``): (N, H, W, 3) float32 RGB in [0, 1]."""
+    images = calibration_images(job)
     return to_input_tensor(images).transpose(0, 2, 3, 1).copy()
 
 
@@ -229,7 +211,7 @@ def build(job: ExportJob) -> None:
     """
     if job.end2end or job.dynamic:
         raise EdgesegError("TFLite export is static and without NMS in the graph: drop --end2end / --dynamic")
-    calib = calibration_images(job) if job.precision == "int8" else None
+    calib = calibration_inputs(job) if job.precision == "int8" else None
     python = converter_python()
     work = job.path.parent / "tflite-work"
     work.mkdir()

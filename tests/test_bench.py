@@ -179,5 +179,5 @@ def test_export_preset_prints_its_choice(monkeypatch, tmp_path, extra, expected)
     result = CliRunner().invoke(main, ["export", str(tmp_path / "m.pt"), "--target", "pi", *extra])
     assert result.exit_code == 0, result.output
     target, precision, imgsz = expected
-    assert f"preset pi (Raspberry Pi" in result.output and f"{target} {precision} at imgsz {imgsz}" in result.output
+    assert "preset pi (Raspberry Pi" in result.output and f"{target} {precision} at imgsz {imgsz}" in result.output
     assert (calls[0]["target"], calls[0]["precision"], calls[0]["imgsz"]) == expected

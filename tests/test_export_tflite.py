@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import edgeseg
 from edgeseg.data.synth import CLASS_NAMES, synthesize
 from edgeseg.data.yaml_config import label_path
 from edgeseg.errors import EdgesegError
@@ -122,7 +121,7 @@ def test_a_corrupt_tflite_is_a_one_line_error(tmp_path):
 
 
 def test_int8_without_data_and_a_missing_converter_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
-    with pytest.raises(EdgesegError, match=r"^int8 TFLite export needs calibration images: give --data"):
+    with pytest.raises(EdgesegError, match=r"^int8 export needs calibration images: give --data"):
         export(checkpoint, target="tflite", precision="int8", out=tmp_path)
     monkeypatch.setenv(tflite_target.PYTHON_ENV, str(tmp_path / "nowhere" / "python"))
     with pytest.raises(EdgesegError, match=r"EDGESEG_TFLITE_PYTHON=.*nowhere/python: no such python"):

@@ -16,7 +16,7 @@ from edgeseg.runtimes.postprocess import (
     process_masks,
     scale_boxes,
 )
-from edgeseg.runtimes.preprocess import LetterboxInfo, letterbox
+from edgeseg.runtimes.preprocess import letterbox
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.rle import rle_decode, rle_encode
 
