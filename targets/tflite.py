@@ -92,7 +92,7 @@ def converter_python() -> str:
     if configured:
         if not Path(configured).is_file():
             raise EdgesegError(f"{PYTHON_ENV}={configured}: no such python")
-        return configured
+        return str(Path(configured).absolute())
     for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
         candidate = root / VENV / "bin" / "python"
         if candidate.is_file():
@@ -145,6 +145,7 @@ def convert(python: str, onnx_path: Path, work: Path, job: ExportJob, calib: np.
     Raises:
         EdgesegError: the converter failed (with its last error line) or wrote no file.
     """
+    onnx_path, work = onnx_path.absolute(), work.absolute()  # the converter runs with cwd=work
     sample = calib if calib is not None else np.full((1, *job.imgsz, 3), 114 / 255, np.float32)
     # onnx2tf's own sample file, written from our images so that nothing is downloaded
     picks = np.resize(np.arange(len(sample)), 20)
