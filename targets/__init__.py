@@ -112,7 +112,12 @@ def target_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _entry(target: str, precision: str) -> TargetEntry:
+def registered_targets() -> list[TargetEntry]:
+    """Every registered target (name, precisions, extra, artifact suffix, tolerances), sorted by name."""
+    return [_REGISTRY[name] for name in target_names()]
+
+
+def target_entry(target: str, precision: str) -> TargetEntry:
     """The registered target, checked against ``precision``.
 
     Raises:
@@ -223,7 +228,7 @@ def export(
             install), or ``export failed verification: …`` (then no artifact is written).
     """
     start = time.perf_counter()
-    entry = _entry(target, precision)
+    entry = target_entry(target, precision)
     if batch < 1:
         raise EdgesegError(f"batch must be >= 1, got {batch}")
     if dynamic and batch != 1:

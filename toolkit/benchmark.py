@@ -149,29 +149,29 @@ def _candidates(targets, preset) -> list[tuple[str, str] | Path]:
     Raises:
         EdgesegError: an unknown target or precision in ``targets``.
     """
-    from edgeseg.targets import _REGISTRY, _entry, target_names
+    from edgeseg.targets import registered_targets, target_entry
     from edgeseg.targets.presets import parse_spec
 
     if targets is None:
         return list(preset.candidates) if preset is not None else [("onnx", "fp32")]
     if list(targets) == ["all"]:
-        return [(t, p) for t in target_names() for p in _REGISTRY[t].precisions]
+        return [(entry.name, p) for entry in registered_targets() for p in entry.precisions]
     out = []
     for spec in targets:
         if Path(spec).exists():
             out.append(Path(spec))
             continue
         target, precision = parse_spec(spec)
-        _entry(target, precision)
+        target_entry(target, precision)
         out.append((target, precision))
     return out
 
 
 def _target_of(path: Path, fallback: str) -> str:
     """The registered target whose artifact suffix ``path`` ends with, else ``fallback``."""
-    from edgeseg.targets import _REGISTRY
+    from edgeseg.targets import registered_targets
 
-    return next((entry.name for entry in _REGISTRY.values() if path.name.endswith(entry.suffix)), fallback)
+    return next((entry.name for entry in registered_targets() if path.name.endswith(entry.suffix)), fallback)
 
 
 class _Bench:
