@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import cv2
 import pytest
-import torch
 from click.testing import CliRunner
 from test_export_onnx import calibrated_model
 
@@ -27,13 +26,7 @@ from edgeseg.targets.verify import dataset_images, verify
 IMGSZ = 160
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ ON_MAC = platform.system() == "Darwin"
 FLOAT16, FLOAT32, INT8 = (MIL_pb2.DataType.Value(n) for n in ("FLOAT16", "FLOAT32", "INT8"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,18 +26,14 @@ from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import atomic_output
 from edgeseg.targets.verify import TOLERANCES, synthetic_images, verify
 
+import helpers
+
 IMGSZ = 160
 NC = len(CLASS_NAMES)
 ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def non_square_image() -> np.ndarray:
@@ -46,33 +42,8 @@ def non_square_image() -> np.ndarray:
 
 
 def calibrated_model() -> "edgeseg.Model":
-    """A random yolo11n-seg with real detections on the test images (the trick of tests/test_runtime.py).
-
-    One train-mode pass with cumulative BatchNorm statistics over the images the tests use
-    (verification's synthetic images, which include the dataset's val images, and the
-    non-square image) keeps activations alive; the class logits are then standardised per
-    level and class and shifted by -2.5, so ~8 % of the anchors score above 0.25.
-    """
-    torch.manual_seed(0)
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
-    model.imgsz = IMGSZ
-    images = [letterbox(im, (IMGSZ, IMGSZ))[0] for im in [*synthetic_images(), non_square_image()]]
-    for module in model.net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-    logits = []
-    hooks = [b[-1].register_forward_hook(lambda m, i, out: logits.append(out)) for b in model.net.head.cv3]
-    model.net.train()
-    with torch.no_grad():
-        model.net(torch.from_numpy(to_input_tensor(images)))
-    model.net.eval()
-    for hook, branch, out in zip(hooks, model.net.head.cv3, logits):
-        hook.remove()
-        mean, std = out.mean((0, 2, 3)), out.std((0, 2, 3))
-        branch[-1].weight.data /= std[:, None, None, None]
-        branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std - 2.5
-    return model
+    """The train-free model (tests/helpers.py) calibrated on verification's synthetic images and the non-square one."""
+    return helpers.calibrated_model([*synthetic_images(), non_square_image()], IMGSZ)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from edgeseg.targets.common import ExportJob  # noqa: E402
 from edgeseg.targets.openvino import calibration_batches  # noqa: E402
 from edgeseg.targets.verify import synthetic_images  # noqa: E402
 
+import helpers
+
 IMGSZ = 160
 NC = len(CLASS_NAMES)
 ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
@@ -33,13 +35,7 @@ TRAINED_DATA = Path(__file__).parents[1] / "datasets" / "synth" / "data.yaml"
 VAL = dict(batch=4, max_det=100, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def non_square_image() -> np.ndarray:
@@ -48,35 +44,13 @@ def non_square_image() -> np.ndarray:
 
 
 def calibrated_model(gain: float = 0.3) -> "edgeseg.Model":
-    """A random yolo11n-seg with real detections on the test images (the trick of tests/test_runtime.py).
+    """The train-free model (tests/helpers.py) with BatchNorm gains ``gain``.
 
-    As there, one train-mode pass fits the BatchNorm statistics to the test images and the class
-    logits are standardised and shifted by -2.5 (~8 % of the anchors score above 0.25). Here the
-    BatchNorm gains are also set to ``gain`` first: pre-activations of std 0.3 keep SiLU near its
-    linear part, so the random net is not chaotic and fp16 weights move its scores by ~3e-3
-    (gain 1: ~0.13, and int8 noise then wrecks its detections, unlike a trained net's).
+    Pre-activations of std 0.3 keep SiLU near its linear part, so the random net is not chaotic
+    and fp16 weights move its scores by ~3e-3 (gain 1: ~0.13, and int8 noise then wrecks its
+    detections, unlike a trained net's).
     """
-    torch.manual_seed(0)
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
-    model.imgsz = IMGSZ
-    images = [letterbox(im, (IMGSZ, IMGSZ))[0] for im in [*synthetic_images(), non_square_image()]]
-    for module in model.net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-            module.weight.data.fill_(gain)
-    logits = []
-    hooks = [b[-1].register_forward_hook(lambda m, i, out: logits.append(out)) for b in model.net.head.cv3]
-    model.net.train()
-    with torch.no_grad():
-        model.net(torch.from_numpy(to_input_tensor(images)))
-    model.net.eval()
-    for hook, branch, out in zip(hooks, model.net.head.cv3, logits):
-        hook.remove()
-        mean, std = out.mean((0, 2, 3)), out.std((0, 2, 3))
-        branch[-1].weight.data /= std[:, None, None, None]
-        branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std - 2.5
-    return model
+    return helpers.calibrated_model([*synthetic_images(), non_square_image()], IMGSZ, bn_gain=gain)
 
 
 @pytest.fixture(scope="module")

@@ -39,13 +39,7 @@ ANCHORS = sum((IMGSZ[0] // s) * (IMGSZ[1] // s) for s in (8, 16, 32))
 META = ModelMeta(names=dict(enumerate(CLASS_NAMES)), imgsz=IMGSZ, batch=0, precision="int8", source_hash="abc123")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

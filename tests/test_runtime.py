@@ -26,8 +26,9 @@ from edgeseg.runtimes import ModelMeta, Runtime, load
 from edgeseg.runtimes import backends
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.runtimes.validate import evaluate, split_labels
+
+import helpers
 
 IMGSZ = 160
 NC = len(CLASS_NAMES)  # the synthetic dataset's classes, so val runs on it
@@ -43,45 +44,13 @@ def sample(seed: int, index: int, width: int | None, height: int | None) -> np.n
     return render_sample(sample_rng(seed, "val", index), width=width, height=height)[0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a busy 2-core machine each torch op with 2 threads can wait a scheduler slice: 3 s per forward, not 0.01."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def calibrated_model() -> "edgeseg.Model":
-    """A random yolo11n-seg whose BatchNorm statistics fit real images and whose scores spread over (0, 1).
-
-    Fresh BatchNorm statistics (mean 0, var 1) let activations vanish through the untrained net,
-    leaving every anchor with the same score; one train-mode pass with cumulative statistics
-    fixes that. The class logits of that pass are then standardised per level and class and
-    shifted by -2.5, so ~8 % of the anchors score above 0.25. Random nets map different images to
-    very different logits, so the calibration batch is the images the tests use.
-    """
-    torch.manual_seed(0)
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
-    model.imgsz = IMGSZ
+    """The train-free model (tests/helpers.py) calibrated on every image these tests use."""
     samples = [PARITY_SAMPLE, *FOLDER_SAMPLES, VIDEO_SAMPLE, *DATASET_SAMPLES]
-    images = [letterbox(sample(*s), (IMGSZ, IMGSZ))[0] for s in samples]
-    for module in model.net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-    logits = []
-    hooks = [b[-1].register_forward_hook(lambda m, i, out: logits.append(out)) for b in model.net.head.cv3]
-    model.net.train()
-    with torch.no_grad():
-        model.net(torch.from_numpy(to_input_tensor(images)))
-    model.net.eval()
-    for hook, branch, out in zip(hooks, model.net.head.cv3, logits):
-        hook.remove()
-        mean, std = out.mean((0, 2, 3)), out.std((0, 2, 3))
-        branch[-1].weight.data /= std[:, None, None, None]
-        branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std - 2.5
-    return model
+    return helpers.calibrated_model([sample(*s) for s in samples], IMGSZ)
 
 
 def export_onnx(model, path, dynamic_batch: bool = False, meta: ModelMeta | None = None):
