@@ -7,14 +7,14 @@ seed 0, 30 epochs. Writes the final metrics to benchmarks/results/train_quality.
 """
 
 import argparse
-import json
 import logging
-import platform
 import time
 from pathlib import Path
 
 import edgeseg
 from edgeseg.data.synth import synthesize
+
+from report import write_report
 
 
 def main() -> None:
@@ -46,13 +46,8 @@ def main() -> None:
         "mask_map50": round(metrics.seg.map50, 4),
         "mask_map50_95": round(metrics.seg.map, 4),
         "minutes": round((time.time() - start) / 60, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-        "edgeseg": edgeseg.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,16 @@ Writes benchmarks/results/train_speed.json.
 """
 
 import argparse
-import json
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import torch
 
-import edgeseg
 from edgeseg.data.synth import synthesize
 from edgeseg.train.trainer import Trainer
+
+from report import write_report
 
 
 def main() -> None:
@@ -55,13 +53,8 @@ def main() -> None:
         "peak_rss_mb": round(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 0),
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "edgeseg": edgeseg.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

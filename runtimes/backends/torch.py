@@ -1,10 +1,10 @@
 """PyTorch backend: an edgeseg ``.pt`` checkpoint, or a model already in memory.
 
-torch is imported only here, and this module is imported only when such a model is loaded.
+torch is imported inside the functions that need it, so importing this module (or the
+registry that names it) never loads torch; only loading a ``.pt`` does.
 """
 
 import numpy as np
-import torch
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
@@ -26,6 +26,8 @@ class TorchBackend(Backend):
 
     def __init__(self, model, path: str, device: str = "cpu", source_hash: str = ""):
         kind, index = parse_device(device)
+        import torch
+
         if kind == "cuda" and not torch.cuda.is_available():
             raise EdgesegError(f"{path}: device {device!r} needs a CUDA GPU, but torch sees none (use --device cpu)")
         self.torch_device = torch.device("cpu" if kind == "cpu" else f"cuda:{index}")
@@ -44,6 +46,8 @@ class TorchBackend(Backend):
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32 numpy."""
+        import torch
+
         with torch.inference_mode():
             preds, protos = self.net(torch.from_numpy(np.ascontiguousarray(batch)).to(self.torch_device))
         return preds.float().cpu().numpy(), protos.float().cpu().numpy()
