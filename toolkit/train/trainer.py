@@ -412,24 +412,16 @@ class Trainer:
         plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
         if self.val_labels:
             from edgeseg.data.labels import read_image
-            from edgeseg.runtimes.postprocess import postprocess
-            from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+            from edgeseg.model import Model
             from edgeseg.runtimes.validate import ground_truth
 
             chunk = self.val_labels[:8]
             images = [read_image(label.im_file) for label in chunk]
-            boxed = [letterbox(image, (self.args["imgsz"],) * 2) for image in images]
-            model = self.ema.ema.eval()
-            with torch.no_grad():
-                preds, protos = model(torch.from_numpy(to_input_tensor([b[0] for b in boxed])).to(self.device))
-            results = postprocess(
-                preds.cpu().numpy(), protos.cpu().numpy(), [b[1] for b in boxed], (self.args["imgsz"],) * 2,
-                nc=self.data["nc"], names=self.data["names"], images=images,
-            )
+            ema = Model.from_network(self.ema.ema, self.args["imgsz"], source="EMA")
+            results = ema.predict(images, device=str(self.device), stream=False)
             plots.plot_val_predictions(
                 images, results, [ground_truth(label) for label in chunk], self.data["names"], self.save_dir / "val_predictions.png"
             )
-
 
 
 def _rebuild_for_classes(model, names: dict[int, str]):
