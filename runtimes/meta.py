@@ -3,6 +3,8 @@
 import json
 from dataclasses import asdict, dataclass, field
 
+from edgeseg.runtimes.limits import MAX_CLASSES, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
+
 META_KEY = "edgeseg"  # the key under which artifacts store ``ModelMeta.to_json()``
 
 
@@ -53,18 +55,86 @@ class ModelMeta:
         """Compact JSON (class ids become string keys, restored by ``from_json``)."""
         return json.dumps(asdict(self), separators=(",", ":"))
 
+    def check(self) -> "ModelMeta":
+        """Raise ValueError naming the first field outside its type or limit (see ``edgeseg.runtimes.limits``); else self."""
+        h, w = self.imgsz
+        checks = (
+            (0 < len(self.names) <= MAX_CLASSES, f"{len(self.names)} class names (1 to {MAX_CLASSES})"),
+            (sorted(self.names) == list(range(len(self.names))), "class ids are not 0..nc-1"),
+            (all(len(n) <= MAX_NAME_CHARS for n in self.names.values()), f"a class name longer than {MAX_NAME_CHARS} characters"),
+            (self.stride in (8, 16, 32, 64, 128), f"stride {self.stride} (8, 16, 32, 64 or 128)"),
+            (0 < h <= MAX_IMGSZ and 0 < w <= MAX_IMGSZ, f"imgsz {h}x{w} (1 to {MAX_IMGSZ} px a side)"),
+            (0 < self.nm <= 1024, f"nm {self.nm} mask coefficients (1 to 1024)"),
+            (0 <= self.batch <= 1024, f"batch {self.batch} (0 = dynamic, up to 1024)"),
+        )
+        for ok, problem in checks:
+            if not ok:
+                raise ValueError(problem)
+        return self
+
     @classmethod
     def from_json(cls, text: str | bytes) -> "ModelMeta":
-        """Parse ``to_json`` output; unknown keys from newer versions are ignored.
+        """Parse and check ``to_json`` output; unknown keys from newer versions are ignored.
+
+        ``names`` may be a ``{id: name}`` object or a list; ``imgsz`` an int or [height, width].
 
         Raises:
-            ValueError: not JSON, or missing ``names``/``imgsz``.
+            ValueError: not JSON, larger than ``MAX_METADATA_BYTES``, a missing ``names``/``imgsz``,
+                or a field of the wrong type or outside its limit (the message says which).
         """
+        if len(text) > MAX_METADATA_BYTES:
+            raise ValueError(f"{len(text)} bytes of metadata (at most {MAX_METADATA_BYTES})")
         data = json.loads(text)
         if not isinstance(data, dict) or "names" not in data or "imgsz" not in data:
             raise ValueError("edgeseg metadata must be a JSON object with 'names' and 'imgsz'")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["names"] = {int(k): str(v) for k, v in known["names"].items()}
-        imgsz = known["imgsz"]
-        known["imgsz"] = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
-        return cls(**known)
+        known["names"] = _names(known["names"])
+        known["imgsz"] = _imgsz(known["imgsz"])
+        for key in ("stride", "nm", "batch"):
+            if key in known and not _is_int(known[key]):
+                raise ValueError(f"{key} is {known[key]!r}, not an integer")
+        for key in ("precision", "task", "channels", "normalization", "layout", "source_hash", "version"):
+            if key in known and not isinstance(known[key], str):
+                raise ValueError(f"{key} is {known[key]!r}, not a string")
+        if not isinstance(known.get("outputs", []), list) or not all(isinstance(o, str) for o in known.get("outputs", [])):
+            raise ValueError("outputs must be a list of tensor names")
+        if not isinstance(known.get("extra", {}), dict):
+            raise ValueError("extra must be an object")
+        if not isinstance(known.get("dynamic", False), bool):
+            raise ValueError("dynamic must be true or false")
+        return cls(**known).check()
+
+
+def _is_int(value) -> bool:
+    """True for an int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _names(raw) -> dict[int, str]:
+    """``{id: name}`` from a JSON object with integer-string keys or a list of names.
+
+    Raises:
+        ValueError: any other type, a key that is not an integer, or a name that is not a string.
+    """
+    if isinstance(raw, list):
+        raw = dict(enumerate(raw))
+    if not isinstance(raw, dict) or len(raw) > MAX_CLASSES:
+        raise ValueError(f"names must be an object {{class id: name}} or a list of at most {MAX_CLASSES} names")
+    names = {}
+    for key, value in raw.items():
+        if not (_is_int(key) or (isinstance(key, str) and key.strip().isdigit())) or not isinstance(value, str):
+            raise ValueError(f"names entry {str(key)[:20]!r}: {str(value)[:20]!r} is not 'class id: name'")
+        names[int(key)] = value
+    return dict(sorted(names.items()))
+
+
+def _imgsz(raw) -> tuple[int, int]:
+    """(height, width) from an int or a [height, width] list.
+
+    Raises:
+        ValueError: anything else (null, floats, strings, another length).
+    """
+    pair = [raw, raw] if _is_int(raw) else raw
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(v) for v in pair)):
+        raise ValueError(f"imgsz is {str(raw)[:40]}, not an integer or [height, width]")
+    return int(pair[0]), int(pair[1])

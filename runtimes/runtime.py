@@ -8,6 +8,7 @@ path, so formats differ only by their backend (FIELD-NOTES: "Same preprocessing 
 import glob
 import logging
 import math
+import stat
 import time
 from itertools import islice
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.data.labels import read_image
+from edgeseg.data.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image
 from edgeseg.data.yaml_config import IMG_SUFFIXES, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import SegmentMetrics
 from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.postprocess import postprocess
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
@@ -48,8 +50,12 @@ def to_bgr(array: np.ndarray) -> np.ndarray:
 
 
 def _media_files(paths) -> list[Path]:
-    """The image and video files among ``paths``, sorted."""
-    return sorted(p for p in map(Path, paths) if p.is_file() and p.suffix.lower() in IMG_SUFFIXES | VIDEO_SUFFIXES)
+    """The entries among ``paths`` with an image or video suffix, sorted.
+
+    Entries that cannot be read (dangling or looping links, folders named ``x.jpg``) are kept:
+    predict skips each one with a warning naming it, and counts it.
+    """
+    return sorted(p for p in map(Path, paths) if p.suffix.lower() in IMG_SUFFIXES | VIDEO_SUFFIXES)
 
 
 def _file_item(path: Path) -> tuple[str, object]:
@@ -64,9 +70,14 @@ def resolve_source(source) -> list[tuple[str, object]]:
         source: an image or video path, a folder (its images and videos, sorted, not recursive),
             a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), or a list of these.
 
+    Returns:
+        The items in order. Folder and pattern entries are listed by name only; one that turns
+        out unreadable is skipped and counted when predict reaches it.
+
     Raises:
-        EdgesegError: a missing path, a pattern or folder without images/videos, a video file
-            that cannot be opened, an empty list or an unsupported type.
+        EdgesegError: a missing path, a path that is neither a file nor a folder, an unlistable
+            folder, a pattern or folder without images/videos, a video file that cannot be
+            opened, an empty list or an unsupported type.
     """
     if isinstance(source, np.ndarray):
         return [("array", to_bgr(source))]
@@ -77,12 +88,15 @@ def resolve_source(source) -> list[tuple[str, object]]:
     if not isinstance(source, (str, Path)):
         raise EdgesegError(f"unsupported source type {type(source).__name__} (give a path, a glob, an array or a list)")
     path = Path(source)
-    if path.is_dir():
-        files = _media_files(path.iterdir())
+    kind = _path_kind(path)
+    if kind == "dir":
+        files = _media_files(_folder_entries(path))
         if not files:
             raise EdgesegError(f"{path}: no images or videos in this folder")
         return [_file_item(f) for f in files]
-    if path.is_file():
+    if kind == "other":
+        raise EdgesegError(f"{path}: not a regular file or a folder")
+    if kind == "file":
         if path.suffix.lower() in VIDEO_SUFFIXES:
             capture = cv2.VideoCapture(str(path))
             opened = capture.isOpened()
@@ -98,12 +112,46 @@ def resolve_source(source) -> list[tuple[str, object]]:
     raise EdgesegError(f"{source}: source not found")
 
 
+def _path_kind(path: Path) -> str:
+    """What ``path`` is, links followed: ``"dir"``, ``"file"`` (regular), ``"other"`` (FIFO, device...) or ``""`` (none)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return ""
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _folder_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (not recursive).
+
+    Raises:
+        EdgesegError: the folder cannot be listed.
+    """
+    try:
+        return list(folder.iterdir())
+    except OSError as e:
+        raise EdgesegError(f"{folder}: folder cannot be read ({e.strerror or e})") from None
+
+
 def _hw(imgsz) -> tuple[int, int]:
-    """An int or (h, w) size as a positive (h, w) tuple."""
-    hw = (imgsz, imgsz) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz)
-    if len(hw) != 2 or min(hw) <= 0:
-        raise EdgesegError(f"imgsz must be a positive int or (height, width), got {imgsz!r}")
+    """An int or (h, w) size as an (h, w) tuple of 1 to MAX_IMGSZ pixels.
+
+    Raises:
+        EdgesegError: another type, or a side outside 1..MAX_IMGSZ.
+    """
+    hw = (imgsz, imgsz) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz) if isinstance(imgsz, (tuple, list)) else ()
+    if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and 0 < v <= MAX_IMGSZ for v in hw):
+        raise EdgesegError(f"imgsz must be an int or (height, width) of 1 to {MAX_IMGSZ} pixels, got {imgsz!r}")
     return int(hw[0]), int(hw[1])
+
+
+def check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    """Raise EdgesegError unless 0 <= conf <= 1, 0 <= iou <= 1 and max_det >= 1."""
+    for name, value in (("conf", conf), ("iou", iou)):
+        if not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+            raise EdgesegError(f"{name} must be a number from 0 to 1, got {value!r}")
+    if not isinstance(max_det, (int, np.integer)) or max_det < 1:
+        raise EdgesegError(f"max_det must be a positive integer, got {max_det!r}")
 
 
 class Runtime:
@@ -194,6 +242,7 @@ class Runtime:
         """
         if batch < 1:
             raise EdgesegError(f"batch must be >= 1, got {batch}")
+        check_thresholds(conf, iou, max_det)
         shape = self.input_shape(imgsz)
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
@@ -251,19 +300,31 @@ class Runtime:
             if kind == "array":
                 yield None, value
             elif kind == "image":
-                image = read_image(value)
-                if image is None:
-                    self._skip(value, "not a readable image")
+                try:
+                    image = decode_image(value)
+                except ImageReadError as e:
+                    self._skip(value, str(e))
                     continue
                 yield str(value), image
             else:
                 yield from self._video_frames(value)
 
     def _video_frames(self, path: Path):
-        """Generator of ("video#<index>", frame) over one video, holding one frame at a time."""
+        """Generator of ("video#<index>", frame) over one video, holding one frame at a time.
+
+        A video that is not a regular file (a FIFO would block the open), declares frames over
+        MAX_IMAGE_PIXELS, or gives no frame is skipped and counted.
+        """
+        if _path_kind(path) != "file":
+            self._skip(path, "not a regular file")
+            return
         capture = cv2.VideoCapture(str(path))
         index = 0
         try:
+            w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            if w * h > MAX_IMAGE_PIXELS:
+                self._skip(path, f"frames of {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,}-pixel limit")
+                return
             while capture.isOpened():
                 ok, frame = capture.read()
                 if not ok:
@@ -300,6 +361,7 @@ class Runtime:
             EdgesegError: the dataset's class count differs from the model's, the split is
                 missing or empty, or the model input is not square.
         """
+        check_thresholds(conf, iou, max_det)
         cfg = data if isinstance(data, dict) else load_data_config(data)
         where = cfg.get("yaml_file", "data config")
         if cfg["nc"] != self.meta.nc:

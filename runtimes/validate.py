@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.data.labels import Label, read_image, scan_labels
+from edgeseg.data.images import read_image
+from edgeseg.data.labels import Label, scan_labels
 from edgeseg.data.yaml_config import img_paths
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import SegmentEvaluator, SegmentMetrics

@@ -3,14 +3,14 @@
 import logging
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.data.labels import read_image
+from edgeseg.data.images import read_image
 from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
+from edgeseg.files import staging_folder
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.preprocess import letterbox
 
@@ -68,25 +68,28 @@ def artifact_size(path: str | Path) -> int:
 def atomic_output(dest: str | Path):
     """Stage an artifact (file or folder) beside ``dest`` and move it there only when the block succeeds.
 
-    Yields ``<dest folder>/.<dest name>.<random>/<dest name>``: the same name as ``dest`` (so
-    a runtime that picks its backend from the name loads it during the block), in the same
+    Yields ``<dest folder>/.<dest name>.<pid>.<random>/<dest name>``: the same name as ``dest``
+    (so a runtime that picks its backend from the name loads it during the block), in the same
     folder (so the final ``os.replace`` is a rename on one file system). On normal exit the
-    staged path replaces ``dest`` (an existing folder is swapped out first, then deleted); on any
-    exception, KeyboardInterrupt included, the staging folder is deleted and ``dest`` is left as
-    it was. Either way no staging folder remains.
+    staged path replaces ``dest``; an existing folder at ``dest`` is replaced only when it is a
+    previous artifact of the same layout (every path in it is also in the new one), so a user's
+    folder is never deleted. On any exception, KeyboardInterrupt and SIGTERM under the CLI
+    included, the staging folder is deleted and ``dest`` is left as it was; staging folders of
+    killed runs are removed the next time ``dest`` is written (``edgeseg.files.remove_stale``).
 
     Raises:
-        EdgesegError: the block finished without writing the staged path.
+        EdgesegError: the block wrote nothing, or ``dest`` is a file or folder the artifact must
+            not replace (nothing is changed then).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staging = staging_folder(dest)
     staged = staging / dest.name
     try:
         yield staged
         if not staged.exists():
             raise EdgesegError(f"{dest}: the exporter wrote nothing")
-        if os.path.lexists(dest) and (staged.is_dir() or (dest.is_dir() and not dest.is_symlink())):
+        _check_replaceable(dest, staged)
+        if dest.is_dir() and not dest.is_symlink():
             old = staging / ".replaced"
             os.replace(dest, old)
             try:
@@ -98,6 +101,28 @@ def atomic_output(dest: str | Path):
             os.replace(staged, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tree(folder: Path) -> set[str]:
+    """Relative paths of everything under ``folder`` (links not followed)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def _check_replaceable(dest: Path, staged: Path) -> None:
+    """Raise EdgesegError when putting ``staged`` at ``dest`` would destroy something that is not a previous artifact."""
+    if not os.path.lexists(dest) or dest.is_symlink():
+        return
+    if dest.is_dir() and not staged.is_dir():
+        raise EdgesegError(f"{dest}: is an existing folder; the artifact is a file: give a file path or a folder name not ending like the artifact")
+    if staged.is_dir() and not dest.is_dir():
+        raise EdgesegError(f"{dest}: is an existing file; the artifact is a folder: remove it or choose another --out")
+    if staged.is_dir():
+        foreign = sorted(_tree(dest) - _tree(staged))
+        if foreign:
+            raise EdgesegError(
+                f"{dest}: is an existing folder holding files that are not part of this artifact "
+                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); remove them or choose another --out"
+            )
 
 
 @contextmanager

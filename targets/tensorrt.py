@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxslim
 
-from edgeseg.data.labels import read_image
+from edgeseg.data.images import read_image
 from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device

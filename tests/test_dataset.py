@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from edgeseg.data.dataset import SegmentationDataset, collate
-from edgeseg.data.labels import read_image, scan_labels
+from edgeseg.data.images import read_image
+from edgeseg.data.labels import scan_labels
 from edgeseg.data.yaml_config import img_paths, label_path, load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.preprocess import letterbox
@@ -154,7 +155,7 @@ def test_scan_counts_corrupt_files_and_cache(tmp_path, caplog):
         ("images/train/d.jpg", "cannot be read"),
         ("labels/train/g.txt", "odd number of coordinates"),
         ("labels/train/h.txt", "outside [0, 1]"),
-        ("labels/train/i.txt", "class id 2 outside 0..1"),
+        ("labels/train/i.txt", "class id 2 is not an integer in 0..1"),
         ("labels/train/j.txt", "non-numeric"),
         ("labels/train/k.txt", "fewer than 3 points"),
         ("images/train/l.png", "smaller than 10 pixels"),

@@ -177,7 +177,7 @@ def test_fp16_keeps_float32_io_and_is_verified_with_its_tolerance(checkpoint, ex
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
     report = verify(load(checkpoint), load(half.path), synthetic_images(), "fp16")
     assert report["tolerance"] == TOLERANCES["fp16"] and report["max_abs_diff"]["protos"] <= 0.1
-    assert report["agreement"] >= 0.9 and report["mask_iou"] >= 0.9
+    assert report["agreement"] >= 0.9 and report["mask_iou"]["mean"] >= 0.9
 
 
 # --------------------------------------------------------------------------------------
@@ -192,7 +192,8 @@ def test_verification_report_values_and_json(exported):
     assert set(report["max_abs_diff"]) == {"preds", "protos", "boxes", "scores", "coefficients"}
     assert report["images"] == 8 and report["images_from"] == "8 synthetic images" and report["imgsz"] == [IMGSZ, IMGSZ]
     assert report["detections"]["reference"] >= 5 and report["conf"] == 0.25 and not report["conf_lowered"]
-    assert report["agreement"] >= 0.99 and report["mask_iou"] >= 0.98
+    assert report["agreement"] >= 0.99 and report["mask_iou"]["mean"] >= 0.98 and report["box_iou"]["p5"] >= 0.99
+    assert report["map"] is None and all(check["passed"] for check in report["checks"])
     saved = json.loads(exported.path.with_name("m.onnx.verify.json").read_text())
     assert saved == report
 
@@ -219,7 +220,7 @@ def perturbed_trace(monkeypatch):
 
 def test_a_broken_artifact_fails_verification_and_is_not_written(checkpoint, tmp_path, monkeypatch):
     perturbed_trace(monkeypatch)
-    with pytest.raises(EdgesegError, match=r"export failed verification: max abs diff .*detection agreement"):
+    with pytest.raises(EdgesegError, match=r"export failed verification: detection agreement \d+\.\d% < 98%"):
         export(checkpoint, out=tmp_path / "bad.onnx")
     assert list(tmp_path.iterdir()) == []
     kept = export(checkpoint, out=tmp_path / "bad.onnx", verify=False)
@@ -266,18 +267,35 @@ def test_a_failed_export_keeps_the_previous_artifact(checkpoint, tmp_path, monke
 def test_atomic_output_replaces_files_and_folders(tmp_path):
     folder = tmp_path / "m_fmt_model"
     folder.mkdir()
-    (folder / "old.bin").write_text("old")
+    (folder / "new.bin").write_text("old")
     with atomic_output(folder) as staged:
         assert staged.name == folder.name and staged.parent.parent == tmp_path
         staged.mkdir()
         (staged / "new.bin").write_text("new")
-    assert [p.name for p in folder.iterdir()] == ["new.bin"]
+    assert [p.name for p in folder.iterdir()] == ["new.bin"] and (folder / "new.bin").read_text() == "new"
     with pytest.raises(RuntimeError), atomic_output(folder) as staged:
         staged.mkdir()
         raise RuntimeError
     with pytest.raises(EdgesegError, match="wrote nothing"), atomic_output(tmp_path / "x.bin"):
         pass
     assert [p.name for p in tmp_path.iterdir()] == ["m_fmt_model"] and (folder / "new.bin").read_text() == "new"
+
+
+def test_atomic_output_never_replaces_what_is_not_a_previous_artifact(tmp_path):
+    folder = tmp_path / "m_fmt_model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(EdgesegError, match="not part of this artifact \\(notes.txt\\)"), atomic_output(folder) as staged:
+        staged.mkdir()
+        (staged / "new.bin").write_text("new")
+    with pytest.raises(EdgesegError, match="is an existing folder; the artifact is a file"), atomic_output(folder) as staged:
+        staged.write_text("a file")
+    (tmp_path / "a.bin").write_text("a file of mine")
+    with pytest.raises(EdgesegError, match="is an existing file; the artifact is a folder"), atomic_output(tmp_path / "a.bin") as staged:
+        staged.mkdir()
+        (staged / "x").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "m_fmt_model"]
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
 
 # --------------------------------------------------------------------------------------

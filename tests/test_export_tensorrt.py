@@ -20,7 +20,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.data.labels import read_image  # noqa: E402
+from edgeseg.data.images import read_image  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES, synthesize  # noqa: E402
 from edgeseg.data.yaml_config import img_paths, load_data_config  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402

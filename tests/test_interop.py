@@ -3,6 +3,8 @@
 import contextlib
 import copy
 import datetime
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ from edgeseg.data.check import check_dataset
 from edgeseg.data.labels import scan_labels
 from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.errors import EdgesegError
+from edgeseg.interop import torch_pickle
 from edgeseg.interop.coco import convert_coco, merge_polygons
 from edgeseg.interop.ultralytics import import_ultralytics, is_ultralytics_checkpoint, ultralytics_checkpoint
 
@@ -67,14 +70,14 @@ def _fake_ultralytics():
             del sys.modules[n]
 
 
-def write_ultralytics_checkpoint(path, net, model_class="SegmentationModel", yaml_edit=None, ema=None, **overrides):
+def write_ultralytics_checkpoint(path, net, model_class="SegmentationModel", yaml_edit=None, ema=None, model_edit=None, **overrides):
     """``torch.save`` ``net`` (an edgeseg SegmentationModel) in Ultralytics' checkpoint layout.
 
     The network is copied to half precision and every edgeseg module is re-classed as a subclass
     recorded under Ultralytics' module path (``ultralytics.nn.modules.conv.Conv`` …), so the pickle
     names exactly what a real checkpoint names; like older Ultralytics heads, the head keeps
-    ``detect = Detect.forward`` (pickled as ``getattr(Detect, "forward")``). The fake modules are
-    gone once this returns.
+    ``detect = Detect.forward`` (pickled as ``getattr(Detect, "forward")``). ``model_edit`` is
+    called with each disguised network before it is saved. The fake modules are gone once this returns.
     """
     with _fake_ultralytics() as modules:
         disguised = {}
@@ -102,6 +105,8 @@ def write_ultralytics_checkpoint(path, net, model_class="SegmentationModel", yam
             if yaml_edit:
                 yaml_edit(network.yaml)
             network.args = {"task": "segment", "imgsz": 320}
+            if model_edit:
+                model_edit(network)
             network.model[-1].detect = head_module.Detect.forward
             return network
 
@@ -225,6 +230,141 @@ def test_only_allowlisted_globals_are_resolved(tmp_path, module, name, arg, refu
     data = b"\x80\x02c%s\n%s\nX%s%s\x85R." % (module.encode(), name.encode(), len(arg).to_bytes(4, "little"), arg.encode())
     with pytest.raises(EdgesegError, match=re.escape(f"refused: {refused}")):
         import_ultralytics(_zip_pickle(tmp_path / "x.pt", data))
+
+
+def test_inert_torch_and_numpy_values_are_read(foreign, tmp_path):
+    """torch.Size, torch.device and numpy scalars (an unstripped Ultralytics 8.3 last.pt has all three) load as plain values."""
+    train_args = {"shape": torch.Size([1, 3, 64, 64]), "device": torch.device("cpu"), "lr": np.float64(0.01), "n": np.int32(7)}
+    path = write_ultralytics_checkpoint(tmp_path / "last.pt", foreign.model.net, train_args=train_args, best_fitness=np.float32(0.5))
+    ckpt = ultralytics_checkpoint(path)
+    assert ckpt["train_args"] == {"shape": [1, 3, 64, 64], "device": "cpu", "lr": 0.01, "n": 7}
+    assert ckpt["best_fitness"] == 0.5
+
+
+def _build_pickle(target: bytes, state: bytes) -> bytes:
+    """PROTO 2, the opcodes that push ``target``, those that push ``state``, BUILD, STOP."""
+    return b"\x80\x02" + target + state + b"b."
+
+
+# BUILD state: EMPTY_DICT {'pwned': 1} (__setstate__ or __dict__ update); NONE + that dict, TUPLE2 (setattr per
+# item); the same with {'__defaults__': (1,)} (replaces a Python function's default arguments).
+BUILD_STATES = {
+    "dict": b"}X\x05\x00\x00\x00pwnedK\x01s",
+    "slots": b"N}X\x05\x00\x00\x00pwnedK\x01s\x86",
+    "defaults": b"N}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86",
+}
+# GLOBALs whose objects a BUILD must never reach, and the object edgeseg gives the pickle for each.
+BUILD_GLOBALS = [
+    ("collections", "OrderedDict"),
+    ("datetime", "datetime"),
+    ("torch._utils", "_rebuild_tensor"),
+    ("builtins", "set"),
+    ("__builtin__", "frozenset"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("dill._dill", "_load_type"),
+]
+
+
+def _global_state(module: str, name: str) -> list:
+    """Attributes and default arguments of a global and of the object edgeseg resolves it to."""
+    module = "builtins" if module == "__builtin__" else module
+    objects = (getattr(importlib.import_module(module), name, None), torch_pickle._ALLOWED[module, name])
+    return [(dict(vars(o)) if hasattr(o, "__dict__") else None, getattr(o, "__defaults__", None)) for o in objects]
+
+
+@pytest.mark.parametrize("state", BUILD_STATES)
+@pytest.mark.parametrize("module, name", BUILD_GLOBALS)
+def test_build_never_changes_a_global(tmp_path, module, name, state):
+    before = _global_state(module, name) if importlib.util.find_spec(module.split(".")[0]) else None
+    data = _build_pickle(b"c%s\n%s\n" % (module.encode(), name.encode()), BUILD_STATES[state])
+    with pytest.raises(EdgesegError, match=r"refused: the pickle sets attributes on .*; only objects it builds itself may get state"):
+        import_ultralytics(_zip_pickle(tmp_path / "x.pt", data))
+    if before is not None:
+        assert _global_state(module, name) == before
+    assert not hasattr(torch_pickle._rebuild_tensor, "pwned") and torch_pickle._rebuild_tensor.__defaults__ is None
+
+
+@pytest.mark.parametrize(
+    "target, what",
+    [
+        (b"cultralytics.nn.tasks\nSegmentationModel\n", "class ultralytics.nn.tasks.SegmentationModel"),  # the class itself
+        (b"cdatetime\ntimezone\ncdatetime\ntimedelta\n)R\x85R", "timezone"),  # timezone(timedelta()) is the shared utc
+        (b"ctorch\nHalfStorage\n", "_StorageType"),
+        (b"c__builtin__\ngetattr\n", "_getattr"),
+    ],
+)
+def test_build_on_objects_the_pickle_did_not_build_is_refused(tmp_path, target, what):
+    with pytest.raises(EdgesegError, match=f"refused: the pickle sets attributes on .*{what}"):
+        import_ultralytics(_zip_pickle(tmp_path / "x.pt", _build_pickle(target, BUILD_STATES["slots"])))
+    assert not hasattr(datetime.timezone.utc, "pwned")
+
+
+TUPLE_BOMB = b")q\x000" + b"h\x00h\x00\x86q\x000" * 60 + b"h\x00"  # t = () then t = (t, t) 60 times, in memo slot 0: hashing t takes 2**60 steps
+
+
+@pytest.mark.parametrize(
+    "data, refused",
+    [
+        (b"\x80\x02}" + TUPLE_BOMB + b"K\x01s.", "a dict key or set member that is a tuple"),  # SETITEM
+        (b"\x80\x02(" + TUPLE_BOMB + b"K\x01d.", "a dict key or set member that is a tuple"),  # DICT
+        (b"\x80\x02\x8f(" + TUPLE_BOMB + b"\x90.", "a dict key or set member that is a tuple"),  # ADDITEMS
+        (b"\x80\x02c__builtin__\nset\n(" + TUPLE_BOMB + b"l\x85R.", "a dict key or set member that is a tuple"),  # set([t])
+        (b"\x80\x02ccollections\nOrderedDict\n(" + TUPLE_BOMB + b"K\x01\x86l\x85R.", "a dict key or set member that is a tuple"),
+        (b"\x80\x02cultralytics.nn.tasks\nSegmentationModel\nX\x01\x00\x00\x00aK\x01s.", "the pickle sets an item of class ultralytics"),
+        (b"\x80\x02cultralytics.nn.tasks\nSegmentationModel\n)\x81K\x01a.", "the pickle appends to ultralytics.nn.tasks.SegmentationModel"),
+        (b"\x80\x02cdatetime\ndatetime\n)\x81.", "datetime.datetime.__new__"),
+    ],
+    ids=["setitem", "dict", "additems", "set", "ordereddict", "setitem_class", "append_instance", "newobj"],
+)
+def test_items_only_go_into_plain_containers(tmp_path, data, refused):
+    with pytest.raises(EdgesegError, match=re.escape(f"refused: {refused}")):
+        import_ultralytics(_zip_pickle(tmp_path / "x.pt", data))
+
+
+def _shared_lists(levels: int = 40) -> list:
+    """``[a, a]`` nested ``levels`` deep: 2**levels values once walked, a few hundred bytes pickled."""
+    value = []
+    for _ in range(levels):
+        value = [value, value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "where, edit",
+    [
+        ("model.yaml", {"yaml_edit": lambda cfg: cfg.update(head=cfg["head"][:-1] + [[[16, 19, 22], 1, "Segment", _shared_lists()]])}),
+        ("names", {"model_edit": lambda net: setattr(net, "names", _shared_lists())}),
+        ("train_args", {"train_args": {"a": _shared_lists()}}),
+        ("train_args", {"train_args": {"a": [[["x" * 1000] * 1000] * 1000]}}),
+    ],
+    ids=["yaml", "names", "train_args", "wide"],
+)
+def test_shared_values_are_counted_at_each_use(foreign, tmp_path, where, edit):
+    path = write_ultralytics_checkpoint(tmp_path / "x.pt", foreign.model.net, **edit)
+    with pytest.raises(EdgesegError, match=rf"refused: {where} holds more than 100,000 values or 10,000,000 characters"):
+        ultralytics_checkpoint(path)
+
+
+def _share_batchnorm_storage(net):
+    """The first BatchNorm's running variance becomes its running mean: two state entries over one storage."""
+    bn = net.model[0].bn
+    bn.register_buffer("running_var", bn.running_mean)
+
+
+def test_weights_overlapping_in_one_storage_are_refused(foreign, tmp_path):
+    """Many tensors over one storage would each be copied when cast to float32: bytes claimed must not exceed bytes stored."""
+    path = write_ultralytics_checkpoint(tmp_path / "x.pt", foreign.model.net, model_edit=_share_batchnorm_storage)
+    with pytest.raises(EdgesegError, match=r"refused: the weights claim [\d,]+ bytes over [\d,]+ bytes of storage \(tensors overlap\)"):
+        ultralytics_checkpoint(path)
+
+
+def test_huge_strings_are_refused(foreign, tmp_path):
+    path = write_ultralytics_checkpoint(tmp_path / "x.pt", foreign.model.net, license="x" * 1_000_001)
+    with pytest.raises(EdgesegError, match=r"refused: license holds a string of 1,000,001 characters \(at most 1,000,000\)"):
+        ultralytics_checkpoint(path)
 
 
 def _detect_head(cfg):

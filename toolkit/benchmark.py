@@ -85,7 +85,7 @@ def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: 
         ``throughput``: images/s at ``best_batch`` (wall time of ``predict`` over
         THROUGHPUT_IMAGES images); ``peak_rss_mb``: this process's peak RSS (MB).
     """
-    from edgeseg.data.labels import read_image
+    from edgeseg.data.images import read_image
     from edgeseg.runtimes import load
 
     runtime = load(path, device)
@@ -177,12 +177,13 @@ def _target_of(path: Path, fallback: str) -> str:
 class _Bench:
     """The state shared by the rows of one bench: reference model, data, images, options."""
 
-    def __init__(self, model: Path, data: str, imgsz: int | None, device: str, runs: int, dynamic: bool, save_dir: Path):
+    def __init__(self, model: Path, data: str, imgsz: int | None, device: str, runs: int, dynamic: bool):
         from edgeseg.data.yaml_config import img_paths, load_data_config
         from edgeseg.runtimes import load
         from edgeseg.targets.verify import dataset_images
 
-        self.model, self.data, self.device, self.runs, self.dynamic, self.save_dir = model, data, device, runs, dynamic, save_dir
+        self.model, self.data, self.device, self.runs, self.dynamic = model, data, device, runs, dynamic
+        self.save_dir: Path | None = None  # the run folder, created once the inputs are known to be good
         self.reference = load(model, device)
         self.imgsz = imgsz or self.reference.meta.imgsz[0]
         cfg = load_data_config(data)
@@ -238,7 +239,7 @@ class _Bench:
         row.update(d_box_map=row["box_map"] - self.reference_row["box_map"], d_mask_map=row["mask_map"] - self.reference_row["mask_map"])
         report = verify(self.reference, runtime, self.verify_images, precision)
         diff = report["max_abs_diff"]
-        row.update(max_abs_diff=max(diff["preds"], diff["protos"]), agreement=report["agreement"], mask_iou=report["mask_iou"])
+        row.update(max_abs_diff=max(diff["preds"], diff["protos"]), agreement=report["agreement"], mask_iou=report["mask_iou"]["mean"])
         del runtime
         row.update(_speed_in_fresh_process(path, self.speed_files, None, self.device, self.runs))
         return row
@@ -301,9 +302,9 @@ def bench(
         raise EdgesegError(f"{model}: bench needs an existing edgeseg .pt checkpoint")
     chosen = find_preset(preset) if preset else None
     candidates = _candidates(targets, chosen)
-    save_dir = increment_path(Path(project) / name, exist_ok)
     with missing_extra("export"):
-        session = _Bench(model, data, imgsz or (chosen.imgsz if chosen else None), device, runs, dynamic, save_dir)
+        session = _Bench(model, data, imgsz or (chosen.imgsz if chosen else None), device, runs, dynamic)
+    save_dir = session.save_dir = increment_path(Path(project) / name, exist_ok)
     rows = [session.reference_bench()]
     LOGGER.info(format_table(rows))
     for candidate in candidates:
@@ -331,15 +332,15 @@ def bench(
 
 def save_results(rows: list[dict], summary: dict, save_dir: Path) -> None:
     """Write ``bench.csv`` (COLUMNS), ``bench.json`` (``summary``) and ``bench.png`` into ``save_dir``."""
-    from edgeseg.plots import _write_atomic
+    from edgeseg.files import atomic_write_text
     from edgeseg.targets.common import missing_extra
 
     text = io.StringIO()
     writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(save_dir / "bench.csv", text.getvalue().encode())
-    _write_atomic(save_dir / "bench.json", (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write_text(save_dir / "bench.csv", text.getvalue())
+    atomic_write_text(save_dir / "bench.json", json.dumps(summary, indent=2) + "\n")
     with missing_extra("train"):
         plot_bench(rows, save_dir / "bench.png")
 
@@ -353,7 +354,7 @@ def plot_bench(rows: list[dict], path: Path) -> Path:
     """Mask mAP50-95 against p50 latency (ms), one labelled point per measured row, marker area ∝ size (MB)."""
     from matplotlib.figure import Figure
 
-    from edgeseg.plots import _write_figure
+    from edgeseg.plots import write_figure
 
     measured = [r for r in rows if r["status"] == "ok"]
     largest = max(r["size_mb"] for r in measured)
@@ -372,7 +373,7 @@ def plot_bench(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("mask mAP50-95")
     ax.set_title("edgeseg bench (marker area ∝ file size)")
     ax.grid(alpha=0.3)
-    return _write_figure(path, fig, dpi=150)
+    return write_figure(path, fig, dpi=150)
 
 
 def _cell(value, fmt: str) -> str:

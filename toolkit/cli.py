@@ -5,23 +5,67 @@ User errors (``EdgesegError``) print ``error: <message>`` on one line and exit w
 
 import logging
 import os
+import signal
 import sys
 
 import click
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.limits import MAX_IMGSZ
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so every ``finally`` cleans up as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class _Group(click.Group):
-    """A click group that turns EdgesegError into a one-line message and exit code 1."""
+    """A click group that ends every failure in one ``error: ...`` line and a non-zero exit status.
+
+    EdgesegError (bad input) exits 1; Ctrl-C exits 130 and SIGTERM 143, after the interrupted
+    command has removed its partial outputs; any other exception is an edgeseg bug, reported
+    on one line (``-v`` shows its traceback) with exit status 2.
+    """
+
+    def main(self, *args, **kwargs):
+        """Run the CLI; a usage error (bad flag or value) is one ``error: ...`` line too, exit status 2."""
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()} (see {exc.ctx.command_path if getattr(exc, 'ctx', None) else 'edgeseg'} -h)", err=True)
+            sys.exit(exc.exit_code)
 
     def invoke(self, ctx):
+        signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return super().invoke(ctx)
         except EdgesegError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except Terminated:
+            click.echo("error: terminated (SIGTERM); partial outputs were removed", err=True)
+            sys.exit(128 + signal.SIGTERM)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; partial outputs were removed", err=True)
+            sys.exit(128 + signal.SIGINT)
+        except MemoryError:
+            click.echo("error: out of memory (a smaller --batch or --imgsz needs less)", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if logging.getLogger("edgeseg").isEnabledFor(logging.DEBUG):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"error: internal error: {type(exc).__name__}: {message} (an edgeseg bug; -v shows the traceback)", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,10 +101,10 @@ def info(model: str, imgsz: int | None, layers: bool) -> None:
 
 
 @main.command(context_settings={"show_default": True})
-@click.option("--model", default="yolo11n-seg.yaml", help="Model YAML (random init) or a .pt to fine-tune.")
+@click.option("--model", default=None, help="Model YAML (random init) or a .pt to fine-tune [default: yolo11n-seg.yaml].")
 @click.option("--data", "data_yaml", default=None, help="Data YAML (YOLO-seg format). Required unless --resume.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 100].")
-@click.option("--imgsz", type=click.IntRange(32), default=None, help="Square training size, a multiple of 32 [default: 640].")
+@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square training size, a multiple of 32 [default: 640].")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Images per batch over all devices [default: 16].")
 @click.option("--device", default=None, help="cpu, 0, or 0,1 (several GPUs launch torchrun) [default: cpu].")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes per device [default: 2].")
@@ -86,7 +130,7 @@ def train(data_yaml, run_val, resume, **options) -> None:
         overrides["data"] = data_yaml
     if run_val is not None:
         overrides["val"] = run_val
-    devices = distributed.parse_device(overrides.get("device", "cpu"))
+    devices = distributed.check_devices(overrides.get("device", "cpu"))
     if len(devices) > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(distributed.launch(sys.argv[1:], len(devices)))
     from edgeseg.train.trainer import Trainer
@@ -218,9 +262,9 @@ PER_IMAGE_LINES = 20  # print one line per image when there are at most this man
 @main.command(context_settings={"show_default": True})
 @click.argument("model")
 @click.argument("source")
-@click.option("--conf", type=float, default=0.25, help="Confidence threshold.")
-@click.option("--iou", type=float, default=0.7, help="NMS IoU threshold.")
-@click.option("--imgsz", type=click.IntRange(32), default=None, help="Input size [default: the model's].")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, help="Confidence threshold.")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
+@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's].")
 @click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per image.")
 @click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
 @click.option("--agnostic", is_flag=True, help="Class-agnostic NMS.")
@@ -274,10 +318,10 @@ def predict(model, source, device, save, save_txt, save_json, show_labels, show_
 @click.argument("model")
 @click.option("--data", "data_yaml", required=True, help="Data YAML (YOLO-seg format).")
 @click.option("--split", default="val", help="Split to evaluate: train, val or test.")
-@click.option("--imgsz", type=click.IntRange(32), default=None, help="Square input size [default: the model's].")
+@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square input size [default: the model's].")
 @click.option("--batch", type=click.IntRange(1), default=16, help="Images per inference call (dynamic-batch models).")
-@click.option("--conf", type=float, default=0.001, help="Confidence threshold.")
-@click.option("--iou", type=float, default=0.7, help="NMS IoU threshold.")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Confidence threshold.")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
 def val(model, data_yaml, split, imgsz, batch, conf, iou, device) -> None:
     """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
@@ -387,7 +431,7 @@ def check(data_yaml: str, out_png: str | None) -> None:
 @click.option("--data", "data_yaml", required=True, help="Data YAML: its val split gives mAP, drift and speed images.")
 @click.option("--targets", default=None, help="Comma-separated target[:precision] or artifact paths, or 'all' [default: onnx, or the preset's].")
 @click.option("--target", "preset", default=None, help="Device preset (jetson, pi, mac, intel, cpu): bench its candidates at its imgsz.")
-@click.option("--imgsz", type=click.IntRange(32), default=None, help="Square export size [default: the preset's, else the model's].")
+@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square export size [default: the preset's, else the model's].")
 @click.option("--dynamic", is_flag=True, help="Export with a dynamic batch (throughput tries batches 1, 2, 4, 8).")
 @click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")

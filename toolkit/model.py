@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from edgeseg.config import load_model_config, validate_model_config
+from edgeseg.config import load_model_config
 from edgeseg.errors import EdgesegError
 
 DEFAULT_IMGSZ = 640
@@ -27,7 +27,8 @@ class Model:
     """
 
     def __init__(self, source: str | Path = "yolo11n-seg.yaml", nc: int | None = None, names=None):
-        from edgeseg.nn.model import SegmentationModel
+        from edgeseg.nn.checkpoint import check_state_dict, checkpoint_parts
+        from edgeseg.nn.model import SegmentationModel, check_architecture
 
         self.source = str(source)
         if isinstance(names, (list, tuple)):
@@ -49,23 +50,18 @@ class Model:
                     f"{len(ckpt['names'])} classes, weights from '{ckpt['source']['weights']}'); "
                     "`edgeseg import` writes it as an edgeseg checkpoint"
                 )
-            cfg = dict(ckpt["config"])
-            validate_model_config(cfg, source=self.source)
-            self.net = SegmentationModel(cfg, names=ckpt["names"])
-            missing, unexpected = self.net.load_state_dict(ckpt["state_dict"], strict=False)
-            if missing or unexpected:
-                raise EdgesegError(
-                    f"{self.source}: weights do not fit the architecture "
-                    f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[0]})"
-                )
-            self.imgsz = int(ckpt.get("imgsz", DEFAULT_IMGSZ))
-            self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "ema")}
+            cfg, ckpt_names, self.imgsz = checkpoint_parts(ckpt, self.source)
+            check_state_dict(ckpt["state_dict"], check_architecture(cfg, self.source), self.source)
+            self.net = SegmentationModel(cfg, names=ckpt_names)
+            self.net.load_state_dict(ckpt["state_dict"])
+            self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "ema", "model_state")}
         elif suffix in (".yaml", ".yml"):
             if names and nc is None:
                 nc = len(names)
             cfg = load_model_config(self.source, nc=nc)
             if names and len(names) != cfg["nc"]:
                 raise EdgesegError(f"{self.source}: {len(names)} names given for nc={cfg['nc']}")
+            check_architecture(cfg, self.source)
             self.net = SegmentationModel(cfg, names=names)
             self.imgsz = DEFAULT_IMGSZ
             self.checkpoint = None

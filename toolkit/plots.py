@@ -7,8 +7,7 @@ DejaVu Sans). Image grids are drawn with OpenCV (Hershey fonts) through
 :meth:`edgeseg.runtimes.results.Results.plot`, so ground truth and predictions use the same
 class colours (:func:`edgeseg.runtimes.results.class_color`) as ``predict``.
 
-Every function writes its file atomically (a temporary file in the same folder, then
-``os.replace``) and returns the path written.
+Every function writes its file atomically (``edgeseg.files.atomic_write``) and returns the path written.
 """
 
 from __future__ import annotations
@@ -16,16 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgeseg.files import atomic_write
 from edgeseg.runtimes.results import Results
 
-__all__ = ["plot_results", "plot_pr_curves", "plot_labelled_batch", "plot_val_predictions"]
+__all__ = ["plot_results", "plot_pr_curves", "plot_labelled_batch", "plot_val_predictions", "write_figure"]
 
 _GRID_MAX_SIDE = 1920  # px: the batch grid is scaled down to fit this (Ultralytics' limit)
 _CAPTION_HEIGHT = 24  # px: caption strip above the validation grid
@@ -37,35 +35,22 @@ _PAD_VALUE = 114  # grey of letterbox padding
 # --------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _write_image(path: str | Path, image: np.ndarray) -> Path:
     """Encode a BGR uint8 image as PNG and write it atomically."""
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise RuntimeError(f"could not encode {path} as PNG")
-    return _write_atomic(path, buf.tobytes())
+    return atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
-def _write_figure(path: str | Path, fig, dpi: int) -> Path:
+def write_figure(path: str | Path, fig, dpi: int) -> Path:
     """Render a matplotlib Figure with the Agg canvas to PNG and write it atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    return _write_atomic(path, buf.getvalue())
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 # --------------------------------------------------------------------------------------
@@ -147,7 +132,7 @@ def plot_results(csv_path: str | Path) -> Path:
     for ax in axes[len(columns) :]:
         ax.set_axis_off()
     axes[0].legend(fontsize=7)
-    return _write_figure(csv_path.with_name("results.png"), fig, dpi=150)
+    return write_figure(csv_path.with_name("results.png"), fig, dpi=150)
 
 
 # --------------------------------------------------------------------------------------
@@ -173,7 +158,7 @@ def _plot_pr(task, names: dict[int, str], title: str, path: Path) -> Path:
     ax.set_ylim(0, 1.01)
     ax.set_title(title)
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left", fontsize=8)
-    return _write_figure(path, fig, dpi=150)
+    return write_figure(path, fig, dpi=150)
 
 
 def plot_pr_curves(metrics, names: dict[int, str], save_dir: str | Path) -> list[Path]:

@@ -47,6 +47,10 @@ class Backend:
     name = "backend"
 
     def __init__(self, path: str, meta: ModelMeta, device: str = "cpu"):
+        try:
+            meta.check()
+        except ValueError as exc:
+            raise EdgesegError(f"{path}: unusable model metadata: {exc}") from None
         self.path = str(path)
         self.meta = meta
         self.device = str(device)

@@ -54,20 +54,22 @@ def read_engine(path: str | Path) -> tuple[ModelMeta, bytes]:
     """
     path = Path(path)
     data = path.read_bytes()
-    meta = None
+    meta, problem = None, None
     if len(data) > HEADER.size:
         (length,) = HEADER.unpack_from(data)
         if 0 < length <= len(data) - HEADER.size:
             try:
                 meta = ModelMeta.from_json(data[HEADER.size : HEADER.size + length].decode())
-            except (UnicodeDecodeError, ValueError, TypeError):
-                meta = None
+            except (UnicodeDecodeError, ValueError, TypeError) as exc:
+                problem = exc if data[HEADER.size : HEADER.size + 1] == b"{" else None
     if meta is not None:
         engine = data[HEADER.size + length :]
         if not engine:
             raise EdgesegError(f"{path}: truncated engine: the edgeseg header is followed by no engine bytes")
         return meta, engine
     sidecar = path.with_name(path.name + ".json")
+    if problem is not None and not sidecar.is_file():
+        raise EdgesegError(f"{path}: unusable edgeseg metadata header ({str(problem)[:160]})")
     if not sidecar.is_file():
         raise EdgesegError(
             f"{path}: no edgeseg metadata header (4-byte little-endian length + ModelMeta JSON) and no "

@@ -30,6 +30,8 @@ class TorchBackend(Backend):
 
         if kind == "cuda" and not torch.cuda.is_available():
             raise EdgesegError(f"{path}: device {device!r} needs a CUDA GPU, but torch sees none (use --device cpu)")
+        if kind == "cuda" and index >= torch.cuda.device_count():
+            raise EdgesegError(f"{path}: device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
         self.torch_device = torch.device("cpu" if kind == "cpu" else f"cuda:{index}")
         self.net = model.net.to(self.torch_device).eval()
         meta = ModelMeta(

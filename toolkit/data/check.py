@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.data.labels import Label, read_image, scan_labels
+from edgeseg.data.images import read_image
+from edgeseg.data.labels import Label, scan_labels
 from edgeseg.data.yaml_config import img_paths, load_data_config
 from edgeseg.plots import plot_labelled_batch
 
@@ -25,15 +26,18 @@ def _size_bin(shape: tuple[int, int]) -> str:
     return f"{w0}-{w0 + SIZE_BIN - 1}x{h0}-{h0 + SIZE_BIN - 1}"
 
 
-def _sample_batch(labels: list[Label], size: int) -> dict:
+def _sample_batch(labels: list[Label], size: int) -> dict | None:
     """A :func:`edgeseg.plots.plot_labelled_batch` batch of the labelled images, each letterboxed to (size, size).
 
     Each image is scaled so its longer side is ``size`` and placed top-left on grey; its
-    polygons are filled into full-size binary masks, (N, size, size).
+    polygons are filled into full-size binary masks, (N, size, size). An image that can no
+    longer be read (changed since the scan) is left out; None when none can.
     """
+    pairs = [(label, img) for label in labels if (img := read_image(label.im_file)) is not None]
+    if not pairs:
+        return None
     imgs, cls, boxes, batch_idx, masks = [], [], [], [], []
-    for i, label in enumerate(labels):
-        img = read_image(label.im_file)
+    for i, (label, img) in enumerate(pairs):
         h, w = img.shape[:2]
         r = size / max(h, w)
         nh, nw = max(1, round(h * r)), max(1, round(w * r))
@@ -55,7 +59,7 @@ def _sample_batch(labels: list[Label], size: int) -> dict:
         "bboxes": np.array(boxes, np.float32).reshape(-1, 4),
         "batch_idx": np.array(batch_idx, np.int64),
         "masks": np.stack(masks) if masks else np.zeros((0, size, size), np.uint8),
-        "im_file": [label.im_file for label in labels],
+        "im_file": [label.im_file for label, _ in pairs],
     }
 
 
@@ -104,7 +108,8 @@ def check_dataset(data_yaml: str | os.PathLike, out_png: str | os.PathLike | Non
     png = None
     if out_png is not None and usable:
         picks = np.unique(np.linspace(0, len(usable) - 1, min(max_images, len(usable))).round().astype(int))
-        png = str(plot_labelled_batch(_sample_batch([usable[i] for i in picks], SAMPLE_SIZE), names, Path(out_png)))
+        batch = _sample_batch([usable[i] for i in picks], SAMPLE_SIZE)
+        png = str(plot_labelled_batch(batch, names, Path(out_png))) if batch is not None else None
     return {"yaml": cfg["yaml_file"], "names": names, "splits": splits, "png": png}
 
 

@@ -27,7 +27,8 @@ from edgeseg.data.augment import (
     random_affine,
     resample_polygon,
 )
-from edgeseg.data.labels import Label, read_image, scan_labels
+from edgeseg.data.images import read_image
+from edgeseg.data.labels import Label, scan_labels
 from edgeseg.data.yaml_config import img_paths
 from edgeseg.errors import EdgesegError
 from edgeseg.runtimes.preprocess import letterbox

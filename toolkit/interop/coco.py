@@ -9,30 +9,55 @@ Output layout (Ultralytics' and edgeseg's)::
 Each object becomes ONE polygon (YOLO-seg has one outline per object, no holes). COCO objects
 can have several parts (an occluded car cut in two) given as several polygons or as an RLE
 mask with several blobs; :data:`MERGE_MODES` says how they become one outline.
+
+A crafted annotation file gets one error line or counted skips, never a traceback: the file
+is refused over :data:`MAX_COCO_JSON_BYTES` before it is read; malformed ``images`` /
+``categories`` entries are errors; annotations that are malformed, of images over
+``MAX_IMAGE_PIXELS`` (their RLE would be that large), or of more than :data:`MAX_OBJECT_PARTS`
+parts / :data:`MAX_OBJECT_POINTS` points (merging is quadratic in points) are skipped and
+counted. Output files are written only inside the output folder, through new files renamed
+into place.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
+import secrets
 import shutil
+import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
 
+from edgeseg.data.images import MAX_IMAGE_PIXELS
 from edgeseg.errors import EdgesegError
+from edgeseg.files import ensure_folder, file_mode, staging_prefix
+from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
 from edgeseg.runtimes.rle import rle_decode
+from edgeseg.yaml_safe import FileLimitError, load_yaml, open_capped
 
 LOGGER = logging.getLogger("edgeseg")
 
 MERGE_MODES = ("merge", "largest")
 SPLITS = ("train", "val", "test")
+MAX_COCO_JSON_BYTES = 2 << 30  # bytes (2 GiB; LVIS v1 train is 1.1 GB): larger annotation files are refused unread
+MAX_OBJECT_POINTS = 5_000  # points of one object, all its parts together (merging compares every pair of parts)
+MAX_OBJECT_PARTS = 500  # separate parts (polygons, or outlines of RLE blobs) of one object
+PAIR_BLOCK = 1 << 20  # point pairs compared at once when linking parts (32 MB of float64 differences)
 _SPLIT_IN_NAME = re.compile(r"(train|val|test)")
+_REPR_CHARS = 80  # characters of a JSON entry quoted in an error message
+
+
+class ObjectTooComplex(ValueError):
+    """An object with more parts or points than MAX_OBJECT_PARTS / MAX_OBJECT_POINTS (skipped and counted)."""
 
 
 def infer_split(annotations_json: str | os.PathLike) -> str:
@@ -67,9 +92,8 @@ def merge_polygons(parts: list[np.ndarray]) -> np.ndarray:
     nearest = np.zeros((k, k), np.int64)  # nearest[i, j]: index of the point of part i closest to part j
     for i in range(k):
         for j in range(i + 1, k):
-            d2 = ((parts[i][:, None, :] - parts[j][None, :, :]) ** 2).sum(-1)
-            a, b = np.unravel_index(np.argmin(d2), d2.shape)
-            dist[i, j] = dist[j, i] = d2[a, b]
+            dist[i, j], a, b = _closest_pair(parts[i], parts[j])
+            dist[j, i] = dist[i, j]
             nearest[i, j], nearest[j, i] = a, b
     attached: list[dict[int, list[int]]] = [{} for _ in range(k)]  # part -> {its point index: child parts}
     in_tree = np.zeros(k, bool)
@@ -102,6 +126,22 @@ def merge_polygons(parts: list[np.ndarray]) -> np.ndarray:
     return np.array(outline[:-1])  # the root's last point repeats its first
 
 
+def _closest_pair(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
+    """Squared distance and indices (i, j) of the closest points a[i], b[j] of (n, 2) and (m, 2) point sets.
+
+    Compared PAIR_BLOCK pairs at a time, so memory stays bounded for long outlines; ties go to
+    the first pair in row-major order, as one ``argmin`` over the whole (n, m) matrix would.
+    """
+    rows = max(1, PAIR_BLOCK // len(b))
+    best = (np.inf, 0, 0)
+    for start in range(0, len(a), rows):
+        d2 = ((a[start : start + rows, None, :] - b[None, :, :]) ** 2).sum(-1)
+        i, j = divmod(int(np.argmin(d2)), len(b))
+        if d2[i, j] < best[0]:
+            best = (float(d2[i, j]), start + i, j)
+    return best
+
+
 def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """The outer contours of a binary mask (holes ignored): a list of (n, 2) float64 x, y pixel polygons, n >= 3."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -114,33 +154,42 @@ def annotation_polygon(segmentation, height: int, width: int, merge: str = "merg
     Args:
         segmentation: a list of flat ``[x1, y1, x2, y2, ...]`` pixel polygons (or one such
             polygon), or an RLE dict ``{"size": [H, W], "counts": str | list}``.
-        height, width: the image size in pixels (an RLE of another size is rejected).
+        height, width: the image size in pixels (an RLE of another size is rejected before decoding).
         merge: ``"merge"`` joins all parts (:func:`merge_polygons`); ``"largest"`` keeps the
             part with the largest area.
 
     Returns:
         (n, 2) float64 x, y in pixels, n >= 3, or None when there is no usable part (malformed
-        data included).
+        data included: wrong types, non-finite coordinates, a broken RLE).
+
+    Raises:
+        ObjectTooComplex: more than MAX_OBJECT_PARTS parts or MAX_OBJECT_POINTS points.
     """
+    parts = _segmentation_parts(segmentation, height, width)
+    if not parts:
+        return None
+    if len(parts) > MAX_OBJECT_PARTS or sum(len(p) for p in parts) > MAX_OBJECT_POINTS:
+        raise ObjectTooComplex(f"{len(parts)} parts, {sum(len(p) for p in parts)} points")
+    if merge == "largest":
+        return max(parts, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
+    return merge_polygons(parts)
+
+
+def _segmentation_parts(segmentation, height: int, width: int) -> list[np.ndarray]:
+    """The (n, 2) float64 pixel polygons (n >= 3, finite) of a segmentation; [] when malformed."""
     try:
         if isinstance(segmentation, list):
             if segmentation and not isinstance(segmentation[0], list):  # a single flat polygon
                 segmentation = [segmentation]
             flat = [np.asarray(p, np.float64) for p in segmentation if isinstance(p, list)]
-            parts = [p.reshape(-1, 2) for p in flat if p.size >= 6 and p.size % 2 == 0]
-        elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-            if [int(v) for v in segmentation["size"]] != [height, width]:
-                return None
-            parts = mask_polygons(rle_decode(segmentation))
-        else:
-            return None
-    except (ValueError, TypeError, IndexError):
-        return None
-    if not parts:
-        return None
-    if merge == "largest":
-        return max(parts, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
-    return merge_polygons(parts)
+            usable = [p for p in flat if p.ndim == 1 and p.size >= 6 and p.size % 2 == 0 and np.isfinite(p).all()]
+            return [p.reshape(-1, 2) for p in usable]
+        if isinstance(segmentation, dict) and segmentation.get("size") == [height, width]:
+            rle = {**segmentation, "size": [height, width]}  # 480.0 -> 480
+            return mask_polygons(rle_decode(rle, max_pixels=MAX_IMAGE_PIXELS))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        pass
+    return []
 
 
 def _label_line(cls: int, polygon: np.ndarray, width: int, height: int) -> str:
@@ -149,12 +198,53 @@ def _label_line(cls: int, polygon: np.ndarray, width: int, height: int) -> str:
     return " ".join([str(cls)] + [f"{v:.6f}" for v in coords])
 
 
+def _short(value) -> str:
+    """``repr(value)`` cut to _REPR_CHARS characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
+
+
+def _is_int(value) -> bool:
+    """True for an int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entry_id(value) -> int | str | None:
+    """An image / category id as written (an int or a string), or None for any other JSON value."""
+    return value if _is_int(value) or isinstance(value, str) else None
+
+
+def _pixels(value) -> int | None:
+    """A width / height as a positive int (integral floats such as 640.0 accepted), or None."""
+    if _is_int(value) and value > 0:
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
+        return int(value)
+    return None
+
+
 def _read_coco(path: Path) -> dict:
-    """The annotation JSON, checked for ``images`` and ``categories`` lists."""
+    """The annotation JSON (at most MAX_COCO_JSON_BYTES), checked for ``images``, ``categories`` and ``annotations`` lists.
+
+    The first bytes must open a JSON object before the whole file is read.
+    """
     try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgesegError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        f, size = open_capped(path, MAX_COCO_JSON_BYTES)
+    except FileLimitError as exc:
+        raise EdgesegError(f"{path}: annotation file refused: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise EdgesegError(f"{path}: annotation file cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    with f:
+        if f.read(1 << 16).lstrip(b" \t\r\n\xef\xbb\xbf")[:1] != b"{":
+            raise EdgesegError(f"{path}: not a COCO annotation file (no JSON object at its start)")
+        f.seek(0)
+        data = f.read(size)
+    try:
+        coco = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, an int of too many digits, deep nesting
+        raise EdgesegError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    except MemoryError:
+        raise EdgesegError(f"{path}: too large to load ({size:,} bytes)") from None
     if not isinstance(coco, dict):
         raise EdgesegError(f"{path}: expected a COCO object with 'images', 'annotations' and 'categories'")
     for key in ("images", "categories"):
@@ -162,25 +252,68 @@ def _read_coco(path: Path) -> dict:
             raise EdgesegError(f"{path}: missing COCO '{key}' list")
     if not coco["categories"]:
         raise EdgesegError(f"{path}: 'categories' is empty")
-    for img in coco["images"]:
-        if not (isinstance(img, dict) and "id" in img and img.get("width") and img.get("height")):
-            raise EdgesegError(f"{path}: image entry {str(img)[:80]} lacks an id, width or height")
+    if not isinstance(coco.get("annotations") or [], list):
+        raise EdgesegError(f"{path}: COCO 'annotations' must be a list")
     return coco
+
+
+def _categories(coco: dict, path: Path) -> tuple[dict[int, int], dict[int, str]]:
+    """``{category id: class id}`` (ids sorted ascending -> 0..nc-1) and ``{class id: name}``.
+
+    Raises:
+        EdgesegError: a category without an integer ``id`` or a text ``name`` (numbers allowed),
+            a repeated id, a name over MAX_NAME_CHARS, or more than MAX_CLASSES categories.
+    """
+    found: dict[int, str] = {}
+    for cat in coco["categories"]:
+        ok = isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), (str, int, float))
+        if not ok or isinstance(cat.get("name"), bool):
+            raise EdgesegError(f"{path}: category {_short(cat)} needs an integer 'id' and a 'name'")
+        if cat["id"] in found:
+            raise EdgesegError(f"{path}: category id {cat['id']} appears twice")
+        name = str(cat["name"])
+        if len(name) > MAX_NAME_CHARS:
+            raise EdgesegError(f"{path}: category {cat['id']} has a name of {len(name)} characters (limit {MAX_NAME_CHARS})")
+        found[cat["id"]] = name
+    if len(found) > MAX_CLASSES:
+        raise EdgesegError(f"{path}: {len(found)} categories, more than {MAX_CLASSES}")
+    class_of = {cid: i for i, cid in enumerate(sorted(found))}
+    return class_of, {class_of[cid]: name for cid, name in sorted(found.items())}
+
+
+def _image_entries(coco: dict, path: Path) -> dict:
+    """``{image id: (file_name, width, height)}``.
+
+    Raises:
+        EdgesegError: an entry without an integer or text ``id`` and positive integer
+            ``width`` and ``height``, or a repeated id.
+    """
+    images = {}
+    for img in coco["images"]:
+        image_id = _entry_id(img.get("id")) if isinstance(img, dict) else None
+        width, height = (_pixels(img.get("width")), _pixels(img.get("height"))) if isinstance(img, dict) else (None, None)
+        if image_id is None or width is None or height is None:
+            raise EdgesegError(f"{path}: image entry {_short(img)} lacks an id, width or height (positive integers)")
+        if image_id in images:
+            raise EdgesegError(f"{path}: image id {_short(image_id)} appears twice")
+        images[image_id] = (img.get("file_name"), width, height)
+    return images
 
 
 def _update_data_yaml(yaml_path: Path, split: str, names: dict[int, str], source: Path) -> dict:
     """Read ``data.yaml`` (if any), check its names equal ``names``, add ``split``; return the new mapping (unwritten)."""
     cfg = {}
     if yaml_path.is_file():
-        try:
-            cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError):
-            cfg = None
+        cfg = load_yaml(yaml_path) or {}
         if not isinstance(cfg, dict):
             raise EdgesegError(f"{yaml_path}: exists but is not a data YAML mapping; remove it or choose another folder")
         old = cfg.get("names")
         old = dict(enumerate(old)) if isinstance(old, list) else old
-        if old and {int(k): str(v) for k, v in old.items()} != names:
+        try:
+            differ = bool(old) and {int(k): str(v) for k, v in old.items()} != names
+        except (AttributeError, TypeError, ValueError):
+            differ = True
+        if differ:
             raise EdgesegError(
                 f"{yaml_path}: its names differ from the categories of {source}; convert each dataset into its own folder"
             )
@@ -192,17 +325,90 @@ def _update_data_yaml(yaml_path: Path, split: str, names: dict[int, str], source
     return ordered
 
 
-def _place_image(src: Path, dst: Path, copy: bool) -> None:
-    """Copy ``src`` to ``dst``, or link it there (an absolute symbolic link) when not ``copy``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() and os.path.samefile(src, dst):
+def _source_file(images_dir: Path, file_name) -> Path | None:
+    """``images_dir / file_name`` when ``file_name`` is a relative path inside it naming a regular file, else None."""
+    if not isinstance(file_name, str) or not file_name or "\0" in file_name:
+        return None
+    rel = Path(file_name)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    src = images_dir / rel
+    try:
+        return src if src.is_file() else None
+    except OSError:
+        return None
+
+
+def _inside(folder: Path, root: str) -> bool:
+    """True when ``folder`` (links in it followed, created or not) lies in ``root`` (a real path)."""
+    real = os.path.realpath(folder)
+    return real == root or real.startswith(root + os.sep)
+
+
+def _output_folder(folder: Path, root: str) -> Path:
+    """Create ``folder`` after checking that it stays inside the output root ``root`` (a real path).
+
+    Raises:
+        EdgesegError: a symbolic link (or ``..``) leads it outside ``root``, or it cannot be created.
+    """
+    if not _inside(folder, root):
+        raise EdgesegError(f"{folder}: leads outside the output folder {root} (a symbolic link?); not writing there")
+    return ensure_folder(folder)
+
+
+def _replace_file(dst: Path, write: Callable, mode: int) -> None:
+    """Create or replace ``dst`` with what ``write(f)`` writes, through a new file of a random name in its folder.
+
+    The new file is created with O_EXCL (``mkstemp``) and renamed over ``dst``, so a symbolic link
+    at ``dst`` is replaced, never followed. No fsync: a rerun rewrites the output.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(dst), suffix=".tmp", dir=dst.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _replace_with_link(dst: Path, target: Path) -> None:
+    """Create or replace ``dst`` with a symbolic link to ``target``, made under a random name and renamed over ``dst``."""
+    tmp = dst.with_name(staging_prefix(dst) + secrets.token_hex(4))
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _place_image(src: Path, dst: Path, copy: bool, mode: int) -> None:
+    """Copy ``src`` to ``dst``, or link it there (an absolute symbolic link) when not ``copy``; ``dst``'s folder exists."""
+    if os.path.lexists(dst) and os.path.isfile(dst) and os.path.samefile(src, dst):
         return
-    if dst.is_symlink() or dst.exists():
-        dst.unlink()
     if copy:
-        shutil.copyfile(src, dst)
+        with open(src, "rb") as source:
+            _replace_file(dst, lambda f: shutil.copyfileobj(source, f, 1 << 20), mode)
     else:
-        dst.symlink_to(src.resolve())
+        _replace_with_link(dst, src.resolve())
+
+
+def _write_outputs(image: tuple[Path, Path, Path, str], copy: bool, root: str, mode: int) -> None:
+    """Place one image and write its label text (``(src, image dst, label dst, text)``), inside the output root.
+
+    Raises:
+        EdgesegError: a destination leads outside the output root or cannot be written.
+    """
+    src, dst, label, text = image
+    try:
+        _output_folder(dst.parent, root)
+        _place_image(src, dst, copy, mode)
+        _output_folder(label.parent, root)
+        _replace_file(label, lambda f: f.write(text.encode("utf-8")), mode)
+    except OSError as exc:
+        raise EdgesegError(f"{exc.filename or dst}: cannot be written ({exc.strerror or exc})") from None
 
 
 def convert_coco(
@@ -242,14 +448,20 @@ def convert_coco(
         0..nc-1, names kept.
 
     Crowd annotations (``iscrowd=1``) are skipped; images without annotations get an empty
-    label file; annotations of unknown images or categories, or without a usable polygon,
-    and images missing from ``images_dir`` are skipped. Every such case is counted in one
+    label file; annotations that are not JSON objects, of unknown images or categories, of
+    images over MAX_IMAGE_PIXELS, without a usable polygon (malformed data included), or with
+    more than MAX_OBJECT_PARTS parts / MAX_OBJECT_POINTS points, and images missing from
+    ``images_dir`` or over MAX_IMAGE_PIXELS are skipped. Every such case is counted in one
     summary log line on the ``edgeseg`` logger. Coordinates are divided by the image's
-    width / height, clipped to [0, 1] and written with 6 decimals.
+    width / height, clipped to [0, 1] and written with 6 decimals. Every file is written
+    through a new file of a random name renamed into place, only inside ``out_dir`` (a
+    symbolic link in it leading elsewhere is an error, a link at a file's name is replaced).
 
     Raises:
-        EdgesegError: missing file or folder, unreadable JSON, an unknown ``split`` /
-            ``merge``, or an existing ``data.yaml`` with other class names.
+        EdgesegError: missing file or folder, an annotation file over MAX_COCO_JSON_BYTES or
+            not valid JSON, malformed ``images`` / ``categories`` entries, an unknown ``split``
+            / ``merge``, an existing ``data.yaml`` with other class names, or an output path
+            that leads outside ``out_dir`` or cannot be written.
     """
     ann_path, images_dir, out = Path(annotations_json), Path(images_dir), Path(out_dir)
     split = split or infer_split(ann_path)
@@ -262,55 +474,78 @@ def convert_coco(
     if not images_dir.is_dir():
         raise EdgesegError(f"{images_dir}: images folder not found")
     coco = _read_coco(ann_path)
-    category_ids = sorted({int(c["id"]) for c in coco["categories"]})
-    class_of = {cid: i for i, cid in enumerate(category_ids)}
-    names = dict(sorted((class_of[int(c["id"])], str(c["name"])) for c in coco["categories"]))
+    class_of, names = _categories(coco, ann_path)
+    images = _image_entries(coco, ann_path)
     yaml_path = out / "data.yaml"
     data_cfg = _update_data_yaml(yaml_path, split, names, ann_path)
 
-    images = {img["id"]: img for img in coco["images"]}
     counts = Counter()
-    objects: dict[int, list[str]] = {image_id: [] for image_id in images}
-    for ann in coco.get("annotations") or []:
-        img = images.get(ann.get("image_id"))
-        if ann.get("iscrowd"):
-            counts["crowd"] += 1
-        elif img is None:
-            counts["no_image"] += 1
-        elif ann.get("category_id") not in class_of:
-            counts["unknown_category"] += 1
-        else:
-            width, height = int(img["width"]), int(img["height"])
-            polygon = annotation_polygon(ann.get("segmentation"), height, width, merge)
-            if polygon is None:
-                counts["no_polygon"] += 1
-            else:
-                objects[img["id"]].append(_label_line(class_of[ann["category_id"]], polygon, width, height))
-
-    for image_id, img in images.items():
-        rel = Path(str(img.get("file_name", "")))
-        src = images_dir / rel
-        if rel.is_absolute() or ".." in rel.parts or not src.is_file():
+    objects = _label_lines(coco.get("annotations") or [], images, class_of, merge, counts)
+    root = os.path.realpath(ensure_folder(out))
+    mode = file_mode()
+    for image_id, (file_name, width, height) in images.items():
+        src = _source_file(images_dir, file_name)
+        if width * height > MAX_IMAGE_PIXELS:
+            counts["large_images"] += 1
+        elif src is None:
             counts["missing_image_files"] += 1
-            continue
-        _place_image(src, out / "images" / split / rel, copy_images)
-        label = (out / "labels" / split / rel).with_suffix(".txt")
-        label.parent.mkdir(parents=True, exist_ok=True)
-        lines = objects[image_id]
-        label.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        counts["images"] += 1
-        counts["objects"] += len(lines)
-        counts["empty_images"] += not lines
+        else:
+            rel = Path(file_name)
+            lines = objects.get(image_id, [])
+            label = (out / "labels" / split / rel).with_suffix(".txt")
+            text = "".join(f"{line}\n" for line in lines)
+            _write_outputs((src, out / "images" / split / rel, label, text), copy_images, root, mode)
+            counts["images"] += 1
+            counts["objects"] += len(lines)
+            counts["empty_images"] += not lines
 
-    out.mkdir(parents=True, exist_ok=True)
-    yaml_path.write_text(yaml.safe_dump(data_cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    dumped = yaml.safe_dump(data_cfg, sort_keys=False, allow_unicode=True).encode("utf-8")
+    try:
+        _replace_file(yaml_path, lambda f: f.write(dumped), mode)
+    except OSError as exc:
+        raise EdgesegError(f"{yaml_path}: cannot be written ({exc.strerror or exc})") from None
     LOGGER.info(
         f"{ann_path.name} -> {out} ({split}): {counts['images']} images ({counts['empty_images']} without objects), "
         f"{counts['objects']} objects in {len(names)} classes; skipped {counts['crowd']} crowd annotations, "
         f"{counts['no_image']} annotations of unknown images, {counts['unknown_category']} of unknown categories, "
-        f"{counts['no_polygon']} without a usable polygon, {counts['missing_image_files']} images missing from {images_dir}"
+        f"{counts['no_polygon']} without a usable polygon, {counts['too_complex']} too complex "
+        f"(over {MAX_OBJECT_PARTS} parts or {MAX_OBJECT_POINTS} points), {counts['malformed']} malformed, "
+        f"{counts['large_image_objects']} of images over {MAX_IMAGE_PIXELS:,} pixels; "
+        f"{counts['missing_image_files']} images missing from {images_dir}, "
+        f"{counts['large_images']} over {MAX_IMAGE_PIXELS:,} pixels"
     )
     missing = [s for s in ("train", "val") if s not in data_cfg]
     if missing:
         LOGGER.info(f"{yaml_path}: no {' or '.join(missing)} split yet; convert those annotations into the same folder")
     return yaml_path
+
+
+def _label_lines(annotations: list, images: dict, class_of: dict[int, int], merge: str, counts: Counter) -> dict:
+    """``{image id: [label line, ...]}`` of the usable annotations; every skipped one is counted in ``counts`` by reason."""
+    objects: dict = {}
+    for ann in annotations:
+        if not isinstance(ann, dict):
+            counts["malformed"] += 1
+            continue
+        image = images.get(_entry_id(ann.get("image_id")))
+        category = _entry_id(ann.get("category_id"))
+        if ann.get("iscrowd"):
+            counts["crowd"] += 1
+        elif image is None:
+            counts["no_image"] += 1
+        elif category not in class_of:
+            counts["unknown_category"] += 1
+        elif image[1] * image[2] > MAX_IMAGE_PIXELS:
+            counts["large_image_objects"] += 1
+        else:
+            _, width, height = image
+            try:
+                polygon = annotation_polygon(ann.get("segmentation"), height, width, merge)
+            except ObjectTooComplex:
+                counts["too_complex"] += 1
+                continue
+            if polygon is None:
+                counts["no_polygon"] += 1
+            else:
+                objects.setdefault(ann["image_id"], []).append(_label_line(class_of[category], polygon, width, height))
+    return objects

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from edgeseg.errors import EdgesegError
 from edgeseg.nn.blocks import C2PSA, C3k2, SPPF, Concat, Conv
 from edgeseg.nn.head import Segment
 
@@ -19,6 +20,7 @@ MODULES = {
     "nn.Upsample": nn.Upsample,
     "Segment": Segment,
 }
+MAX_PARAMETERS = 250_000_000  # parameters of one architecture (YOLO11x-seg: 62 million)
 _REPEATED = {C3k2, C2PSA}
 _CHANNEL_CHANGING = {Conv, C3k2, SPPF, C2PSA}
 
@@ -76,6 +78,29 @@ def build_layers(cfg: dict, in_channels: int = 3) -> tuple[nn.Sequential, list[i
     return nn.Sequential(*layers), sorted(set(save))
 
 
+def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
+    """Build ``cfg`` without memory (on torch's ``meta`` device) and return its state_dict shapes.
+
+    Args:
+        cfg: a model config that passed ``edgeseg.config.validate_model_config``.
+        source: the file it came from, for messages.
+
+    Raises:
+        EdgesegError: the rows do not fit together (channels, indices), or the network would have
+            more than MAX_PARAMETERS parameters; nothing has been allocated then.
+    """
+    try:
+        with torch.device("meta"):
+            net = SegmentationModel(cfg)
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, ZeroDivisionError, AttributeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgesegError(f"{source}: the model config does not build a network ({message[:160]})") from None
+    parameters = sum(p.numel() for p in net.parameters())
+    if parameters > MAX_PARAMETERS:
+        raise EdgesegError(f"{source}: the model config asks for {parameters:,} parameters (at most {MAX_PARAMETERS:,})")
+    return {name: tuple(t.shape) for name, t in net.state_dict().items()}
+
+
 class SegmentationModel(nn.Module):
     """A YOLO11-seg network. Input (B, 3, H, W) RGB in [0, 1] with H, W multiples of 32.
 
@@ -112,7 +137,7 @@ class SegmentationModel(nn.Module):
         with torch.no_grad():
             levels, _, _ = self.forward(torch.zeros(1, 3, size, size))
         self.train(was_training)
-        return torch.tensor([size / level.shape[-2] for level in levels])
+        return torch.tensor([size / level.shape[-2] for level in levels], device="cpu")
 
     def forward(self, x: torch.Tensor):
         outputs = []

@@ -25,21 +25,35 @@ def parse_device(device: str | int | None) -> list[str]:
     text = str(device if device is not None else "cpu").strip().lower().replace("cuda:", "")
     if text in ("", "cpu"):
         return ["cpu"]
+    if text == "cuda":
+        return ["0"]
     ids = [d.strip() for d in text.split(",") if d.strip()]
     if not all(d.isdigit() for d in ids):
         raise EdgesegError(f"--device {device!r}: use cpu, a GPU index (0) or a list (0,1)")
     return ids
 
 
-def select_device(device: str | int | None, rank: int = -1) -> torch.device:
-    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU)."""
+def check_devices(device: str | int | None) -> list[str]:
+    """``parse_device(device)``, checked against the GPUs torch sees here.
+
+    Raises:
+        EdgesegError: a bad spelling, CUDA unavailable, or a GPU index this machine does not have.
+    """
     ids = parse_device(device)
     if ids == ["cpu"]:
-        return torch.device("cpu")
+        return ids
     if not torch.cuda.is_available():
         raise EdgesegError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     if int(max(ids, key=int)) >= torch.cuda.device_count():
         raise EdgesegError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return ids
+
+
+def select_device(device: str | int | None, rank: int = -1) -> torch.device:
+    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU)."""
+    ids = check_devices(device)
+    if ids == ["cpu"]:
+        return torch.device("cpu")
     index = int(ids[int(os.environ.get("LOCAL_RANK", 0))]) if rank >= 0 else int(ids[0])
     torch.cuda.set_device(index)
     return torch.device("cuda", index)

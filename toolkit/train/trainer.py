@@ -22,7 +22,10 @@ from edgeseg.data.dataset import SegmentationDataset
 from edgeseg.data.yaml_config import load_data_config
 from edgeseg.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
-from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, load_checkpoint
+from edgeseg.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
+from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
+from edgeseg.nn.model import check_architecture
+from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.paths import increment_path
 from edgeseg.runtimes.validate import evaluate, split_labels
 from edgeseg.train import distributed
@@ -74,8 +77,32 @@ DEFAULT_ARGS = {
     "name": "train",
     "exist_ok": False,
 }
+RESUME_KEYS = ("model_state", "optimizer", "ema_updates", "epoch", "last_opt_step")  # what a last.pt adds
 CLIP_GRAD_NORM = 10.0
 LOSS_NAMES = ("box_loss", "seg_loss", "cls_loss", "dfl_loss")
+
+
+def resume_dir(last: Path) -> Path:
+    """The run folder a resumed ``last.pt`` belongs to: ``<run>`` for ``<run>/weights/last.pt``, else its own folder.
+
+    Resuming writes only there, whatever folder the checkpoint itself names.
+    """
+    folder = last.resolve().parent
+    return folder.parent if folder.name == "weights" else folder
+
+
+def check_args(args: dict, source: str) -> None:
+    """Raise EdgesegError naming ``source`` for a training argument of the wrong type or out of range."""
+    if not args["data"] or not isinstance(args["data"], (str, os.PathLike)):
+        raise EdgesegError(f"{source}: training needs a data YAML (data=...)")
+    imgsz, epochs, batch = args["imgsz"], args["epochs"], args["batch"]
+    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not 32 <= imgsz <= MAX_IMGSZ or imgsz % 32:
+        raise EdgesegError(f"{source}: imgsz {str(imgsz)[:20]} must be a multiple of 32 from 32 to {MAX_IMGSZ}")
+    for key, value in (("epochs", epochs), ("batch", batch)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+            raise EdgesegError(f"{source}: {key} must be an integer from 1 to 100000, got {str(value)[:20]}")
+    if not isinstance(args["workers"], int) or not 0 <= args["workers"] <= 64:
+        raise EdgesegError(f"{source}: workers must be an integer from 0 to 64, got {str(args['workers'])[:20]}")
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -107,12 +134,17 @@ class Trainer:
 
     def __init__(self, overrides: dict | None = None, resume: str | Path | None = None, model=None):
         overrides = dict(overrides or {})
-        self.resume_ckpt = None
+        self.resume_ckpt, self.resume_path = None, None
         if resume:
+            self.resume_path = Path(resume)
             self.resume_ckpt = load_checkpoint(resume)
-            if "optimizer" not in self.resume_ckpt:
-                raise EdgesegError(f"{resume}: has no training state to resume from (use a last.pt)")
-            saved = dict(self.resume_ckpt.get("train_args") or {})
+            missing = [k for k in RESUME_KEYS if k not in self.resume_ckpt]
+            if missing:
+                raise EdgesegError(f"{resume}: has no training state to resume from (no {missing[0]}; use a last.pt)")
+            saved = self.resume_ckpt.get("train_args") or {}
+            if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
+                raise EdgesegError(f"{resume}: its train_args are not a mapping of argument names")
+            saved = {k: v for k, v in saved.items() if k not in ("project", "name", "exist_ok")}
             epochs = overrides.pop("epochs", None)
             unknown = sorted(set(overrides) - {"workers", "device"})
             if unknown:
@@ -123,16 +155,15 @@ class Trainer:
             overrides = saved
         unknown = sorted(set(overrides) - set(DEFAULT_ARGS))
         if unknown:
-            raise EdgesegError(f"unknown training argument(s): {', '.join(unknown)}")
+            raise EdgesegError(f"{resume or 'training'}: unknown training argument(s): {', '.join(str(u)[:40] for u in unknown)}")
         self.args = {**DEFAULT_ARGS, **overrides}
-        if not self.args["data"]:
-            raise EdgesegError("training needs a data YAML (data=...)")
+        check_args(self.args, source=str(resume) if resume else "training")
         self.rank, self.world_size = distributed.rank_and_world_size()
         self.device = distributed.select_device(self.args["device"], self.rank)
         self.callbacks: dict[str, list[Callable]] = {"on_epoch_end": []}
         self.metrics = None
         self._model_arg = model
-        self.save_dir = Path(self.resume_ckpt["save_dir"]) if self.resume_ckpt else None
+        self.save_dir = resume_dir(self.resume_path) if resume else None
 
     @property
     def is_main(self) -> bool:
@@ -153,8 +184,14 @@ class Trainer:
             if self.model_api.net.nc != nc:
                 self.model_api = _rebuild_for_classes(self.model_api, names)
         elif self.resume_ckpt:
-            net = SegmentationModel(dict(self.resume_ckpt["config"]), names=dict(names))
-            self.model_api = Model.from_network(net, args["imgsz"], source=str(self.save_dir / "weights" / "last.pt"))
+            cfg, _, _ = checkpoint_parts(self.resume_ckpt, str(self.resume_path))
+            if cfg["nc"] != nc:
+                raise EdgesegError(f"{self.resume_path}: the model has {cfg['nc']} classes, the data YAML {nc}")
+            shapes = check_architecture(cfg, str(self.resume_path))
+            for key in ("state_dict", "model_state"):
+                check_state_dict(self.resume_ckpt[key], shapes, f"{self.resume_path} ({key})")
+            net = SegmentationModel(cfg, names=dict(names))
+            self.model_api = Model.from_network(net, args["imgsz"], source=str(self.resume_path))
         else:
             source = args["model"]
             if str(source).endswith(".pt"):
@@ -203,22 +240,28 @@ class Trainer:
             )
         else:
             self.train_model = net
-        self.weights_dir = self.save_dir / "weights"
+        self.weights_dir = self.resume_path.resolve().parent if self.resume_ckpt else self.save_dir / "weights"
         self.last, self.best = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
         if self.is_main:
-            self.weights_dir.mkdir(parents=True, exist_ok=True)
-            (self.save_dir / "args.yaml").write_text(yaml.safe_dump(self.args, sort_keys=False))
+            ensure_folder(self.weights_dir)
+            for checkpoint in (self.last, self.best):
+                remove_stale(checkpoint)
+            atomic_write_text(self.save_dir / "args.yaml", yaml.safe_dump(self.args, sort_keys=False))
 
     def _restore(self, ckpt: dict) -> None:
         """Load raw weights, EMA, optimiser and counters from a last.pt."""
-        self.net.load_state_dict(ckpt["model_state"])
-        self.ema.ema.load_state_dict(ckpt["state_dict"])
-        self.ema.updates = int(ckpt["ema_updates"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.start_epoch = int(ckpt["epoch"]) + 1
-        self.best_fitness = float(ckpt.get("best_fitness", -1.0))
-        self.best_epoch = int(ckpt.get("best_epoch", -1))
-        self.last_opt_step = int(ckpt["last_opt_step"])
+        try:
+            self.net.load_state_dict(ckpt["model_state"])
+            self.ema.ema.load_state_dict(ckpt["state_dict"])
+            self.ema.updates = int(ckpt["ema_updates"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.start_epoch = int(ckpt["epoch"]) + 1
+            self.best_fitness = float(ckpt.get("best_fitness", -1.0))
+            self.best_epoch = int(ckpt.get("best_epoch", -1))
+            self.last_opt_step = int(ckpt["last_opt_step"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise EdgesegError(f"{self.resume_path}: its training state does not fit the model ({message})") from None
         if self.start_epoch >= self.args["epochs"]:
             raise EdgesegError(
                 f"{self.save_dir}: training already finished ({self.start_epoch} of {self.args['epochs']} epochs); "
@@ -354,27 +397,30 @@ class Trainer:
         """Append one epoch to results.csv (rewriting it without rows past this epoch when resuming)."""
         path = self.save_dir / "results.csv"
         rows = []
-        if path.exists():
+        if path.is_file() and not path.is_symlink():
             with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+                rows = [r for r in csv.DictReader(f) if str(r.get("epoch", "")).isdigit() and int(r["epoch"]) < row["epoch"]]
         rows.append(row)
-        fields = list(row)
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+
+        def write(f) -> None:
+            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
+
+        atomic_write(path, write, binary=False)
 
     def _save(self, epoch: int, metrics) -> None:
-        """Write last.pt (with the training state) and, when this epoch is the best, best.pt."""
+        """Write best.pt when this epoch is the best, then last.pt (with the training state).
+
+        In that order, a last.pt always has the best.pt it names: a run killed between the two
+        writes resumes from the previous epoch and writes the same best.pt again.
+        """
         common = {
             "train_args": self.args,
             "epoch": epoch,
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
             "metrics": metrics.results_dict if metrics else None,
-            "save_dir": str(self.save_dir),
         }
         training_state = {
             "model_state": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
@@ -382,9 +428,9 @@ class Trainer:
             "ema_updates": self.ema.updates,
             "last_opt_step": self.last_opt_step,
         }
-        atomic_torch_save(build_checkpoint(self.ema.ema, self.args["imgsz"], **common, **training_state), self.last)
         if self.best_epoch == epoch:
             atomic_torch_save(build_checkpoint(self.ema.ema, self.args["imgsz"], **common), self.best)
+        atomic_torch_save(build_checkpoint(self.ema.ema, self.args["imgsz"], **common, **training_state), self.last)
 
     def _final_report(self) -> None:
         """Validate best.pt, print its per-class table and write the plots."""
@@ -411,7 +457,7 @@ class Trainer:
         batch = next(iter(loader))
         plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
         if self.val_labels:
-            from edgeseg.data.labels import read_image
+            from edgeseg.data.images import read_image
             from edgeseg.model import Model
             from edgeseg.runtimes.validate import ground_truth
 
