@@ -108,11 +108,16 @@ def test_resume_writes_only_beside_the_resumed_checkpoint(tiny_data, tmp_path):
     assert torch.load(moved / "weights" / "last.pt", weights_only=True)["epoch"] == 1
 
 
+def slow_export_source(folder: Path) -> Path:
+    """A yolo11s-seg checkpoint whose export at 640 px (trace, simplify, verify) takes seconds, time to be killed."""
+    model = edgeseg.Model("yolo11s-seg.yaml", names=list(CLASS_NAMES))
+    model.imgsz = 640
+    return model.save(folder / "m.pt")
+
+
 def test_sigterm_during_export_leaves_nothing(tmp_path):
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
-    model.imgsz = 64
-    path = model.save(tmp_path / "m.pt")
-    proc = start("export", path, "--imgsz", "64")
+    path = slow_export_source(tmp_path)
+    proc = start("export", path)
     wait_for(lambda: any(p.name.startswith(".m.onnx.") for p in tmp_path.iterdir()) or proc.poll() is not None)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -123,10 +128,8 @@ def test_sigterm_during_export_leaves_nothing(tmp_path):
 
 
 def test_sigkill_leftovers_of_an_export_are_removed_by_the_next_one(tmp_path):
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
-    model.imgsz = 64
-    path = model.save(tmp_path / "m.pt")
-    proc = start("export", path, "--imgsz", "64", "--no-verify")
+    path = slow_export_source(tmp_path)
+    proc = start("export", path)
     wait_for(lambda: any(p.name.startswith(".m.onnx.") for p in tmp_path.iterdir()) or proc.poll() is not None)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
