@@ -43,7 +43,7 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
 
     def invoke(self, ctx):
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return super().invoke(ctx)
         except EdgesegError as exc:
@@ -66,6 +66,8 @@ class _Group(click.Group):
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             click.echo(f"error: internal error: {type(exc).__name__}: {message} (an edgeseg bug; -v shows the traceback)", err=True)
             sys.exit(2)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
