@@ -2,7 +2,7 @@
 
 letterbox (square, to the input size) → ``Backend.infer`` → confidence filter → NMS → mask decode
 → scale back to the source image → ``Results``. The ``.pt`` checkpoint goes through the same
-path, so formats differ only by their backend (FIELD-NOTES: "Same preprocessing for every format").
+path, so formats differ only by their backend (docs/ARCHITECTURE.md, "Output contract").
 """
 
 import glob

@@ -1,7 +1,7 @@
 """ONNX target: the fused eval model traced to ONNX, simplified, checked, with its ModelMeta embedded.
 
 Graph: input ``images`` (B, 3, H, W) float32 RGB in [0, 1]; outputs ``preds`` (B, 4 + nc + nm, A)
-and ``protos`` (B, nm, H / 4, W / 4) float32 (DESIGN.md). Static, or with batch, height and
+and ``protos`` (B, nm, H / 4, W / 4) float32 (docs/ARCHITECTURE.md, "Output contract"). Static, or with batch, height and
 width dynamic (the anchor grid is computed in the graph from the feature-map shapes). fp16
 artifacts hold half weights and compute in half, but cast in the graph so that their input and
 outputs stay float32.
@@ -96,7 +96,7 @@ def build(job: ExportJob) -> None:
     if job.simplify:
         # onnxslim over onnxsim: pure Python (no compiled wheel to match on the training machine),
         # leaves metadata_props alone where onnxsim adds 19 entries of its own, and leaves
-        # yolo11n-seg's outputs bit-identical (FIELD-NOTES.md, "ONNX simplification").
+        # yolo11n-seg's outputs bit-identical (docs/ARCHITECTURE.md, "Converter choices").
         model = onnxslim.slim(model)
     channels = 4 + job.meta.nc + job.meta.nm
     # The tracer cannot tell that the channel count of ``preds`` is fixed when the batch and

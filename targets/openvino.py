@@ -10,7 +10,7 @@ the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``.
   activations) calibrated on letterboxed images of the data YAML's train split. The head's box
   decoding (DFL and the elementwise anchor/stride arithmetic), the sigmoid and the last conv of
   each box / class / coefficient branch stay in float (``IGNORED_PATTERNS``): they carry
-  pixel-scale values next to 0–1 scores (FIELD-NOTES.md, "int8 that keeps its accuracy"). Measured
+  pixel-scale values next to 0–1 scores (docs/ARCHITECTURE.md, "Converter choices"). Measured
   on a trained yolo11n-seg at 320 (16 val images): decoding alone in float 80 % detection agreement,
   plus the last convs 83 % at the same 3.2 ms; the whole head in float no better and much slower.
   The outputs themselves are never quantised.

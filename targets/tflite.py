@@ -1,12 +1,12 @@
 """TFLite target: the ONNX hub converted by onnx2tf in its own venv; fp32, fp16 and full-integer int8, builtin ops only.
 
-Why onnx2tf (run as a subprocess) over litert-torch: DESIGN.md builds TFLite from the ONNX hub,
+Why onnx2tf (run as a subprocess) over litert-torch: TFLite is built from the ONNX hub,
 and onnx2tf needs nothing from edgeseg or torch, only an ONNX file, so the converter venv is a
 plain ``pip install onnx2tf==1.29.24`` (measured here: 42 s, 2.6 GB) that never touches the
 training venv. It pins its whole stack (tensorflow 2.19, numpy 1.26.4, onnx 1.19), which cannot
 share a venv with edgeseg's onnx 1.23 / numpy 2.x; litert-torch would install beside torch but
 needs the PyTorch model (hence torch and edgeseg) in the converter process and pulls
-jax/transformers (~2.1 GB) for the same result (FIELD-NOTES.md, "TFLite").
+jax/transformers (~2.1 GB) for the same result (docs/ARCHITECTURE.md, "Converter choices").
 
 The converter's python: ``EDGESEG_TFLITE_PYTHON``, else ``.venv-tflite/bin/python`` in the current
 folder or the source tree, else this interpreter when it has onnx2tf.

@@ -109,7 +109,7 @@ def test_weights_have_the_precision_asked_for_and_shrink(packages):
     paths = {"fp32": fp32, "fp16": fp16, "int8": int8}
     assert {p: stored_meta(path).precision for p, path in paths.items()} == {p: p for p in paths}
     sizes = {p: artifact_size(path) for p, path in paths.items()}
-    # yolo11n-seg: 11.5 / 5.9 / 3.1 MB (FIELD-NOTES.md)
+    # yolo11n-seg: 11.5 / 5.9 / 3.1 MB (docs/ARCHITECTURE.md)
     assert 10e6 < sizes["fp32"] < 13e6
     assert 0.45 < sizes["fp16"] / sizes["fp32"] < 0.56
     assert 0.22 < sizes["int8"] / sizes["fp32"] < 0.32

@@ -1,6 +1,6 @@
 """TensorRT: what can be checked without TensorRT (ONNX preparation, calibration batches and cache, engine header).
 
-TensorRT cannot be installed on edgeseg's test machines (FIELD-NOTES.md): building and running an
+TensorRT cannot be installed on edgeseg's test machines (docs/ARCHITECTURE.md): building and running an
 engine is skipped with that reason; the missing-TensorRT messages are checked instead.
 """
 
@@ -32,7 +32,7 @@ from edgeseg.targets.common import ExportJob  # noqa: E402
 from edgeseg.targets.tensorrt import CalibrationBatches, cache_key, calibration_paths, prepare_onnx  # noqa: E402
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-NO_TENSORRT = "TensorRT is not installed here (it cannot be: FIELD-NOTES.md); engine building is unverified"
+NO_TENSORRT = "TensorRT is not installed here (it cannot be: docs/ARCHITECTURE.md); engine building is unverified"
 IMGSZ = (160, 224)
 NC = len(CLASS_NAMES)
 ANCHORS = sum((IMGSZ[0] // s) * (IMGSZ[1] // s) for s in (8, 16, 32))

@@ -141,7 +141,7 @@ class Model:
         return metrics
 
     def __call__(self, images):
-        """Raw forward: (B, 3, H, W) float tensor in [0, 1] RGB → (preds, protos) as in DESIGN.md."""
+        """Raw forward: (B, 3, H, W) float tensor in [0, 1] RGB → (preds, protos) as in docs/ARCHITECTURE.md."""
         return self.net(images)
 
     def __repr__(self) -> str:

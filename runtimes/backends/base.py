@@ -31,7 +31,7 @@ def parse_device(device: str | int) -> tuple[str, int]:
 
 
 class Backend:
-    """A loaded artifact that turns an input batch into the DESIGN.md output contract.
+    """A loaded artifact that turns an input batch into the output contract of docs/ARCHITECTURE.md.
 
     Subclasses set ``name`` and implement ``_forward`` for exactly ``meta.batch`` images (any
     number when the batch is dynamic); ``infer`` splits and pads other batch sizes around it.

@@ -20,7 +20,7 @@ RT_INFO_PATH = ["model_info", META_KEY]
 DEFAULT_IMGSZ = 640  # input size assumed for a third-party IR whose height/width are dynamic
 LAYOUT = "(B, 4+nc+nm, A) preds and (B, nm, H/4, W/4) protos"
 # Every precision computes in f32: on CPUs with bf16 support OpenVINO would otherwise run an fp32
-# IR in bf16 (max abs diff ~3 on preds, detections lost; FIELD-NOTES.md). An int8 IR's quantised
+# IR in bf16 (max abs diff ~3 on preds, detections lost; docs/ARCHITECTURE.md). An int8 IR's quantised
 # layers run in int8 whatever this hint says; it only fixes the float parts.
 CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 

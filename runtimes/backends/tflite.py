@@ -4,10 +4,10 @@ The interpreter is ``ai-edge-litert`` (``edgeseg[tflite]``), else ``tflite_runti
 ``tensorflow.lite`` when that is what the device has. edgeseg's TFLite artifacts take an NHWC
 input (B, H, W, 3); this backend transposes the NCHW batch the runtime gives it. An int8 artifact
 takes and returns int8 tensors, and keeps the head as four outputs, each with its own scale
-(FIELD-NOTES.md, "int8 that keeps its accuracy"): ``box_logits`` (B, 4 * reg_max, A) the DFL
+(docs/ARCHITECTURE.md, "Converter choices"): ``box_logits`` (B, 4 * reg_max, A) the DFL
 bins, decoded here with ``meta.extra["reg_max"]`` and ``meta.extra["strides"]``, ``scores``
 (B, nc, A), ``coefficients`` (B, nm, A) and ``protos`` (B, H / 4, W / 4, nm). After
-dequantisation (``(q - zero_point) * scale`` per tensor) they are joined back into the DESIGN.md
+dequantisation (``(q - zero_point) * scale`` per tensor) they are joined back into the output
 contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4).
 
 The ModelMeta lives in the flatbuffer's ``metadata`` vector under ``META_KEY``; ``read_metadata``

@@ -1,6 +1,6 @@
 """The YOLO11 segmentation head: DFL box regression, depthwise class branch, mask coefficients, Proto.
 
-Train mode returns what the loss needs; eval/export mode returns the DESIGN.md contract:
+Train mode returns what the loss needs; eval/export mode returns the output contract of docs/ARCHITECTURE.md:
 ``preds (B, 4 + nc + nm, A)`` (cx, cy, w, h in input pixels, sigmoid scores, mask
 coefficients) and ``protos (B, nm, H/4, W/4)``.
 """
