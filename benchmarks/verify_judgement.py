@@ -41,7 +41,7 @@ import numpy as np
 
 import edgeseg
 from edgeseg.data.synth import synthesize
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
 from edgeseg.runtimes.preprocess import PAD_VALUE
 from edgeseg.targets import export, target_entry

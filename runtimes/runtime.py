@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.data.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image
-from edgeseg.data.yaml_config import IMG_SUFFIXES, load_data_config
-from edgeseg.errors import EdgesegError
-from edgeseg.metrics import SegmentMetrics
+from edgeseg.runtimes.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image
+from edgeseg.runtimes.data_config import IMG_SUFFIXES, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.metrics import SegmentMetrics
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.data.images import read_image
-from edgeseg.data.labels import Label, scan_labels
-from edgeseg.data.yaml_config import img_paths
-from edgeseg.errors import EdgesegError
-from edgeseg.metrics import SegmentEvaluator, SegmentMetrics
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.labels import Label, scan_labels
+from edgeseg.runtimes.data_config import img_paths
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics
 from edgeseg.runtimes.postprocess import postprocess
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 
@@ -42,7 +42,7 @@ def ground_truth(label: Label) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def split_labels(data: dict, split: str = "val") -> list[Label]:
-    """The scanned labels of ``split`` from a data config (``edgeseg.data.yaml_config.load_data_config``)."""
+    """The scanned labels of ``split`` from a data config (``edgeseg.runtimes.data_config.load_data_config``)."""
     if data.get(split) is None:
         raise EdgesegError(f"{data.get('yaml_file', 'data config')}: no '{split}' split")
     labels, _ = scan_labels(img_paths(data[split], data["path"]), data["nc"], prefix=split)

@@ -21,7 +21,7 @@ from importlib import import_module
 from pathlib import Path
 
 from edgeseg import __version__
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
 from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta

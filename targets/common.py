@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.data.images import read_image
-from edgeseg.data.yaml_config import img_paths, load_data_config
-from edgeseg.errors import EdgesegError
-from edgeseg.files import staging_folder
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import staging_folder
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.preprocess import letterbox
 
@@ -75,7 +75,7 @@ def atomic_output(dest: str | Path):
     previous artifact of the same layout (every path in it is also in the new one), so a user's
     folder is never deleted. On any exception, KeyboardInterrupt and SIGTERM under the CLI
     included, the staging folder is deleted and ``dest`` is left as it was; staging folders of
-    killed runs are removed the next time ``dest`` is written (``edgeseg.files.remove_stale``).
+    killed runs are removed the next time ``dest`` is written (``edgeseg.runtimes.files.remove_stale``).
 
     Raises:
         EdgesegError: the block wrote nothing, or ``dest`` is a file or folder the artifact must

@@ -20,7 +20,7 @@ import coremltools as ct
 import numpy as np
 import torch
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.onnx import ExportWrapper

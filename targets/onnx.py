@@ -15,7 +15,7 @@ import onnxslim
 import torch
 from torch import nn
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.targets.common import ExportJob

@@ -23,7 +23,7 @@ import nncf
 import numpy as np
 import openvino as ov
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
 from edgeseg.runtimes.preprocess import to_input_tensor
 from edgeseg.targets import onnx as onnx_target

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 PRECISIONS = ("fp32", "fp16", "int8")

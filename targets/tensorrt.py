@@ -27,9 +27,9 @@ import numpy as np
 import onnx
 import onnxslim
 
-from edgeseg.data.images import read_image
-from edgeseg.data.yaml_config import img_paths, load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
 from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT, NOT_INSTALLED, cuda_call, gpu_name, import_cudart, write_engine
 from edgeseg.runtimes.meta import ModelMeta

@@ -34,7 +34,7 @@ import onnxslim
 import torch
 from torch import nn
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.tflite import SPLIT_OUTPUTS, operator_names
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.images import read_image
-from edgeseg.data.labels import Label
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.labels import Label
 from edgeseg.data.synth import render_sample, sample_rng
-from edgeseg.data.yaml_config import img_paths, load_data_config
-from edgeseg.errors import EdgesegError
-from edgeseg.files import atomic_write_text
-from edgeseg.metrics import box_iou
+from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import atomic_write_text
+from edgeseg.runtimes.metrics import box_iou
 from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.postprocess import non_max_suppression, postprocess
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor

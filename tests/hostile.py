@@ -34,7 +34,7 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", 
 
 API_PRELUDE = """
 import sys
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 try:
 {body}
 except EdgesegError as exc:

@@ -16,8 +16,8 @@ import edgeseg.targets
 from edgeseg.benchmark import COLUMNS, _candidates, _target_of
 from edgeseg.cli import main
 from edgeseg.data.synth import synthesize
-from edgeseg.data.yaml_config import label_path
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.data_config import label_path
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.targets import TargetEntry, target_names
 from edgeseg.targets.presets import preset, preset_names, presets

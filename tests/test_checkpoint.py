@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import edgeseg
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn import checkpoint as ckpt_io
 
 

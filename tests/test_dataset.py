@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from edgeseg.data.dataset import SegmentationDataset, collate
-from edgeseg.data.images import read_image
-from edgeseg.data.labels import scan_labels
-from edgeseg.data.yaml_config import img_paths, label_path, load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.labels import scan_labels
+from edgeseg.runtimes.data_config import img_paths, label_path, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.preprocess import letterbox
 
 OBJECT_BGR = (0, 0, 255)  # red

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
-from edgeseg.data.yaml_config import label_path
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.data_config import label_path
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn.checkpoint import file_hash
 from edgeseg.runtimes import ModelMeta, load
 from edgeseg.runtimes.meta import META_KEY

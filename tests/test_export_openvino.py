@@ -15,9 +15,9 @@ pytest.importorskip("nncf", reason="int8 OpenVINO export needs edgeseg[openvino]
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize  # noqa: E402
-from edgeseg.data.images import read_image  # noqa: E402
-from edgeseg.data.yaml_config import label_path  # noqa: E402
-from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.images import read_image  # noqa: E402
+from edgeseg.runtimes.data_config import label_path  # noqa: E402
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402

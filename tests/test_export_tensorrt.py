@@ -20,10 +20,10 @@ from click.testing import CliRunner  # noqa: E402
 
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.data.images import read_image  # noqa: E402
+from edgeseg.runtimes.images import read_image  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES, synthesize  # noqa: E402
-from edgeseg.data.yaml_config import img_paths, load_data_config  # noqa: E402
-from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.data_config import img_paths, load_data_config  # noqa: E402
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
 from edgeseg.runtimes.backends.tensorrt import HEADER, NOT_INSTALLED, read_engine, write_engine  # noqa: E402
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from edgeseg.data.synth import CLASS_NAMES, synthesize
-from edgeseg.data.yaml_config import label_path
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.data_config import label_path
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends import tflite as tflite_backend
 from edgeseg.runtimes.meta import META_KEY, ModelMeta

@@ -25,14 +25,14 @@ import numpy as np
 import pytest
 
 import edgeseg
-from edgeseg.data import images as images_module
-from edgeseg.data.images import MAX_IMAGE_BYTES, ImageHeader, ImageReadError, decode_image, read_image, read_image_header
-from edgeseg.data.labels import MAX_LABEL_BYTES, read_label, scan_labels
-from edgeseg.data.yaml_config import img_paths, load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes import images as images_module
+from edgeseg.runtimes.images import MAX_IMAGE_BYTES, ImageHeader, ImageReadError, decode_image, read_image, read_image_header
+from edgeseg.runtimes.labels import MAX_LABEL_BYTES, read_label, scan_labels
+from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop.coco import MAX_OBJECT_POINTS, _closest_pair, convert_coco
 from edgeseg.runtimes.rle import rle_decode, rle_encode
-from edgeseg.yaml_safe import MAX_YAML_BYTES, load_yaml, parse_yaml
+from edgeseg.runtimes.yaml_safe import MAX_YAML_BYTES, load_yaml, parse_yaml
 from hostile import Case, check, params
 
 SLOW = (pytest.mark.slow,)
@@ -827,8 +827,8 @@ VAL = ["val", "m.onnx", "--data", "ds/data.yaml"]
 PREDICT = ["predict", "m.onnx", "src", "--project", "runs"]
 CONVERT = ["data", "convert", "coco", "ann.json", "--images", "images", "--out", "out"]
 API_SCAN = """
-from edgeseg.data.labels import scan_labels
-from edgeseg.data.yaml_config import img_paths
+from edgeseg.runtimes.labels import scan_labels
+from edgeseg.runtimes.data_config import img_paths
 _, stats = scan_labels(img_paths('images/train', 'ds'), 1)
 print('corrupt', stats.corrupt)
 """
@@ -838,7 +838,7 @@ rt = edgeseg.runtimes.load('m.onnx')
 out = list(rt.predict({source!r}))
 print('results', len(out), 'skipped', rt.last_skipped)
 """
-API_DATA_YAML = "from edgeseg.data.yaml_config import load_data_config\nload_data_config('ds/data.yaml')"
+API_DATA_YAML = "from edgeseg.runtimes.data_config import load_data_config\nload_data_config('ds/data.yaml')"
 API_CONVERT = "from edgeseg.interop.coco import convert_coco\nconvert_coco('ann.json', 'images', 'out')\nprint('done')"
 
 

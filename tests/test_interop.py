@@ -26,9 +26,9 @@ from pycocotools import mask as mask_util
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.check import check_dataset
-from edgeseg.data.labels import scan_labels
-from edgeseg.data.yaml_config import img_paths, load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.labels import scan_labels
+from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
 from edgeseg.interop.coco import convert_coco, merge_polygons
 from edgeseg.interop.ultralytics import import_ultralytics, is_ultralytics_checkpoint, ultralytics_checkpoint

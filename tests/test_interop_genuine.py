@@ -30,7 +30,7 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import synthesize
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
 from edgeseg.interop.torch_pickle import pickle_globals
 from edgeseg.interop.ultralytics import import_ultralytics

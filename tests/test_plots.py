@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from edgeseg.metrics import SegmentEvaluator  # noqa: E402
+from edgeseg.runtimes.metrics import SegmentEvaluator  # noqa: E402
 from edgeseg.plots import plot_labelled_batch, plot_pr_curves, plot_results, plot_val_predictions  # noqa: E402
 from edgeseg.runtimes.results import Results, class_color  # noqa: E402
 

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
-from edgeseg.data.yaml_config import label_path, load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.data_config import label_path, load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import ModelMeta, Runtime, load
 from edgeseg.runtimes import backends
 from edgeseg.runtimes.backends.base import Backend

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import synthesize
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.train.trainer import Trainer
 
 TINY = dict(epochs=3, imgsz=64, batch=4, workers=0, plots=False, close_mosaic=1)

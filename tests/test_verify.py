@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.data.labels import Label
+from edgeseg.runtimes.labels import Label
 from edgeseg.data.synth import synthesize
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.meta import ModelMeta

@@ -6,7 +6,7 @@ imports it the first time it is used.
 
 __version__ = "0.1.0"
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 __all__ = ["Model", "bench", "EdgesegError", "__version__"]
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -85,7 +85,7 @@ def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: 
         ``throughput``: images/s at ``best_batch`` (wall time of ``predict`` over
         THROUGHPUT_IMAGES images); ``peak_rss_mb``: this process's peak RSS (MB).
     """
-    from edgeseg.data.images import read_image
+    from edgeseg.runtimes.images import read_image
     from edgeseg.runtimes import load
 
     runtime = load(path, device)
@@ -178,7 +178,7 @@ class _Bench:
     """The state shared by the rows of one bench: reference model, data, images, options."""
 
     def __init__(self, model: Path, data: str, imgsz: int | None, device: str, runs: int, dynamic: bool):
-        from edgeseg.data.yaml_config import img_paths, load_data_config
+        from edgeseg.runtimes.data_config import img_paths, load_data_config
         from edgeseg.runtimes import load
         from edgeseg.targets.verify import dataset_images
 
@@ -332,7 +332,7 @@ def bench(
 
 def save_results(rows: list[dict], summary: dict, save_dir: Path) -> None:
     """Write ``bench.csv`` (COLUMNS), ``bench.json`` (``summary``) and ``bench.png`` into ``save_dir``."""
-    from edgeseg.files import atomic_write_text
+    from edgeseg.runtimes.files import atomic_write_text
     from edgeseg.targets.common import missing_extra
 
     text = io.StringIO()

@@ -11,7 +11,7 @@ import sys
 import click
 
 from edgeseg import __version__
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_IMGSZ
 
 

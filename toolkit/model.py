@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 from edgeseg.config import load_model_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 DEFAULT_IMGSZ = 640
 LOGGER = logging.getLogger("edgeseg")

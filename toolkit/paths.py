@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from edgeseg.errors import EdgesegError
-from edgeseg.files import ensure_folder
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import ensure_folder
 
 
 def increment_path(path: str | Path, exist_ok: bool = False) -> Path:

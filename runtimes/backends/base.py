@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
 
 

@@ -13,7 +13,7 @@ import platform
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, PredictUnavailable
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 

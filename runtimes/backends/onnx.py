@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import onnxruntime as ort
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.meta import ModelMeta
 

@@ -7,7 +7,7 @@ registry that names it) never loads torch; only loading a ``.pt`` does.
 import numpy as np
 
 from edgeseg import __version__
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.meta import ModelMeta
 

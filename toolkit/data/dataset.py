@@ -27,10 +27,10 @@ from edgeseg.data.augment import (
     random_affine,
     resample_polygon,
 )
-from edgeseg.data.images import read_image
-from edgeseg.data.labels import Label, scan_labels
-from edgeseg.data.yaml_config import img_paths
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.labels import Label, scan_labels
+from edgeseg.runtimes.data_config import img_paths
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.preprocess import letterbox
 
 LOGGER = logging.getLogger("edgeseg")

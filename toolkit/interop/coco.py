@@ -37,12 +37,12 @@ import cv2
 import numpy as np
 import yaml
 
-from edgeseg.data.images import MAX_IMAGE_PIXELS
-from edgeseg.errors import EdgesegError
-from edgeseg.files import ensure_folder, file_mode, staging_prefix
+from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import ensure_folder, file_mode, staging_prefix
 from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
 from edgeseg.runtimes.rle import rle_decode
-from edgeseg.yaml_safe import FileLimitError, load_yaml, open_capped
+from edgeseg.runtimes.yaml_safe import FileLimitError, load_yaml, open_capped
 
 LOGGER = logging.getLogger("edgeseg")
 

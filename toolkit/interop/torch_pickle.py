@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 MAX_PICKLE_BYTES = 4 << 20  # bytes of data.pkl (the test fixtures' best.pt: 144 kB; a last.pt mid-training: 217 kB)
 MAX_ARCHIVE_BYTES = 2 << 30  # bytes read from one checkpoint, all records together (and never more than the file)

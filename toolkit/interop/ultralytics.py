@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from edgeseg.config import KNOWN_MODULES, scale_from_name, validate_model_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop.torch_pickle import (
     MAX_PICKLE_BYTES,
     READ_ERRORS,

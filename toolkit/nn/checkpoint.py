@@ -15,8 +15,8 @@ import torch
 
 import edgeseg
 from edgeseg.config import validate_model_config
-from edgeseg.errors import EdgesegError
-from edgeseg.files import atomic_write
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import atomic_write
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
 
 REQUIRED_KEYS = ("config", "state_dict", "names")
@@ -29,7 +29,7 @@ MAX_STRING_CHARS = 1 << 20  # characters of one string
 
 
 def atomic_torch_save(obj: dict, path: str | Path) -> Path:
-    """``torch.save`` through ``edgeseg.files.atomic_write``: complete or untouched, never through a planted link."""
+    """``torch.save`` through ``edgeseg.runtimes.files.atomic_write``: complete or untouched, never through a planted link."""
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn.blocks import C2PSA, C3k2, SPPF, Concat, Conv
 from edgeseg.nn.head import Segment
 

@@ -11,7 +11,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 
 def rank_and_world_size() -> tuple[int, int]:

@@ -19,10 +19,10 @@ import yaml
 from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
-from edgeseg.data.yaml_config import load_data_config
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.data_config import load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
-from edgeseg.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
+from edgeseg.runtimes.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
 from edgeseg.nn.model import check_architecture
 from edgeseg.runtimes.limits import MAX_IMGSZ
@@ -457,7 +457,7 @@ class Trainer:
         batch = next(iter(loader))
         plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
         if self.val_labels:
-            from edgeseg.data.images import read_image
+            from edgeseg.runtimes.images import read_image
             from edgeseg.model import Model
             from edgeseg.runtimes.validate import ground_truth
 

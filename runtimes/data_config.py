@@ -6,8 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from edgeseg.errors import EdgesegError
-from edgeseg.yaml_safe import FileLimitError, load_yaml, read_capped
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.yaml_safe import FileLimitError, load_yaml, read_capped
 
 IMG_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MAX_LIST_BYTES = 64 << 20  # bytes (64 MiB): a split's .txt image list (about a million paths)
@@ -83,7 +83,7 @@ def _normalise_names(names, nc, yaml_file: Path) -> dict[int, str]:
 
 
 def load_data_config(path: str | os.PathLike) -> dict:
-    """Read and check a data YAML (through ``edgeseg.yaml_safe.load_yaml``: at most 1 MiB, no alias bombs).
+    """Read and check a data YAML (through ``edgeseg.runtimes.yaml_safe.load_yaml``: at most 1 MiB, no alias bombs).
 
     Args:
         path: the YAML file.
@@ -96,7 +96,7 @@ def load_data_config(path: str | os.PathLike) -> dict:
 
     Raises:
         EdgesegError: naming the YAML, when it is missing, unreadable or over a limit of
-            ``edgeseg.yaml_safe``, lacks ``train``/``val``, a path is not a string or does not
+            ``edgeseg.runtimes.yaml_safe``, lacks ``train``/``val``, a path is not a string or does not
             exist, ``names`` is missing/empty, or ``nc`` disagrees with it.
     """
     yaml_file = Path(os.path.realpath(_user_path(path, Path.cwd(), "data YAML")))

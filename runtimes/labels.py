@@ -1,13 +1,13 @@
 """Scan a YOLO-seg split: check every image and label file once, keep the usable ones, cache the result.
 
-Images are read by ``edgeseg.data.images.decode_image`` (sizes checked before reading). Label
+Images are read by ``edgeseg.runtimes.images.decode_image`` (sizes checked before reading). Label
 files over :data:`MAX_LABEL_BYTES` are corrupt without being read, and parsing one holds its
-share of ``edgeseg.data.images.READ_BUDGET``, so scan threads together stay within it.
+share of ``edgeseg.runtimes.images.READ_BUDGET``, so scan threads together stay within it.
 
 The cache is an ``.npz`` of plain arrays (no pickles: loading it never runs code), written
 beside the labels folder (``labels/train`` -> ``labels/train.edgeseg.cache``; the name differs
 from Ultralytics' ``labels/train.cache`` so the two tools do not overwrite each other's cache)
-through ``edgeseg.files.atomic_write`` (a random temporary name, never a planted link), and
+through ``edgeseg.runtimes.files.atomic_write`` (a random temporary name, never a planted link), and
 only inside the dataset root when one is known. It is keyed on a hash of every image and label
 path with its size and mtime, and on ``nc``; a cache that is not exactly what this module
 writes is ignored and rewritten.
@@ -30,11 +30,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from edgeseg.data.images import READ_BUDGET, ImageReadError, decode_image
-from edgeseg.data.yaml_config import label_path
-from edgeseg.errors import EdgesegError
-from edgeseg.files import atomic_write
-from edgeseg.yaml_safe import FileLimitError, open_capped, read_capped
+from edgeseg.runtimes.images import READ_BUDGET, ImageReadError, decode_image
+from edgeseg.runtimes.data_config import label_path
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.files import atomic_write
+from edgeseg.runtimes.yaml_safe import FileLimitError, open_capped, read_capped
 
 LOGGER = logging.getLogger("edgeseg")
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 LOGGER = logging.getLogger("edgeseg")
 

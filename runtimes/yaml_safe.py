@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import yaml
 
-from edgeseg.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError
 
 MAX_YAML_BYTES = 1 << 20  # bytes (1 MiB): config and data YAMLs are a few KB
 MAX_YAML_ALIASES = 100  # alias references (*name) per document
