@@ -292,7 +292,7 @@ def bench(
         EdgesegError: a bad model, data YAML, preset or target spec (a target that cannot be
             built or run here is a skipped row instead).
     """
-    from edgeseg.paths import increment_path
+    from edgeseg.runtimes.paths import increment_path
     from edgeseg.targets.common import missing_extra
     from edgeseg.targets.presets import preset as find_preset
 

@@ -180,7 +180,7 @@ class _PredictionSaver:
         """Save one Results (an image, or a ``video#frame`` frame)."""
         from pathlib import Path
 
-        from edgeseg.paths import increment_path
+        from edgeseg.runtimes.paths import increment_path
         from edgeseg.runtimes.runtime import VIDEO_SUFFIXES
 
         if not (self.save or self.save_txt or self.save_json):

@@ -26,7 +26,7 @@ from edgeseg.runtimes.files import atomic_write, atomic_write_text, ensure_folde
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
 from edgeseg.nn.model import check_architecture
 from edgeseg.runtimes.limits import MAX_IMGSZ
-from edgeseg.paths import increment_path
+from edgeseg.runtimes.paths import increment_path
 from edgeseg.runtimes.validate import evaluate, split_labels
 from edgeseg.train import distributed
 from edgeseg.train.loader import train_loader
