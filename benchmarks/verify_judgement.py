@@ -44,7 +44,8 @@ from edgeseg.data.synth import synthesize
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
 from edgeseg.runtimes.preprocess import PAD_VALUE
-from edgeseg.targets import export, target_entry
+from edgeseg.targets import export
+from edgeseg.targets.registry import target_entry
 from edgeseg.targets.verify import TOLERANCES, verification_set, verify
 
 ROOT = Path("runs/bench/verify_judgement")

@@ -325,7 +325,7 @@ def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
     def needs_a_missing_package(job):
         import edgeseg_missing_converter  # noqa: F401
 
-    monkeypatch.setattr("edgeseg.targets._REGISTRY", dict(edgeseg.targets._REGISTRY))
+    monkeypatch.setattr("edgeseg.targets.registry._REGISTRY", dict(edgeseg.targets.registry._REGISTRY))
     register_target("fake", needs_a_missing_package, ("fp32",), "fake", ".onnx")
     with pytest.raises(EdgesegError, match=r"'edgeseg_missing_converter' package: install edgeseg\[fake\]"):
         export(checkpoint, target="fake", out=tmp_path / "f.onnx")

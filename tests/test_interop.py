@@ -31,7 +31,8 @@ from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
 from edgeseg.interop.coco import convert_coco, merge_polygons
-from edgeseg.interop.ultralytics import import_ultralytics, is_ultralytics_checkpoint, ultralytics_checkpoint
+from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
+from edgeseg.nn.network import import_ultralytics
 
 # Where Ultralytics defines the classes an edgeseg network is made of (its pickles name these paths).
 ULTRALYTICS_CLASSES = {

@@ -33,7 +33,7 @@ from edgeseg.data.synth import synthesize
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
 from edgeseg.interop.torch_pickle import pickle_globals
-from edgeseg.interop.ultralytics import import_ultralytics
+from edgeseg.nn.network import import_ultralytics
 from hostile import Case, check
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ultralytics"

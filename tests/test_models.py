@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from edgeseg.config import load_model_config
+from edgeseg.models.config import load_model_config
 from edgeseg.nn.model import SegmentationModel
 from edgeseg.nn.summary import count_parameters, gflops
 

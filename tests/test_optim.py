@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from edgeseg.config import load_model_config
+from edgeseg.models.config import load_model_config
 from edgeseg.nn.model import SegmentationModel
 from edgeseg.train.optim import (
     ModelEMA,

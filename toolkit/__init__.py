@@ -4,9 +4,8 @@ Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; ``edgeseg.M
 imports it the first time it is used.
 """
 
-__version__ = "0.1.0"
-
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.version import __version__
 
 __all__ = ["Model", "bench", "EdgesegError", "__version__"]
 

@@ -1,13 +1,9 @@
 """``edgeseg.Model``: the Python API over a network and its checkpoint."""
 
-import logging
 from pathlib import Path
 
-from edgeseg.config import load_model_config
-from edgeseg.runtimes.errors import EdgesegError
-
-DEFAULT_IMGSZ = 640
-LOGGER = logging.getLogger("edgeseg")
+from edgeseg.nn.checkpoint import file_hash
+from edgeseg.nn.network import Network, load_network, network_meta, network_name, open_network
 
 
 class Model:
@@ -27,54 +23,20 @@ class Model:
     """
 
     def __init__(self, source: str | Path = "yolo11n-seg.yaml", nc: int | None = None, names=None):
-        from edgeseg.nn.checkpoint import check_state_dict, checkpoint_parts
-        from edgeseg.nn.model import SegmentationModel, check_architecture
+        network = open_network(source, nc=nc, names=names)
+        self.source, self.net, self.checkpoint = network.source, network.net, network.checkpoint
+        self.imgsz = network.meta.imgsz[0]
 
-        self.source = str(source)
-        if isinstance(names, (list, tuple)):
-            names = dict(enumerate(names))
-        suffix = Path(self.source).suffix.lower()
-        if suffix == ".pt":
-            from edgeseg.nn.checkpoint import load_checkpoint
+    @property
+    def network(self) -> Network:
+        """This model as an ``edgeseg.nn.network.Network`` (the network itself, not a copy).
 
-            try:
-                ckpt = load_checkpoint(self.source)
-            except EdgesegError:
-                from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
-
-                if not is_ultralytics_checkpoint(self.source):
-                    raise
-                ckpt = ultralytics_checkpoint(self.source)
-                LOGGER.info(
-                    f"imported Ultralytics checkpoint {self.source} (scale {ckpt['config'].get('scale')}, "
-                    f"{len(ckpt['names'])} classes, weights from '{ckpt['source']['weights']}'); "
-                    "`edgeseg import` writes it as an edgeseg checkpoint"
-                )
-            cfg, ckpt_names, self.imgsz = checkpoint_parts(ckpt, self.source)
-            check_state_dict(ckpt["state_dict"], check_architecture(cfg, self.source), self.source)
-            self.net = SegmentationModel(cfg, names=ckpt_names)
-            self.net.load_state_dict(ckpt["state_dict"])
-            self.checkpoint = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "ema", "model_state")}
-        elif suffix in (".yaml", ".yml"):
-            if names and nc is None:
-                nc = len(names)
-            cfg = load_model_config(self.source, nc=nc)
-            if names and len(names) != cfg["nc"]:
-                raise EdgesegError(f"{self.source}: {len(names)} names given for nc={cfg['nc']}")
-            check_architecture(cfg, self.source)
-            self.net = SegmentationModel(cfg, names=names)
-            self.imgsz = DEFAULT_IMGSZ
-            self.checkpoint = None
-        else:
-            raise EdgesegError(f"{self.source}: expected a model YAML (.yaml) or an edgeseg checkpoint (.pt)")
-        self.net.eval()
-
-    @classmethod
-    def from_network(cls, net, imgsz: int = DEFAULT_IMGSZ, source: str = "<memory>") -> "Model":
-        """Wrap an existing ``SegmentationModel`` (e.g. one being trained) without copying it."""
-        model = cls.__new__(cls)
-        model.source, model.net, model.imgsz, model.checkpoint = source, net, int(imgsz), None
-        return model
+        Its ``meta.source_hash`` is the checkpoint file's when this model was loaded from one
+        that still exists, else ''.
+        """
+        path = Path(self.source)
+        source_hash = file_hash(path) if self.checkpoint is not None and path.is_file() else ""
+        return Network(self.net, network_meta(self.net, self.imgsz, source_hash), self.checkpoint, self.source)
 
     @property
     def names(self) -> dict[int, str]:
@@ -84,11 +46,7 @@ class Model:
     @property
     def name(self) -> str:
         """A short label: the YAML stem with its scale (``yolo11n-seg``) or the checkpoint file stem."""
-        if self.checkpoint is not None:
-            return Path(self.source).stem
-        stem = Path(self.source).stem
-        scale = self.net.yaml.get("scale")
-        return stem if scale is None or scale in stem else stem.replace("11", f"11{scale}", 1)
+        return network_name(self.source, self.net, self.checkpoint is not None)
 
     def info(self, imgsz: int | None = None, detailed: bool = False) -> dict:
         """Size and metadata summary.
@@ -133,11 +91,11 @@ class Model:
         """
         from edgeseg.train.trainer import Trainer
 
-        self.trainer = Trainer({**overrides, "data": data}, model=self)
+        self.trainer = Trainer({**overrides, "data": data}, network=self.network)
         metrics = self.trainer.train()
         if self.trainer.is_main and self.trainer.best.exists():
-            best = Model(self.trainer.best)
-            self.net, self.checkpoint, self.source, self.imgsz = best.net, best.checkpoint, best.source, best.imgsz
+            best = load_network(self.trainer.best)
+            self.net, self.checkpoint, self.source, self.imgsz = best.net, best.checkpoint, best.source, best.meta.imgsz[0]
         return metrics
 
     def __call__(self, images):
@@ -149,10 +107,9 @@ class Model:
 
     def _runtime(self, device: str):
         """A Runtime whose torch backend wraps this in-memory network (no file written)."""
-        from edgeseg.runtimes import Runtime
-        from edgeseg.runtimes.backends.torch import TorchBackend
+        from edgeseg.nn.backend import network_runtime
 
-        return Runtime(TorchBackend(self, self.source, device))
+        return network_runtime(self.net, self.imgsz, self.source, device)
 
     def predict(self, source, device: str = "cpu", **kwargs):
         """Segment ``source`` with this network through the runtime pipeline.
@@ -181,4 +138,4 @@ class Model:
         """
         from edgeseg.targets import export
 
-        return export(self, target=target, **kwargs)
+        return export(self.network, target=target, **kwargs)

@@ -1,13 +1,17 @@
 """Backend registry: which adapter loads which artifact, chosen from the path alone.
 
 Adding a format is one ``register_backend`` call: a name, a matcher on the path and a loader
-``(path, device) -> Backend``. The built-in loaders import their engine (torch, onnxruntime)
-only when called, so importing ``edgeseg.runtimes`` stays light and never imports torch.
+``(path, device) -> Backend``. The built-in loaders import their engine (onnxruntime, openvino …)
+only when called, so importing ``edgeseg.runtimes`` stays light. A backend that lives outside
+this package (the ``.pt`` one needs torch and the network code of the training toolkit) is a
+plugin: an ``edgeseg.backends`` entry point naming its ``load(path, device)``, resolved only
+when a file of its format is opened (``plugin_loader``).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError
@@ -61,6 +65,32 @@ def lazy_loader(module: str) -> Loader:
     return load
 
 
+def plugin_loader(name: str, extra: str) -> Loader:
+    """A loader that calls the ``load(path, device)`` named by the ``edgeseg.backends`` entry point ``name``.
+
+    Args:
+        name: the entry point's name (``torch`` for ``.pt``).
+        extra: the pip extra that installs what the plugin imports, named when it is missing.
+
+    Raises (from the loader):
+        EdgesegError: no such entry point is installed, or the plugin's packages are missing.
+    """
+
+    def load(path: str, device: str) -> Backend:
+        found = entry_points(group="edgeseg.backends", name=name)
+        if not found:
+            raise EdgesegError(f"{path}: no '{name}' backend is installed (reinstall edgeseg[{extra}])")
+        try:
+            plugin = next(iter(found)).load()
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.split(".")[0] == "edgeseg":
+                raise
+            raise EdgesegError(f"{path}: the {name} backend needs the '{exc.name}' package: install edgeseg[{extra}]") from None
+        return plugin(path, device)
+
+    return load
+
+
 def supported_formats() -> str:
     """The registered formats, comma-separated, for messages."""
     return ", ".join(entry.formats for entry in _REGISTRY)
@@ -82,7 +112,7 @@ def select_backend(path: str | Path) -> Loader:
     raise EdgesegError(f"{path}: unsupported model format (supported formats: {supported_formats()})")
 
 
-register_backend("torch", suffix_matcher(".pt"), lazy_loader("torch"), ".pt (PyTorch checkpoint)")
+register_backend("torch", suffix_matcher(".pt"), plugin_loader("torch", "train"), ".pt (PyTorch checkpoint)")
 register_backend("onnx", suffix_matcher(".onnx"), lazy_loader("onnx"), ".onnx (ONNX Runtime)")
 register_backend("openvino", lambda p: (p.is_dir() and p.name.endswith("_openvino_model")) or suffix_matcher(".xml")(p), lazy_loader("openvino"), "*_openvino_model/ or .xml (OpenVINO IR)")
 register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)")

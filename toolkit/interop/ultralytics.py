@@ -8,20 +8,20 @@ module tree) visits at most :data:`MAX_VALUES` values, shared ones counted at ea
 strings of at most :data:`MAX_STRING_CHARS` characters; the weights are collected from the
 stand-in module tree (each object's ``_parameters``, persistent ``_buffers`` and ``_modules``,
 under the key paths ``Module.state_dict`` gives, which are edgeseg's own parameter names) and the
-architecture from the embedded ``model.yaml``.
+architecture from the embedded ``model.yaml``. ``edgeseg.nn.network.load_network`` opens such a file
+through it, and ``import_ultralytics`` there writes it as an edgeseg checkpoint.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import zipfile
 import zlib
 from pathlib import Path
 
 import torch
 
-from edgeseg.config import KNOWN_MODULES, scale_from_name, validate_model_config
+from edgeseg.models.config import KNOWN_MODULES, scale_from_name, validate_model_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop.torch_pickle import (
     MAX_PICKLE_BYTES,
@@ -32,15 +32,12 @@ from edgeseg.interop.torch_pickle import (
     Unsafe,
     data_pkl,
     describe,
-    first_line,
     iter_globals,
     load_restricted,
     read_error,
     short,
 )
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
-
-LOGGER = logging.getLogger("edgeseg")
 
 DEFAULT_IMGSZ = 640  # px, when the checkpoint records no training size
 SEGMENTATION_MODEL = "ultralytics.nn.tasks.SegmentationModel"
@@ -334,43 +331,3 @@ def ultralytics_checkpoint(path: str | Path) -> dict:
         "metrics": metrics if isinstance(metrics, dict) else None,
         "source": {"format": "ultralytics", "file": path.name, **source, "weights": weights},
     }
-
-
-def import_ultralytics(path: str | Path, out: str | Path | None = None) -> Path:
-    """Convert an Ultralytics YOLO11-seg checkpoint into an edgeseg checkpoint file (written atomically).
-
-    Args:
-        path: the Ultralytics ``.pt``.
-        out: the edgeseg ``.pt`` to write (default: ``<stem>-edgeseg.pt`` beside ``path``).
-
-    Returns:
-        ``out``; it loads with ``torch.load(weights_only=True)`` and ``edgeseg.Model(out)``,
-        carrying ``train_args``, ``epoch``, ``best_fitness``, ``metrics`` and ``source`` where
-        the original had them (see :func:`ultralytics_checkpoint`).
-
-    Raises:
-        EdgesegError: see :func:`ultralytics_checkpoint`; also when the weights do not fit the
-            architecture of the embedded model.yaml, or ``out`` is ``path`` itself.
-    """
-    from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint
-    from edgeseg.nn.model import SegmentationModel
-
-    path = Path(path)
-    out = Path(out) if out is not None else path.with_name(f"{path.stem}-edgeseg.pt")
-    if out.resolve() == path.resolve():
-        raise EdgesegError(f"{out}: is the file being imported; choose another output path")
-    ckpt = ultralytics_checkpoint(path)
-    net = SegmentationModel(ckpt["config"], names=ckpt["names"])
-    try:
-        missing, unexpected = net.load_state_dict(ckpt["state_dict"], strict=False)
-    except RuntimeError as exc:
-        raise EdgesegError(f"{path}: weights do not fit the model.yaml architecture ({first_line(exc)})") from None
-    if missing or unexpected:
-        raise EdgesegError(
-            f"{path}: weights do not fit the model.yaml architecture "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {(missing + unexpected)[0]})"
-        )
-    extra = {k: ckpt[k] for k in ("train_args", "epoch", "best_fitness", "metrics", "source") if ckpt[k] is not None}
-    written = atomic_torch_save(build_checkpoint(net, ckpt["imgsz"], **extra), out)
-    LOGGER.info(f"imported Ultralytics checkpoint {path} -> {written}")
-    return written

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-import edgeseg
-from edgeseg.config import validate_model_config
+from edgeseg.models.config import validate_model_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
+from edgeseg.runtimes.version import __version__
 
 REQUIRED_KEYS = ("config", "state_dict", "names")
 DEFAULT_IMGSZ = 640  # px, for a checkpoint that records no input size
@@ -49,7 +49,7 @@ def build_checkpoint(model, imgsz: int, **extra) -> dict:
         "names": {int(k): str(v) for k, v in model.names.items()},
         "imgsz": int(imgsz),
         "stride": [int(s) for s in model.stride.tolist()],
-        "version": edgeseg.__version__,
+        "version": __version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }

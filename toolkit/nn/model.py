@@ -34,7 +34,7 @@ def build_layers(cfg: dict, in_channels: int = 3) -> tuple[nn.Sequential, list[i
     """Turn the config's backbone + head rows into modules.
 
     Args:
-        cfg: a validated model config (``edgeseg.config.load_model_config``) with ``scale`` chosen.
+        cfg: a validated model config (``edgeseg.models.config.load_model_config``) with ``scale`` chosen.
         in_channels: image channels.
 
     Returns:
@@ -82,7 +82,7 @@ def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
     """Build ``cfg`` without memory (on torch's ``meta`` device) and return its state_dict shapes.
 
     Args:
-        cfg: a model config that passed ``edgeseg.config.validate_model_config``.
+        cfg: a model config that passed ``edgeseg.models.config.validate_model_config``.
         source: the file it came from, for messages.
 
     Raises:

@@ -24,7 +24,8 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
 from edgeseg.runtimes.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
-from edgeseg.nn.model import check_architecture
+from edgeseg.nn.model import SegmentationModel, check_architecture
+from edgeseg.nn.network import Network, build_network, load_network, network_meta
 from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.runtimes.paths import increment_path
 from edgeseg.runtimes.validate import evaluate, split_labels
@@ -123,7 +124,7 @@ class Trainer:
         overrides: any of ``DEFAULT_ARGS`` (``data`` is required unless resuming).
         resume: a ``last.pt`` to continue exactly where it stopped (its args are reused;
             ``epochs`` may be raised through ``overrides``).
-        model: an in-memory ``edgeseg.Model`` to train instead of building ``args["model"]``.
+        network: an in-memory ``edgeseg.nn.network.Network`` to train instead of opening ``args["model"]``.
 
     Attributes:
         callbacks: ``{"on_epoch_end": [fn(trainer)]}``; called on rank 0 after each epoch's
@@ -132,7 +133,7 @@ class Trainer:
         metrics: the latest ``SegmentMetrics``.
     """
 
-    def __init__(self, overrides: dict | None = None, resume: str | Path | None = None, model=None):
+    def __init__(self, overrides: dict | None = None, resume: str | Path | None = None, network: Network | None = None):
         overrides = dict(overrides or {})
         self.resume_ckpt, self.resume_path = None, None
         if resume:
@@ -162,7 +163,7 @@ class Trainer:
         self.device = distributed.select_device(self.args["device"], self.rank)
         self.callbacks: dict[str, list[Callable]] = {"on_epoch_end": []}
         self.metrics = None
-        self._model_arg = model
+        self._network_arg = network
         self.save_dir = resume_dir(self.resume_path) if resume else None
 
     @property
@@ -172,17 +173,12 @@ class Trainer:
 
     def _setup(self) -> None:
         """Data, model, loss, optimiser, EMA and output folder (restored from the checkpoint when resuming)."""
-        from edgeseg.model import Model
-        from edgeseg.nn.model import SegmentationModel
-
         args = self.args
         _seed_everything(args["seed"] + max(self.rank, 0), args["deterministic"])
         self.data = load_data_config(args["data"])
         names, nc = self.data["names"], self.data["nc"]
-        if self._model_arg is not None:
-            self.model_api = self._model_arg
-            if self.model_api.net.nc != nc:
-                self.model_api = _rebuild_for_classes(self.model_api, names)
+        if self._network_arg is not None:
+            self.network = _rebuild_for_classes(self._network_arg, names)
         elif self.resume_ckpt:
             cfg, _, _ = checkpoint_parts(self.resume_ckpt, str(self.resume_path))
             if cfg["nc"] != nc:
@@ -191,15 +187,12 @@ class Trainer:
             for key in ("state_dict", "model_state"):
                 check_state_dict(self.resume_ckpt[key], shapes, f"{self.resume_path} ({key})")
             net = SegmentationModel(cfg, names=dict(names))
-            self.model_api = Model.from_network(net, args["imgsz"], source=str(self.resume_path))
+            self.network = Network(net, network_meta(net, args["imgsz"]), None, str(self.resume_path))
+        elif str(args["model"]).endswith(".pt"):
+            self.network = _rebuild_for_classes(load_network(args["model"]), names)
         else:
-            source = args["model"]
-            if str(source).endswith(".pt"):
-                self.model_api = _rebuild_for_classes(Model(source), names)
-            else:
-                self.model_api = Model(source, names=names)
-        self.model_api.imgsz = args["imgsz"]
-        net = self.model_api.net.to(self.device)
+            self.network = build_network(args["model"], names=names)
+        net = self.network.net.to(self.device)
         net.names = dict(names)
         self.net = net
 
@@ -288,7 +281,7 @@ class Trainer:
         warmup_iterations = max(round(args["warmup_epochs"] * nb), 100) if args["warmup_epochs"] > 0 else -1
         if self.is_main:
             LOGGER.info(
-                f"training {self.model_api.name} on {len(self.train_set)} images, imgsz {args['imgsz']}, batch {args['batch']}, "
+                f"training {self.network.name} on {len(self.train_set)} images, imgsz {args['imgsz']}, batch {args['batch']}, "
                 f"{epochs} epochs, device {self.device}{f' x{self.world_size}' if self.world_size > 1 else ''}; results to {self.save_dir}"
             )
         for epoch in range(self.start_epoch, epochs):
@@ -438,9 +431,7 @@ class Trainer:
             return
         LOGGER.info(f"{self.args['epochs'] - self.start_epoch} epochs done; best epoch {self.best_epoch + 1}; weights in {self.weights_dir}")
         if self.args["val"]:
-            from edgeseg.model import Model
-
-            best = Model(self.best).net.to(self.device)
+            best = load_network(self.best).net.to(self.device)
             self.metrics = self.validate(best)
             LOGGER.info(self.metrics.table(self.data["names"]))
         if self.args["plots"]:
@@ -457,30 +448,27 @@ class Trainer:
         batch = next(iter(loader))
         plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
         if self.val_labels:
+            from edgeseg.nn.backend import network_runtime
             from edgeseg.runtimes.images import read_image
-            from edgeseg.model import Model
             from edgeseg.runtimes.validate import ground_truth
 
             chunk = self.val_labels[:8]
             images = [read_image(label.im_file) for label in chunk]
-            ema = Model.from_network(self.ema.ema, self.args["imgsz"], source="EMA")
-            results = ema.predict(images, device=str(self.device), stream=False)
+            ema = network_runtime(self.ema.ema, self.args["imgsz"], "EMA", str(self.device))
+            results = ema.predict(images, stream=False)
             plots.plot_val_predictions(
                 images, results, [ground_truth(label) for label in chunk], self.data["names"], self.save_dir / "val_predictions.png"
             )
 
 
-def _rebuild_for_classes(model, names: dict[int, str]):
-    """A model with ``len(names)`` classes that keeps every weight whose shape still fits."""
-    from edgeseg.model import Model
-    from edgeseg.nn.model import SegmentationModel
-
-    if model.net.nc == len(names):
-        model.net.names = dict(names)
-        return model
-    net = SegmentationModel({**model.net.yaml, "nc": len(names)}, names=dict(names))
+def _rebuild_for_classes(network: Network, names: dict[int, str]) -> Network:
+    """``network`` named ``names``; rebuilt for ``len(names)`` classes (keeping every weight whose shape fits) when its count differs."""
+    if network.net.nc == len(names):
+        network.net.names = dict(names)
+        return network
+    net = SegmentationModel({**network.net.yaml, "nc": len(names)}, names=dict(names))
     own = net.state_dict()
-    kept = {k: v for k, v in model.net.state_dict().items() if k in own and own[k].shape == v.shape}
+    kept = {k: v for k, v in network.net.state_dict().items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(kept, strict=False)
-    LOGGER.info(f"transferred {len(kept)}/{len(own)} tensors from {model.source} (nc {model.net.nc} -> {len(names)})")
-    return Model.from_network(net, model.imgsz, source=model.source)
+    LOGGER.info(f"transferred {len(kept)}/{len(own)} tensors from {network.source} (nc {network.net.nc} -> {len(names)})")
+    return Network(net, network_meta(net, network.meta.imgsz), network.checkpoint, network.source)

@@ -1,0 +1,226 @@
+"""Export orchestration: checkpoint or network → a staged artifact → verified → moved into place.
+
+``export(model, target, precision, ...)`` fuses a private copy of the network, lets the target's
+``build(job)`` write the artifact into a staging folder beside its destination, loads it with
+``edgeseg.runtimes.load`` and compares it with the PyTorch network (``edgeseg.targets.verify``),
+and only then moves it into place (``edgeseg.targets.common.atomic_output``): a failed,
+unverified or interrupted export leaves no artifact behind.
+"""
+
+import copy
+import logging
+import numbers
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.runtimes import load
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.limits import MAX_IMGSZ
+from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra
+from edgeseg.targets.registry import TargetEntry, target_entry
+from edgeseg.targets.verify import format_report, save_report, verification_set
+from edgeseg.targets.verify import verify as verify_artifact
+
+LOGGER = logging.getLogger("edgeseg")
+
+
+@dataclass
+class Artifact:
+    """One exported, verified model.
+
+    Attributes:
+        path: the artifact (a file, or a folder for folder formats).
+        target: the target name (``onnx`` …).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        meta: the ModelMeta embedded in it.
+        seconds: wall time of the export, verification included.
+        size_mb: size on disk in MB (10^6 bytes).
+        report: the verification report (``edgeseg.targets.verify.verify``, plus ``images_from``:
+            which images it ran on), or None when not verified.
+    """
+
+    path: Path
+    target: str
+    precision: str
+    meta: ModelMeta
+    seconds: float
+    size_mb: float
+    report: dict | None
+
+
+def _input_size(imgsz, stride: int) -> tuple[int, int]:
+    """An int or (h, w) input size as (h, w), checked to be positive multiples of ``stride``."""
+    hw = (imgsz, imgsz) if isinstance(imgsz, numbers.Integral) else tuple(imgsz) if isinstance(imgsz, (tuple, list)) else ()
+    if len(hw) != 2 or any(not isinstance(v, numbers.Integral) or not 0 < v <= MAX_IMGSZ or v % stride for v in hw):
+        raise EdgesegError(
+            f"imgsz must be a multiple of {stride} up to {MAX_IMGSZ} or a (height, width) pair of them, got {str(imgsz)[:40]}"
+        )
+    return int(hw[0]), int(hw[1])
+
+
+def _open_source(model) -> tuple:
+    """``(Network, default folder, default stem)`` of a checkpoint path or a Network.
+
+    A checkpoint is exported beside itself under its own stem; a Network read from a checkpoint
+    file that still exists likewise under its name, another one into the current folder.
+
+    Raises:
+        EdgesegError: a path that is not an existing ``.pt``, or a checkpoint that cannot be loaded.
+    """
+    from edgeseg.nn.network import Network, load_network
+
+    if isinstance(model, Network):
+        path = Path(model.source)
+        if model.checkpoint is not None and path.is_file():
+            return model, path.parent, model.name
+        return model, Path.cwd(), model.name
+    path = Path(model)
+    if path.suffix.lower() != ".pt":
+        raise EdgesegError(f"{path}: export needs an edgeseg .pt checkpoint (or an edgeseg.Model)")
+    if not path.is_file():
+        raise EdgesegError(f"{path}: checkpoint not found")
+    return load_network(path), path.parent, path.stem
+
+
+def _destination(out, entry: TargetEntry, folder: Path, stem: str, precision: str) -> Path:
+    """Where the artifact goes: ``out``, a default name inside an existing folder ``out``, or beside the source.
+
+    Raises:
+        EdgesegError: an ``out`` whose name does not end with the target's suffix.
+    """
+    name = entry.artifact_name(stem, precision)
+    if out is None:
+        return folder / name
+    out = Path(out)
+    if out.is_dir() and not out.name.endswith(entry.suffix):
+        return out / name
+    if not out.name.endswith(entry.suffix):
+        raise EdgesegError(f"{out}: a {entry.name} artifact's name must end with {entry.suffix!r} (or give an existing folder)")
+    return out
+
+
+def export(
+    model,
+    target: str = "onnx",
+    precision: str = "fp32",
+    imgsz=None,
+    batch: int = 1,
+    dynamic: bool = False,
+    end2end: bool = False,
+    data: str | None = None,
+    calib: int = 300,
+    verify: bool = True,
+    out=None,
+    device: str = "cpu",
+    simplify: bool = True,
+    opset: int = 17,
+) -> Artifact:
+    """Export a model to a deployable artifact and verify it against the PyTorch model.
+
+    Args:
+        model: an edgeseg ``.pt`` checkpoint path or an ``edgeseg.nn.network.Network``
+            (``edgeseg.Model.network``), left unchanged.
+        target: a registered target (``target_names()``), e.g. ``onnx``.
+        precision: ``fp32``, ``fp16`` or ``int8``, as the target supports.
+        imgsz: input size, an int or (height, width), multiples of the stride (default: the model's).
+        batch: the static batch size of the artifact.
+        dynamic: batch, height and width free (then leave ``batch`` at 1).
+        end2end: NMS in the graph, where the target supports it.
+        data: a data YAML: calibration images (int8) and the images verification runs on
+            (default: the checkpoint's training data when that YAML exists, else synthetic images).
+        calib: number of calibration images.
+        verify: compare the artifact with the PyTorch model and refuse it beyond the tolerance;
+            the report is logged and written beside the artifact as ``<artifact>.verify.json``.
+        out: the artifact path, or an existing folder for the default name (default: beside
+            the checkpoint, ``<stem>.onnx``, ``<stem>-fp16.onnx`` …; the current folder for an
+            in-memory model).
+        device: where to trace and verify: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        simplify: simplify the graph (ONNX-based targets).
+        opset: ONNX opset (ONNX-based targets).
+
+    Returns:
+        The Artifact.
+
+    Raises:
+        EdgesegError: a bad argument or source, a missing optional package (naming the extra to
+            install), or ``export failed verification: …`` (then no artifact is written).
+    """
+    start = time.perf_counter()
+    entry = target_entry(target, precision)
+    if batch < 1:
+        raise EdgesegError(f"batch must be >= 1, got {batch}")
+    if dynamic and batch != 1:
+        raise EdgesegError("a dynamic export takes any batch size; --batch sets a static one: give one of them")
+    with missing_extra("export"):
+        from edgeseg.nn.backend import network_runtime
+        from edgeseg.train.distributed import check_devices
+
+        if len(check_devices(device)) > 1:
+            raise EdgesegError(f"--device {device}: export runs on one device")
+        source, folder, stem = _open_source(model)
+        net = copy.deepcopy(source.net).fuse().eval()
+    checkpoint = source.checkpoint
+    stride = int(net.stride.max())
+    hw = _input_size(source.meta.imgsz[0] if imgsz is None else imgsz, stride)
+    meta = ModelMeta(
+        names=dict(source.meta.names),
+        imgsz=hw,
+        stride=stride,
+        nm=net.head.nm,
+        batch=0 if dynamic else batch,
+        dynamic=dynamic,
+        precision=precision,
+        source_hash=source.meta.source_hash,
+        version=source.meta.version,
+    )
+    dest = _destination(out, entry, folder, stem, precision)
+    LOGGER.info(f"{source.source}: exporting to {dest} ({target} {precision}, {hw[0]}x{hw[1]}, batch {'dynamic' if dynamic else batch})")
+    report = None
+    with atomic_output(dest) as staged:
+        job = ExportJob(
+            net=copy.deepcopy(net),
+            meta=meta,
+            path=staged,
+            precision=precision,
+            imgsz=hw,
+            batch=0 if dynamic else batch,
+            dynamic=dynamic,
+            end2end=end2end,
+            data=data or ((checkpoint or {}).get("train_args") or {}).get("data"),
+            calib=calib,
+            device=device,
+            simplify=simplify,
+            opset=opset,
+        )
+        with missing_extra(entry.extra):
+            entry.build(job)
+        if verify:
+            sample = verification_set(data, checkpoint)
+            reference = network_runtime(net, hw, source.source, device)
+            tolerance = entry.tolerances.get(precision)
+            report = verify_artifact(reference, load(staged, device), sample.images, precision, hw, tolerance, sample.labels)
+            report["images_from"] = sample.source
+            LOGGER.info(format_report(report))
+            if report["failures"]:
+                raise EdgesegError(
+                    f"export failed verification: {'; '.join(report['failures'])} "
+                    f"({dest.name} not written; verify=False / --no-verify keeps it)"
+                )
+    report_path = dest.with_name(dest.name + ".verify.json")
+    if report is None:
+        report_path.unlink(missing_ok=True)
+    else:
+        save_report(report, report_path)
+    return Artifact(
+        path=dest,
+        target=target,
+        precision=precision,
+        meta=job.meta,
+        seconds=time.perf_counter() - start,
+        size_mb=artifact_size(dest) / 1e6,
+        report=report,
+    )
+
+
