@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .polygons import masks_to_polygons
 from .rle import rle_encode
 
 # Ultralytics' 20-colour palette (RGB hex), stored as BGR: class c gets PALETTE[c % 20].
@@ -70,8 +71,6 @@ class Results:
     @cached_property
     def polygons(self) -> list[np.ndarray]:
         """N float32 (K, 2) x, y outlines in source px (largest outer contour; (0, 2) if empty)."""
-        from .postprocess import masks_to_polygons  # postprocess imports this module
-
         return masks_to_polygons(self.masks)
 
     def _name(self, cls: int) -> str:

@@ -1,136 +1,26 @@
 """``Runtime``: one backend plus the one pipeline used by predict and val for every format.
 
-letterbox (square, to the input size) → ``Backend.infer`` → confidence filter → NMS → mask decode
-→ scale back to the source image → ``Results``. The ``.pt`` checkpoint goes through the same
+``edgeseg.runtimes.loop``: letterbox (to the input size) → ``Backend.infer`` → confidence filter →
+NMS → mask decode → scale back to the source image → ``Results``. The ``.pt`` checkpoint goes through the same
 path, so formats differ only by their backend (docs/ARCHITECTURE.md, "Output contract").
 """
 
-import glob
 import logging
 import math
-import stat
-import time
-from itertools import islice
-from pathlib import Path
 
-import cv2
 import numpy as np
 
-from edgeseg.runtimes.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image
-from edgeseg.runtimes.data_config import IMG_SUFFIXES, load_data_config
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.metrics import SegmentMetrics
 from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.data_config import load_data_config
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_IMGSZ
+from edgeseg.runtimes.loop import predict_batches
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.postprocess import postprocess
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.metrics import SegmentMetrics
+from edgeseg.runtimes.sources import SourceFrames, resolve_source
 from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
 
 LOGGER = logging.getLogger("edgeseg")
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
-
-
-def to_bgr(array: np.ndarray) -> np.ndarray:
-    """An (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA uint8 array as (H, W, 3) uint8 BGR.
-
-    Raises:
-        EdgesegError: another dtype or shape.
-    """
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise EdgesegError(
-            f"image array must be uint8 (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA; got {array.dtype} {array.shape}"
-        )
-    if array.ndim == 2 or array.shape[2] == 1:
-        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
-    if array.shape[2] == 4:
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(array)
-
-
-def _media_files(paths) -> list[Path]:
-    """The entries among ``paths`` with an image or video suffix, sorted.
-
-    Entries that cannot be read (dangling or looping links, folders named ``x.jpg``) are kept:
-    predict skips each one with a warning naming it, and counts it.
-    """
-    return sorted(p for p in map(Path, paths) if p.suffix.lower() in IMG_SUFFIXES | VIDEO_SUFFIXES)
-
-
-def _file_item(path: Path) -> tuple[str, object]:
-    """("video", path) for a video suffix, else ("image", path)."""
-    return ("video" if path.suffix.lower() in VIDEO_SUFFIXES else "image", path)
-
-
-def resolve_source(source) -> list[tuple[str, object]]:
-    """Expand a predict source into ``("image", Path)``, ``("video", Path)`` and ``("array", BGR array)`` items.
-
-    Args:
-        source: an image or video path, a folder (its images and videos, sorted, not recursive),
-            a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), or a list of these.
-
-    Returns:
-        The items in order. Folder and pattern entries are listed by name only; one that turns
-        out unreadable is skipped and counted when predict reaches it.
-
-    Raises:
-        EdgesegError: a missing path, a path that is neither a file nor a folder, an unlistable
-            folder, a pattern or folder without images/videos, a video file that cannot be
-            opened, an empty list or an unsupported type.
-    """
-    if isinstance(source, np.ndarray):
-        return [("array", to_bgr(source))]
-    if isinstance(source, (list, tuple)):
-        if not source:
-            raise EdgesegError("empty source list")
-        return [item for s in source for item in resolve_source(s)]
-    if not isinstance(source, (str, Path)):
-        raise EdgesegError(f"unsupported source type {type(source).__name__} (give a path, a glob, an array or a list)")
-    path = Path(source)
-    kind = _path_kind(path)
-    if kind == "dir":
-        files = _media_files(_folder_entries(path))
-        if not files:
-            raise EdgesegError(f"{path}: no images or videos in this folder")
-        return [_file_item(f) for f in files]
-    if kind == "other":
-        raise EdgesegError(f"{path}: not a regular file or a folder")
-    if kind == "file":
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            capture = cv2.VideoCapture(str(path))
-            opened = capture.isOpened()
-            capture.release()
-            if not opened:
-                raise EdgesegError(f"{path}: cannot open video")
-        return [_file_item(path)]
-    if any(c in str(source) for c in "*?["):
-        files = _media_files(glob.glob(str(source), recursive=True))
-        if not files:
-            raise EdgesegError(f"{source}: no images or videos match this pattern")
-        return [_file_item(f) for f in files]
-    raise EdgesegError(f"{source}: source not found")
-
-
-def _path_kind(path: Path) -> str:
-    """What ``path`` is, links followed: ``"dir"``, ``"file"`` (regular), ``"other"`` (FIFO, device...) or ``""`` (none)."""
-    try:
-        mode = path.stat().st_mode
-    except (OSError, ValueError):
-        return ""
-    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
-
-
-def _folder_entries(folder: Path) -> list[Path]:
-    """The entries of ``folder`` (not recursive).
-
-    Raises:
-        EdgesegError: the folder cannot be listed.
-    """
-    try:
-        return list(folder.iterdir())
-    except OSError as e:
-        raise EdgesegError(f"{folder}: folder cannot be read ({e.strerror or e})") from None
 
 
 def _hw(imgsz) -> tuple[int, int]:
@@ -251,90 +141,18 @@ class Runtime:
         return results if stream else list(results)
 
     def _stream(self, items, shape: tuple[int, int], size: int, options: dict):
-        """Generator of Results over ``items``, ``size`` images per inference call."""
-        self.last_skipped = 0
-        frames = self._frames(items)
-        seen = 0
-        while chunk := list(islice(frames, size)):
-            start = time.perf_counter()
-            boxed = [letterbox(image, shape) for _, image in chunk]
-            tensor = to_input_tensor([b[0] for b in boxed])
-            inferred = time.perf_counter()
-            preds, protos = self.backend.infer(tensor)
-            posted = time.perf_counter()
-            results = postprocess(
-                preds,
-                protos,
-                [b[1] for b in boxed],
-                shape,
-                nc=self.meta.nc,
-                names=self.names,
-                images=[image for _, image in chunk],
-                paths=[path for path, _ in chunk],
-                **options,
-            )
-            done = time.perf_counter()
-            per_image = 1000 / len(chunk)
-            speed = {
-                "preprocess": (inferred - start) * per_image,
-                "inference": (posted - inferred) * per_image,
-                "postprocess": (done - posted) * per_image,
-            }
-            for result in results:
-                result.speed = dict(speed)
-                yield result
-            seen += len(chunk)
+        """Generator of Results over ``items`` through the one batch loop, ``size`` images per inference call."""
+        frames = SourceFrames(items)
+        self.last_skipped = seen = 0
+        for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, **options):
+            self.last_skipped = frames.skipped
+            seen += len(results)
+            yield from results
+        self.last_skipped = frames.skipped
         if self.last_skipped:
             LOGGER.warning(f"{self.last_skipped} unreadable source file(s) skipped")
         if not seen:
             raise EdgesegError(f"nothing readable in the source ({self.last_skipped} skipped)")
-
-    def _skip(self, path, reason: str) -> None:
-        """Warn about and count one skipped file."""
-        self.last_skipped += 1
-        LOGGER.warning(f"{path}: skipped, {reason}")
-
-    def _frames(self, items):
-        """Generator of (path or None, (H, W, 3) uint8 BGR image), decoding lazily, skipping unreadables."""
-        for kind, value in items:
-            if kind == "array":
-                yield None, value
-            elif kind == "image":
-                try:
-                    image = decode_image(value)
-                except ImageReadError as e:
-                    self._skip(value, str(e))
-                    continue
-                yield str(value), image
-            else:
-                yield from self._video_frames(value)
-
-    def _video_frames(self, path: Path):
-        """Generator of ("video#<index>", frame) over one video, holding one frame at a time.
-
-        A video that is not a regular file (a FIFO would block the open), declares frames over
-        MAX_IMAGE_PIXELS, or gives no frame is skipped and counted.
-        """
-        if _path_kind(path) != "file":
-            self._skip(path, "not a regular file")
-            return
-        capture = cv2.VideoCapture(str(path))
-        index = 0
-        try:
-            w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            if w * h > MAX_IMAGE_PIXELS:
-                self._skip(path, f"frames of {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,}-pixel limit")
-                return
-            while capture.isOpened():
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                yield f"{path}#{index}", frame
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            self._skip(path, "no readable video frames")
 
     def val(
         self,

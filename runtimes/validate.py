@@ -16,8 +16,7 @@ from edgeseg.runtimes.labels import Label, scan_labels
 from edgeseg.runtimes.data_config import img_paths
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics
-from edgeseg.runtimes.postprocess import postprocess
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.loop import predict_batches
 
 VAL_CONF = 0.001  # keep nearly every detection for mAP, as COCO-style evaluation expects
 VAL_IOU = 0.7
@@ -78,17 +77,12 @@ def evaluate(
         SegmentMetrics with ``box`` and ``seg`` results (mask IoU at the original resolution).
     """
     evaluator = SegmentEvaluator(nc)
-    starts = range(0, len(labels), batch)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        images = pool.map(lambda label: read_image(label.im_file), labels)
-        for start in tqdm(starts, desc=desc, disable=not progress, unit="batch", leave=False):
-            chunk = labels[start : start + batch]
-            sources = [next(images) for _ in chunk]
-            boxed = [letterbox(image, (imgsz, imgsz)) for image in sources]
-            preds, protos = infer(to_input_tensor([b[0] for b in boxed]))
-            results = postprocess(
-                preds, protos, [b[1] for b in boxed], (imgsz, imgsz), nc=nc, conf=conf, iou=iou, max_det=max_det
-            )
-            for label, result in zip(chunk, results):
-                evaluator.update(result.boxes, result.scores, result.classes, result.masks, *ground_truth(label))
+    bar = tqdm(total=len(labels), desc=desc, disable=not progress, unit="img", leave=False)
+    with ThreadPoolExecutor(max_workers=2) as pool, bar:
+        frames = zip((label.im_file for label in labels), pool.map(lambda label: read_image(label.im_file), labels))
+        pending = iter(labels)
+        for results in predict_batches(infer, frames, (imgsz, imgsz), batch, nc, conf=conf, iou=iou, max_det=max_det):
+            for result in results:
+                evaluator.update(result.boxes, result.scores, result.classes, result.masks, *ground_truth(next(pending)))
+            bar.update(len(results))
     return evaluator.result()

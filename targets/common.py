@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.data_config import img_paths, load_data_config
+import numpy as np
+
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import staging_folder
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.preprocess import letterbox
+from edgeseg.runtimes.loop import batches
+from edgeseg.runtimes.sources import SplitImages, split_images
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -136,40 +137,38 @@ def missing_extra(extra: str):
         raise EdgesegError(f"this export needs the '{exc.name}' package: install edgeseg[{extra}]") from None
 
 
-def calibration_images(job: "ExportJob") -> list:
-    """The first ``job.calib`` readable train images of ``job.data``, letterboxed by the runtime.
+def calibration_set(data: str | Path | None, calib: int) -> SplitImages:
+    """The first ``calib`` readable train images of the data YAML ``data`` (``split_images``), as read.
 
-    Returns:
-        N ≥ 1 (H, W, 3) uint8 BGR images at ``job.imgsz`` (fewer than ``job.calib`` when the
-        split is smaller, with a warning).
+    Fewer than ``calib`` (the split is smaller) are used with a warning.
 
     Raises:
         EdgesegError: no data YAML, or a train split that is missing, empty or unreadable.
     """
-    if job.data is None:
+    if data is None:
         raise EdgesegError(
             "int8 export needs calibration images: give --data DATA.yaml (its train split); "
             "the checkpoint names no training data"
         )
     try:
-        cfg = load_data_config(job.data)
-        paths = img_paths(cfg["train"], cfg["path"])
+        found = split_images(data, "train", calib)
     except EdgesegError as exc:
         raise EdgesegError(f"int8 calibration: {exc}") from None
-    images = []
-    for path in paths:
-        image = read_image(path)
-        if image is not None:
-            images.append(letterbox(image, job.imgsz)[0])
-        if len(images) == job.calib:
-            break
-    if not images:
-        raise EdgesegError(f"int8 calibration: no readable train images in {cfg['yaml_file']}")
-    if len(images) < job.calib:
+    if len(found.images) < calib:
         LOGGER.warning(
-            f"int8 calibration: the train split of {cfg['yaml_file']} has {len(images)} readable images, "
-            f"fewer than --calib {job.calib}; using all of them"
+            f"int8 calibration: the train split of {found.yaml_file} has {len(found.images)} readable images, "
+            f"fewer than --calib {calib}; using all of them"
         )
     else:
-        LOGGER.info(f"int8 calibration on {len(images)} train images of {cfg['yaml_file']}")
-    return images
+        LOGGER.info(f"int8 calibration on {len(found.images)} train images of {found.yaml_file}")
+    return found
+
+
+def calibration_images(job: "ExportJob") -> list[np.ndarray]:
+    """``calibration_set``'s images letterboxed to ``job.imgsz`` by the batch loop: N (H, W, 3) uint8 BGR.
+
+    Raises:
+        EdgesegError: as ``calibration_set``.
+    """
+    frames = [(None, image) for image in calibration_set(job.data, job.calib).images]
+    return [image for batch in batches(frames, job.imgsz, len(frames)) for image in batch.boxed]

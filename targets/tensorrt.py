@@ -7,9 +7,9 @@ one optimisation profile for 1 … ``max_batch`` images at the fixed input size;
 batch ``job.batch``. The engine file starts with the ModelMeta header described in
 ``edgeseg.runtimes.backends.tensorrt`` (4-byte little-endian length, JSON, then the engine).
 
-int8 calibration (``CalibrationBatches``) reads ``job.calib`` images of the data YAML's train
-split, letterboxes them exactly like the runtime (``letterbox`` → ``to_input_tensor``) and feeds
-them through ``IInt8EntropyCalibrator2``. Its cache is written beside the engine as
+int8 calibration (``CalibrationBatches``) takes the first ``job.calib`` readable images of the data
+YAML's train split (``calibration_set``, as every int8 target), letterboxes them in the runtime's
+batch loop and feeds them through ``IInt8EntropyCalibrator2``. Its cache is written beside the engine as
 ``<engine>.calib`` and reused only by an export of the same checkpoint, size, batch and images.
 
 Engine building is unverified in edgeseg's own test environment (TensorRT cannot be installed
@@ -27,14 +27,12 @@ import numpy as np
 import onnx
 import onnxslim
 
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.data_config import img_paths, load_data_config
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
 from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT, NOT_INSTALLED, cuda_call, gpu_name, import_cudart, write_engine
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.loop import batches
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
-from edgeseg.targets.common import ExportJob
+from edgeseg.targets.common import ExportJob, calibration_set
 from edgeseg.targets.onnx import trace
 
 WORKSPACE_GB = 4.0  # builder scratch memory limit (Jetson Orin Nano: 8 GB shared with the CPU)
@@ -62,26 +60,22 @@ def prepare_onnx(job: ExportJob) -> onnx.ModelProto:
 class CalibrationBatches:
     """int8 calibration data: letterboxed images in (batch, 3, H, W) float32 RGB [0, 1] batches, and the cache.
 
-    Iterating yields ``len(self)`` batches covering every readable image once; the last batch is
-    completed with the first images when the count is not a multiple of ``batch`` (a static
-    engine's batch is fixed). The cache file holds ``CACHE_MAGIC + key + "\\n"`` and TensorRT's
-    cache bytes; ``read_cache`` returns those bytes only when ``key`` matches.
+    Iterating yields ``len(self)`` batches of the runtime's batch loop (``edgeseg.runtimes.loop``)
+    covering every image once; the last batch is completed with the first images when the count
+    is not a multiple of ``batch`` (a static engine's batch is fixed). The cache file holds
+    ``CACHE_MAGIC + key + "\\n"`` and TensorRT's cache bytes; ``read_cache`` returns those bytes
+    only when ``key`` matches.
 
     Args:
-        paths: image files.
+        images: N >= 1 (H0, W0, 3) uint8 BGR source images (``calibration_set``).
         imgsz: (height, width) of the model input.
         batch: images per batch.
         cache: the calibration cache file.
         key: what the cache must have been made from (``cache_key``).
-
-    Raises:
-        EdgesegError: none of ``paths`` is a readable image.
     """
 
-    def __init__(self, paths: list[str | Path], imgsz: tuple[int, int], batch: int, cache: str | Path, key: str):
-        self.images = [image for image in map(read_image, paths) if image is not None]
-        if not self.images:
-            raise EdgesegError("int8 calibration: none of the calibration images is readable")
+    def __init__(self, images: list[np.ndarray], imgsz: tuple[int, int], batch: int, cache: str | Path, key: str):
+        self.images = list(images)
         self.imgsz, self.batch, self.cache, self.key = tuple(imgsz), batch, Path(cache), key
 
     def __len__(self) -> int:
@@ -89,10 +83,9 @@ class CalibrationBatches:
 
     def __iter__(self):
         """(batch, 3, H, W) float32 RGB [0, 1] arrays, letterboxed like ``Runtime.predict``."""
-        for start in range(0, len(self.images), self.batch):
-            chunk = self.images[start : start + self.batch]
-            chunk += self.images[: self.batch - len(chunk)]
-            yield to_input_tensor([letterbox(image, self.imgsz)[0] for image in chunk])
+        padded = self.images + self.images[: -len(self.images) % self.batch]
+        for step in batches([(None, image) for image in padded], self.imgsz, self.batch):
+            yield step.tensor
 
     def read_cache(self) -> bytes | None:
         """TensorRT's cache bytes from ``self.cache`` when it exists and was made for ``self.key``, else None."""
@@ -110,22 +103,6 @@ def cache_key(meta: ModelMeta, batch: int, paths: list[str | Path]) -> str:
     """16 hex digits identifying a calibration: checkpoint hash, input size, batch and image paths."""
     text = json.dumps([meta.source_hash, list(meta.imgsz), batch, [str(p) for p in paths]])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def calibration_paths(data: str | Path | None, n: int) -> list[str]:
-    """``n`` train images of a data YAML, evenly spaced over the sorted split (all when fewer).
-
-    Raises:
-        EdgesegError: no data YAML (int8 needs calibration images) or an empty train split.
-    """
-    if data is None or not Path(data).is_file():
-        raise EdgesegError("TensorRT int8 needs calibration images: pass --data (a data YAML; its train images are used)")
-    cfg = load_data_config(data)
-    paths = img_paths(cfg["train"], cfg["path"])
-    if not paths:
-        raise EdgesegError(f"{cfg['yaml_file']}: no train images to calibrate on")
-    step = max(len(paths) / n, 1.0)
-    return [paths[int(i * step)] for i in range(min(n, len(paths)))]
 
 
 def entropy_calibrator(batches: CalibrationBatches):
@@ -254,10 +231,10 @@ def build(job: ExportJob) -> None:
     )
     calibration = None
     if job.precision == "int8":
-        paths = calibration_paths(job.data, job.calib)
+        found = calibration_set(job.data, job.calib)
         batch = max(job.batch, 1)
         # job.path lies in atomic_output's staging folder, whose parent is the engine's final folder.
         cache = job.path.parent.parent / f"{job.path.name}.calib"
-        calibration = CalibrationBatches(paths, job.imgsz, batch, cache, cache_key(job.meta, batch, paths))
+        calibration = CalibrationBatches(found.images, job.imgsz, batch, cache, cache_key(job.meta, batch, found.paths))
     engine = build_engine(prepare_onnx(job), job.precision, calibration=calibration)
     write_engine(job.path, job.meta, engine)

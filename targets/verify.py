@@ -1,7 +1,7 @@
 """Export verification: does the artifact detect and segment what the PyTorch model does?
 
-Both models see the same letterboxed batch (``letterbox`` → ``to_input_tensor``), run through
-their ``Backend.infer`` and the runtime's ``postprocess``: exactly the steps ``Runtime.predict``
+Both models see the same images through the runtime's batch loop (``edgeseg.runtimes.loop``:
+letterbox → ``Backend.infer``) and its ``postprocess``: exactly the steps ``Runtime.predict``
 takes, so any drift is the backend's. What is judged is what a user sees, against limits per
 precision (``TOLERANCES``):
 
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.labels import Label
 from edgeseg.data.synth import render_sample, sample_rng
-from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.backends.base import PredictUnavailable
+from edgeseg.runtimes.data_config import load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write_text
+from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.labels import Label
+from edgeseg.runtimes.loop import infer_batches
 from edgeseg.runtimes.metrics import box_iou
-from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.postprocess import non_max_suppression, postprocess
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.runtimes.validate import evaluate, split_labels
 
 # One row per precision; a target whose format drifts more by design passes its own overrides.
@@ -88,25 +88,6 @@ def synthetic_images(n: int = SYNTHETIC_IMAGES, seed: int = 0) -> list[np.ndarra
     return [render_sample(sample_rng(seed, "val", i))[0] for i in range(n)]
 
 
-def dataset_images(data_yaml: str | Path, n: int = MAX_IMAGES) -> list[np.ndarray]:
-    """The first ``n`` readable val images of a data YAML, (H, W, 3) uint8 BGR.
-
-    Raises:
-        EdgesegError: the YAML or its val split is unusable, or no val image is readable.
-    """
-    cfg = load_data_config(data_yaml)
-    images = []
-    for path in img_paths(cfg["val"], cfg["path"]):
-        image = read_image(path)
-        if image is not None:
-            images.append(image)
-        if len(images) == n:
-            break
-    if not images:
-        raise EdgesegError(f"{cfg['yaml_file']}: no readable val images to verify the export on")
-    return images
-
-
 def labelled_set(data_yaml: str | Path, n: int = MAX_IMAGES) -> VerificationSet:
     """The first ``n`` usable val images of a data YAML and their Labels (``split_labels``, as ``Runtime.val``).
 
@@ -140,10 +121,17 @@ def verification_set(data: str | Path | None, checkpoint: dict | None) -> Verifi
     return labelled_set(data)
 
 
-def _infer(runtime, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``runtime.backend.infer`` over (N, 3, H, W) in chunks of CHUNK images → (preds, protos)."""
-    outputs = [runtime.backend.infer(batch[i : i + CHUNK]) for i in range(0, len(batch), CHUNK)]
-    return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+def _run(runtime, frames: list, shape: tuple[int, int]) -> tuple[np.ndarray, list, tuple[np.ndarray, np.ndarray]]:
+    """``frames`` through the batch loop's letterbox and ``runtime.backend.infer``, CHUNK images per call.
+
+    Returns:
+        (the (N, 3, H, W) input, the N LetterboxInfo, (preds (N, 4 + nc + nm, A), protos (N, nm, H / 4, W / 4))).
+    """
+    steps = list(infer_batches(runtime.backend.infer, frames, shape, CHUNK))
+    inputs = np.concatenate([batch.tensor for batch, _, _ in steps])
+    infos = [info for batch, _, _ in steps for info in batch.infos]
+    outputs = tuple(np.concatenate([out[i] for _, out, _ in steps]) for i in range(2))
+    return inputs, infos, outputs
 
 
 def _finite_max(values: np.ndarray) -> float:
@@ -421,10 +409,9 @@ def verify(
     shape = artifact.input_shape(imgsz)
     nc = artifact.meta.nc
     limits = {**TOLERANCES[precision], **(tolerance or {})}
-    boxed = [letterbox(image, shape) for image in images]
-    batch = to_input_tensor([b[0] for b in boxed])
+    frames = [(None, image) for image in images]
     try:
-        art = _infer(artifact, batch)
+        batch, infos, art = _run(artifact, frames, shape)
     except PredictUnavailable as exc:
         return {
             "precision": precision,
@@ -434,11 +421,11 @@ def verify(
             "failures": [],
             "passed": None,
         }
-    ref = _infer(reference, batch)
+    _, _, ref = _run(reference, frames, shape)
     finite = bool(np.isfinite(art[0]).all() and np.isfinite(art[1]).all())
     diff = output_diff(ref, art, nc, shape)
     art = tuple(np.nan_to_num(a) for a in art)
-    conf, borderline, compared = _compare_outputs(ref, art, [b[1] for b in boxed], shape, artifact.names, limits["logit_margin"])
+    conf, borderline, compared = _compare_outputs(ref, art, infos, shape, artifact.names, limits["logit_margin"])
     changes = compared["score_changes"]
     report = {
         "precision": precision,

@@ -19,9 +19,10 @@ from edgeseg.data.synth import synthesize
 from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
-from edgeseg.targets import TargetEntry, target_names
+from edgeseg.targets.registry import TargetEntry, target_names
 from edgeseg.targets.presets import preset, preset_names, presets
-from edgeseg.targets.verify import dataset_images, verify
+from edgeseg.runtimes.sources import split_images
+from edgeseg.targets.verify import MAX_IMAGES, verify
 
 IMGSZ = 160
 
@@ -54,7 +55,7 @@ def benched(checkpoint, dataset, tmp_path_factory):
     """``edgeseg.bench`` of onnx fp32, onnx fp16 and a target whose extra is missing: (rows, run folder)."""
     project = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(edgeseg.targets._REGISTRY, "fakert", TargetEntry("fakert", _missing_sdk, ("fp32",), "fakert", ".onnx"))
+        mp.setitem(edgeseg.targets.registry._REGISTRY, "fakert", TargetEntry("fakert", _missing_sdk, ("fp32",), "fakert", ".onnx"))
         rows = edgeseg.bench(checkpoint, str(dataset), targets=["onnx", "onnx:fp16", "fakert"], runs=3, project=project, name="b")
     return rows, project / "b"
 
@@ -63,7 +64,7 @@ def test_rows_match_val_and_verify_against_the_pytorch_row(benched, checkpoint, 
     rows, _ = benched
     assert [(r["format"], r["precision"]) for r in rows] == [("pytorch", "fp32"), ("onnx", "fp32"), ("onnx", "fp16"), ("fakert", "fp32")]
     reference = load(checkpoint)
-    images = dataset_images(dataset)
+    images = split_images(dataset, "val", MAX_IMAGES).images
     for row in rows[:3]:
         assert row["status"] == "ok"
         runtime = load(row["path"])
@@ -146,7 +147,7 @@ def test_existing_artifacts_are_taken_as_they_are(benched):
 def test_presets_resolve_to_registered_targets(name, target, precision):
     if target not in target_names():
         pytest.skip(f"preset {name}: target {target} is not registered in this checkout")
-    assert precision in edgeseg.targets._REGISTRY[target].precisions
+    assert precision in edgeseg.targets.registry._REGISTRY[target].precisions
 
 
 def test_preset_table_names_the_devices():

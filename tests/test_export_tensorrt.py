@@ -29,7 +29,8 @@ from edgeseg.runtimes.backends.tensorrt import HEADER, NOT_INSTALLED, read_engin
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
 from edgeseg.targets.common import ExportJob  # noqa: E402
-from edgeseg.targets.tensorrt import CalibrationBatches, cache_key, calibration_paths, prepare_onnx  # noqa: E402
+from edgeseg.targets.common import calibration_set  # noqa: E402
+from edgeseg.targets.tensorrt import CalibrationBatches, cache_key, prepare_onnx  # noqa: E402
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installed here (it cannot be: docs/ARCHITECTURE.md); engine building is unverified"
@@ -95,43 +96,46 @@ def test_prepared_onnx_static_and_dynamic_batch(model):
 
 
 def test_calibration_batches_are_the_runtime_letterbox(data_yaml, tmp_path):
-    paths = calibration_paths(data_yaml, 3)
     cfg = load_data_config(data_yaml)
-    train = img_paths(cfg["train"], cfg["path"])
-    assert paths == [train[0], train[1], train[3]]  # evenly spaced over the 5 sorted images
-    assert calibration_paths(data_yaml, 50) == train
+    train = [str(p) for p in img_paths(cfg["train"], cfg["path"])]
+    found = calibration_set(data_yaml, 3)
+    assert found.paths == train[:3]  # the first readable images of the sorted split, as every int8 target
+    assert calibration_set(data_yaml, 50).paths == train
 
-    batches = CalibrationBatches(paths, IMGSZ, 2, tmp_path / "x.engine.calib", "k")
+    batches = CalibrationBatches(found.images, IMGSZ, 2, tmp_path / "x.engine.calib", "k")
     produced = list(batches)
     assert len(batches) == len(produced) == 2
     assert all(b.shape == (2, 3, *IMGSZ) and b.dtype == np.float32 for b in produced)
-    images = [read_image(p) for p in paths]
+    images = [read_image(p) for p in found.paths]
     expected = to_input_tensor([letterbox(image, IMGSZ)[0] for image in [*images, images[0]]])
     np.testing.assert_array_equal(np.concatenate(produced), expected)  # the last batch completed with the first image
     assert 0.0 <= expected.min() and expected.max() <= 1.0
 
-    single = CalibrationBatches(train, IMGSZ, 1, tmp_path / "c", "k")
+    single = CalibrationBatches(calibration_set(data_yaml, 50).images, IMGSZ, 1, tmp_path / "c", "k")
     assert sum(len(b) for b in single) == len(train) == 5
 
 
 def test_calibration_cache_round_trip_and_key(data_yaml, tmp_path):
-    paths = calibration_paths(data_yaml, 2)
-    key = cache_key(META, 1, paths)
-    assert key != cache_key(dataclasses.replace(META, source_hash="other"), 1, paths) != cache_key(META, 2, paths)
+    found = calibration_set(data_yaml, 2)
+    key = cache_key(META, 1, found.paths)
+    assert key != cache_key(dataclasses.replace(META, source_hash="other"), 1, found.paths) != cache_key(META, 2, found.paths)
     cache = tmp_path / "m.engine.calib"
-    batches = CalibrationBatches(paths, IMGSZ, 1, cache, key)
+    batches = CalibrationBatches(found.images, IMGSZ, 1, cache, key)
     assert batches.read_cache() is None
     scales = b"TRT-100300-EntropyCalibration2\nimages: 3c010a14\npreds: 3d8f5c29\n"
     batches.write_cache(scales)
-    assert CalibrationBatches(paths, IMGSZ, 1, cache, key).read_cache() == scales
-    assert CalibrationBatches(paths, IMGSZ, 1, cache, "another").read_cache() is None
+    assert CalibrationBatches(found.images, IMGSZ, 1, cache, key).read_cache() == scales
+    assert CalibrationBatches(found.images, IMGSZ, 1, cache, "another").read_cache() is None
 
 
 def test_calibration_needs_data(tmp_path):
-    with pytest.raises(EdgesegError, match="TensorRT int8 needs calibration images: pass --data"):
-        calibration_paths(None, 10)
-    with pytest.raises(EdgesegError, match="none of the calibration images is readable"):
-        CalibrationBatches([tmp_path / "missing.png"], IMGSZ, 1, tmp_path / "c", "k")
+    with pytest.raises(EdgesegError, match="int8 export needs calibration images: give --data"):
+        calibration_set(None, 10)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images\nval: images\nnames: [a]\n")
+    with pytest.raises(EdgesegError, match="int8 calibration: .*data.yaml: no readable train images"):
+        calibration_set(tmp_path / "data.yaml", 10)
 
 
 # Engine header

@@ -9,8 +9,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
+from edgeseg.runtimes.polygons import masks_to_polygons
 from edgeseg.runtimes.postprocess import (
-    masks_to_polygons,
     non_max_suppression,
     postprocess,
     process_masks,

@@ -149,7 +149,7 @@ def _candidates(targets, preset) -> list[tuple[str, str] | Path]:
     Raises:
         EdgesegError: an unknown target or precision in ``targets``.
     """
-    from edgeseg.targets import registered_targets, target_entry
+    from edgeseg.targets.registry import registered_targets, target_entry
     from edgeseg.targets.presets import parse_spec
 
     if targets is None:
@@ -169,7 +169,7 @@ def _candidates(targets, preset) -> list[tuple[str, str] | Path]:
 
 def _target_of(path: Path, fallback: str) -> str:
     """The registered target whose artifact suffix ``path`` ends with, else ``fallback``."""
-    from edgeseg.targets import registered_targets
+    from edgeseg.targets.registry import registered_targets
 
     return next((entry.name for entry in registered_targets() if path.name.endswith(entry.suffix)), fallback)
 
@@ -178,17 +178,17 @@ class _Bench:
     """The state shared by the rows of one bench: reference model, data, images, options."""
 
     def __init__(self, model: Path, data: str, imgsz: int | None, device: str, runs: int, dynamic: bool):
-        from edgeseg.runtimes.data_config import img_paths, load_data_config
         from edgeseg.runtimes import load
-        from edgeseg.targets.verify import dataset_images
+        from edgeseg.runtimes.sources import split_images
+        from edgeseg.targets.verify import MAX_IMAGES
 
         self.model, self.data, self.device, self.runs, self.dynamic = model, data, device, runs, dynamic
         self.save_dir: Path | None = None  # the run folder, created once the inputs are known to be good
         self.reference = load(model, device)
         self.imgsz = imgsz or self.reference.meta.imgsz[0]
-        cfg = load_data_config(data)
-        self.verify_images = dataset_images(data)
-        self.speed_files = [str(p) for p in img_paths(cfg["val"], cfg["path"])[:SPEED_IMAGES]]
+        found = split_images(data, "val", max(MAX_IMAGES, SPEED_IMAGES))
+        self.verify_images = found.images[:MAX_IMAGES]
+        self.speed_files = found.paths[:SPEED_IMAGES]
         self.reference_row = None
 
     def reference_bench(self) -> dict:

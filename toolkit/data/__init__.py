@@ -1,1 +1,1 @@
-"""Datasets: the synthetic generator, YOLO-seg reading and augmentation (numpy + OpenCV, no torch)."""
+"""Training data: the synthetic generator, augmentation, the training Dataset and ``data check`` (numpy + OpenCV, no torch; reading YOLO-seg splits is ``edgeseg.runtimes.labels``)."""

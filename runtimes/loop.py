@@ -1,0 +1,100 @@
+"""The one batch loop: letterbox → ``infer`` → postprocess, for every model and every caller.
+
+``Runtime.predict``, ``evaluate`` (val, training val, export verification's mAP), export
+verification's output comparison, int8 calibration and bench all take their images through these
+generators, so an artifact is judged on exactly the steps a user's predict takes
+(docs/ARCHITECTURE.md, "Output contract").
+"""
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import NamedTuple
+
+import numpy as np
+
+from edgeseg.runtimes.postprocess import postprocess
+from edgeseg.runtimes.preprocess import LetterboxInfo, letterbox, to_input_tensor
+from edgeseg.runtimes.results import Results
+
+Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Batch(NamedTuple):
+    """Up to ``size`` source images and the model input made from them.
+
+    Attributes:
+        paths: each image's path (``video#frame`` for frames), or None for arrays.
+        images: the (H0, W0, 3) uint8 BGR source images.
+        infos: each image's LetterboxInfo (source → input pixels).
+        boxed: the letterboxed (H, W, 3) uint8 BGR images.
+        tensor: (B, 3, H, W) float32 RGB in [0, 1], the letterboxed images.
+        seconds: time spent letterboxing (s).
+    """
+
+    paths: list
+    images: list[np.ndarray]
+    infos: list[LetterboxInfo]
+    boxed: list[np.ndarray]
+    tensor: np.ndarray
+    seconds: float
+
+
+def batches(frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int) -> Iterator[Batch]:
+    """Letterbox ``(path, (H0, W0, 3) uint8 BGR image)`` pairs to ``shape`` (H, W), ``size`` at a time.
+
+    ``frames`` is consumed lazily: a video or a folder is never held in memory whole.
+    """
+    frames = iter(frames)
+    while chunk := list(islice(frames, size)):
+        start = time.perf_counter()
+        boxed = [letterbox(image, shape) for _, image in chunk]
+        tensor = to_input_tensor([b[0] for b in boxed])
+        seconds = time.perf_counter() - start
+        yield Batch([p for p, _ in chunk], [i for _, i in chunk], [b[1] for b in boxed], [b[0] for b in boxed], tensor, seconds)
+
+
+def infer_batches(
+    infer: Infer, frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int
+) -> Iterator[tuple[Batch, tuple[np.ndarray, np.ndarray], float]]:
+    """``batches`` run through ``infer``: yields (Batch, (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)), seconds of infer)."""
+    for batch in batches(frames, shape, size):
+        start = time.perf_counter()
+        outputs = infer(batch.tensor)
+        yield batch, outputs, time.perf_counter() - start
+
+
+def predict_batches(
+    infer: Infer,
+    frames: Iterable[tuple[object, np.ndarray]],
+    shape: tuple[int, int],
+    size: int,
+    nc: int,
+    names: dict[int, str] | None = None,
+    **options,
+) -> Iterator[list[Results]]:
+    """The whole loop: yields one list of Results per batch, in ``frames`` order.
+
+    Args:
+        infer: (B, 3, H, W) float32 → (preds, protos) as ``Backend.infer``.
+        frames: ``(path or None, (H0, W0, 3) uint8 BGR image)`` pairs.
+        shape: the (H, W) model input in pixels.
+        size: images per ``infer`` call.
+        nc: number of classes; names: ``{class id: name}`` for the Results.
+        options: ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``, ``retina_masks``
+            (``edgeseg.runtimes.postprocess.postprocess``).
+
+    Each Results carries ``speed``: ms per image of ``preprocess``, ``inference`` and ``postprocess``.
+    """
+    for batch, (preds, protos), inferred in infer_batches(infer, frames, shape, size):
+        start = time.perf_counter()
+        results = postprocess(preds, protos, batch.infos, shape, nc=nc, names=names, images=batch.images, paths=batch.paths, **options)
+        per_image = 1000 / len(batch.images)
+        speed = {
+            "preprocess": batch.seconds * per_image,
+            "inference": inferred * per_image,
+            "postprocess": (time.perf_counter() - start) * per_image,
+        }
+        for result in results:
+            result.speed = dict(speed)
+        yield results
