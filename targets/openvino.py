@@ -9,7 +9,7 @@ the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``.
 * int8: NNCF post-training quantisation (mixed preset: symmetric weights, asymmetric
   activations) calibrated on letterboxed images of the data YAML's train split. The head's box
   decoding (DFL and the elementwise anchor/stride arithmetic), the sigmoid and the last conv of
-  each box / class / coefficient branch stay in float (``IGNORED_PATTERNS``): they carry
+  each box / class / coefficient branch stay in float (``ignored_patterns``): they carry
   pixel-scale values next to 0–1 scores (docs/ARCHITECTURE.md, "Converter choices"). Measured
   on a trained yolo11n-seg at 320 (16 val images): decoding alone in float 80 % detection agreement,
   plus the last convs 83 % at the same 3.2 ms; the whole head in float no better and much slower.
@@ -18,11 +18,13 @@ the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``.
 
 import dataclasses
 import logging
+import re
 
 import nncf
 import numpy as np
 import openvino as ov
 
+from edgeseg.nn.head import float_kept_modules, head_module_name
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
 from edgeseg.runtimes.preprocess import to_input_tensor
@@ -32,15 +34,36 @@ from edgeseg.targets.common import ExportJob, calibration_images
 LOGGER = logging.getLogger("edgeseg")
 
 SUFFIX = "_openvino_model"
-HEAD = "model.23"  # the Segment head's module name in yolo11-seg.yaml
-IGNORED_PATTERNS = [
-    rf".*/{HEAD}/dfl/.*",
-    rf".*/{HEAD}/Add.*",
-    rf".*/{HEAD}/Sub.*",
-    rf".*/{HEAD}/Mul.*",
-    rf".*/{HEAD}/Div.*",
-    rf".*/{HEAD}/cv[234]\.\d/cv[234]\.\d\.2/.*",
-]
+DECODE_OPS = ("Add", "Sub", "Mul", "Div")  # ONNX op types of the head's own box decoding (anchor/stride arithmetic)
+
+
+def scope_pattern(module: str) -> str:
+    """A regex matching the ONNX (and IR) node names inside the module of qualified name ``module``.
+
+    The TorchScript exporter names a node ``/<scope>/…/<op>``, one scope per module called on the
+    way, each scope the module's qualified name from its last non-numeric part on: module
+    ``model.23.cv2.0.2`` gives ``/model.23/cv2.0/cv2.0.2/Conv``. Scopes of modules in between
+    (``cv2.0``) may appear, hence the ``(?:.*/)?`` between parts.
+    """
+    parts, current = [], []
+    for piece in module.split("."):
+        if not piece.isdigit() and current:
+            parts.append(".".join(current))
+            current = []
+        current.append(piece)
+    parts.append(".".join(current))
+    return ".*/" + "/(?:.*/)?".join(re.escape(part) for part in parts) + "/.*"
+
+
+def ignored_patterns(net) -> list[str]:
+    """NNCF ignored-scope regexes for ``net`` (a ``SegmentationModel``): what the head names as float-kept.
+
+    The head's own decoding ops (``DECODE_OPS`` directly in the head's scope) and every module of
+    ``edgeseg.nn.head.float_kept_modules`` (the DFL, the last conv of each branch); the head is
+    found in the module tree by type.
+    """
+    head = scope_pattern(head_module_name(net)).removesuffix("/.*")
+    return [*(f"{head}/{op}.*" for op in DECODE_OPS), *(scope_pattern(m) for m in float_kept_modules(net))]
 
 
 def ir_name(folder_name: str) -> str:
@@ -68,14 +91,14 @@ def calibration_batches(job: ExportJob) -> list[np.ndarray]:
     return batches
 
 
-def quantize(model: ov.Model, batches: list[np.ndarray]) -> ov.Model:
-    """``model`` quantised to int8 by NNCF on (B, 3, H, W) float32 ``batches``, ``IGNORED_PATTERNS`` kept in float."""
+def quantize(model: ov.Model, batches: list[np.ndarray], patterns: list[str]) -> ov.Model:
+    """``model`` quantised to int8 by NNCF on (B, 3, H, W) float32 ``batches``; nodes matching ``patterns`` and Sigmoids kept in float."""
     return nncf.quantize(
         model,
         nncf.Dataset(batches),
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(batches),
-        ignored_scope=nncf.IgnoredScope(patterns=IGNORED_PATTERNS, types=["Sigmoid"], validate=False),
+        ignored_scope=nncf.IgnoredScope(patterns=patterns, types=["Sigmoid"], validate=False),
     )
 
 
@@ -93,7 +116,7 @@ def build(job: ExportJob) -> None:
     model = ov.convert_model(str(onnx_path))
     onnx_path.unlink()
     if batches is not None:
-        model = quantize(model, batches)
+        model = quantize(model, batches, ignored_patterns(job.net))
     model.set_rt_info(job.meta.to_json(), RT_INFO_PATH)
     job.path.mkdir()
     ov.save_model(model, str(job.path / f"{ir_name(job.path.name)}.xml"), compress_to_fp16=job.precision == "fp16")

@@ -13,9 +13,9 @@ folder or the source tree, else this interpreter when it has onnx2tf.
 
 Artifact: input ``images`` (B, H, W, 3) float32 RGB in [0, 1] (int8: int8 with its scale),
 outputs ``preds`` (B, 4 + nc + nm, A) and ``protos`` (B, H / 4, W / 4, nm); int8 splits the head
-into ``box_logits`` (DFL bins) / ``scores`` / ``coefficients`` / ``protos``
-(``SplitHead``). fp16 holds half weights that the interpreter dequantises once at load. The
-ModelMeta is a ``metadata`` entry of the flatbuffer (``embed_metadata``).
+into ``box_logits`` (DFL bins) / ``scores`` / ``coefficients`` / ``protos`` (the head's split
+mode, ``Segment.split``). fp16 holds half weights that the interpreter dequantises once at load.
+The ModelMeta is a ``metadata`` entry of the flatbuffer (``embed_metadata``).
 """
 
 import importlib.util
@@ -32,10 +32,9 @@ import numpy as np
 import onnx
 import onnxslim
 import torch
-from torch import nn
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.backends.tflite import SPLIT_OUTPUTS, operator_names
+from edgeseg.runtimes.backends.tflite import operator_names
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.targets.common import ExportJob, calibration_images
@@ -48,38 +47,6 @@ VENV = ".venv-tflite"
 SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 OUTPUT_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_full_integer_quant.tflite"}
 CONVERT_TIMEOUT_S = 1800
-
-
-class SplitHead(nn.Module):
-    """The network with the head's parts as separate outputs, each with its own int8 scale.
-
-    (B, 3, H, W) float32 → box_logits (B, 4 * reg_max, A) (the DFL bins before their softmax),
-    scores (B, nc, A), coefficients (B, nm, A), protos (B, nm, H / 4, W / 4). The branches are
-    concatenated over the levels separately and never joined, so no quantised tensor mixes pixels
-    and scores. DFL and box decoding stay out of the graph: an int8 softmax (output scale 1/256)
-    moved boxes 5-9 px at 320 on a trained yolo11n-seg, enough to miss the 0.9 box IoU match.
-    """
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs, x = [], images
-        for layer in self.net.model[:-1]:
-            if layer.f != -1:
-                x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
-            x = layer(x)
-            outputs.append(x if layer.i in self.net.save else None)
-        head = self.net.head
-        feats = [x if j == -1 else outputs[j] for j in head.f]
-        b = images.shape[0]
-
-        def flat(branch: nn.ModuleList, c: int) -> torch.Tensor:
-            """(B, c, A): ``branch`` over the levels, concatenated along the anchors."""
-            return torch.cat([branch[i](feats[i]).view(b, c, -1) for i in range(head.nl)], 2)
-
-        return flat(head.cv2, 4 * head.reg_max), flat(head.cv3, head.nc).sigmoid(), flat(head.cv4, head.nm), head.proto(feats[0])
 
 
 def converter_python() -> str:
@@ -108,24 +75,30 @@ def converter_python() -> str:
 def to_onnx(job: ExportJob, path: Path) -> list[str]:
     """Write the simplified fp32 ONNX graph onnx2tf converts; return its output names.
 
-    int8 traces ``SplitHead`` (outputs ``SPLIT_OUTPUTS``), fp32/fp16 the network (``preds``,
-    ``protos``). onnx2tf needs the simplified graph: unsimplified ``Split`` nodes become Flex ops.
+    int8 traces the network with its head in split mode (``Segment.split``: outputs
+    ``SPLIT_OUTPUTS``), fp32/fp16 the plain network (``preds``, ``protos``). onnx2tf needs the
+    simplified graph: unsimplified ``Split`` nodes become Flex ops.
     """
     net = job.net.float().cpu().eval()
-    module, names = (SplitHead(net), SPLIT_OUTPUTS) if job.precision == "int8" else (net, ["preds", "protos"])
+    head = net.head
+    head.split = job.precision == "int8"
+    names = head.output_names
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
-        torch.onnx.export(
-            module.eval(),
-            (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
-            buffer,
-            opset_version=job.opset,
-            input_names=["images"],
-            output_names=names,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
+            torch.onnx.export(
+                net,
+                (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
+                buffer,
+                opset_version=job.opset,
+                input_names=["images"],
+                output_names=names,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        head.split = False
     onnx.save(onnxslim.slim(onnx.load_from_string(buffer.getvalue())), str(path))
     return names
 

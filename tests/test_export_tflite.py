@@ -12,6 +12,7 @@ from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends import tflite as tflite_backend
+from edgeseg.runtimes.head_decode import join_split_head
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export
@@ -73,10 +74,11 @@ def test_split_head_rejoins_to_the_network_outputs():
     batch = torch.from_numpy(to_input_tensor([letterbox(im, (IMGSZ, 192))[0] for im in synthetic_images(2)]))
     with torch.no_grad():
         preds, protos = net(batch)
-        box_logits, scores, coefficients, split_protos = tflite_target.SplitHead(net)(batch)
+        net.head.split = True
+        box_logits, scores, coefficients, split_protos = net(batch)
     assert box_logits.shape[1] == 4 * net.head.reg_max
     strides = [int(s) for s in net.head.stride]
-    joined = tflite_backend.join_split_head(box_logits.numpy(), scores.numpy(), coefficients.numpy(), (IMGSZ, 192), strides)
+    joined = join_split_head(box_logits.numpy(), scores.numpy(), coefficients.numpy(), (IMGSZ, 192), strides)
     np.testing.assert_allclose(joined, preds.numpy(), rtol=1e-6, atol=1e-4)
     np.testing.assert_array_equal(split_protos.numpy(), protos.numpy())
 

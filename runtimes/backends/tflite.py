@@ -8,7 +8,8 @@ takes and returns int8 tensors, and keeps the head as four outputs, each with it
 bins, decoded here with ``meta.extra["reg_max"]`` and ``meta.extra["strides"]``, ``scores``
 (B, nc, A), ``coefficients`` (B, nm, A) and ``protos`` (B, H / 4, W / 4, nm). After
 dequantisation (``(q - zero_point) * scale`` per tensor) they are joined back into the output
-contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4).
+contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4) by
+``edgeseg.runtimes.head_decode.join_split_head``.
 
 The ModelMeta lives in the flatbuffer's ``metadata`` vector under ``META_KEY``; ``read_metadata``
 is a dependency-free flatbuffer reader, so the metadata and the operator list can be read
@@ -25,12 +26,12 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 
 LOGGER = logging.getLogger("edgeseg")
 
 IDENTIFIER = b"TFL3"  # the TFLite flatbuffer file identifier, bytes 4-8
-SPLIT_OUTPUTS = ["box_logits", "scores", "coefficients", "protos"]  # the int8 artifact's head parts
 # Model table field ids (tensorflow/compiler/mlir/lite/schema/schema.fbs)
 _OPERATOR_CODES, _BUFFERS, _METADATA = 1, 4, 6
 
@@ -159,37 +160,6 @@ def _interpreter_class():
     return Interpreter
 
 
-def join_split_head(
-    box_logits: np.ndarray, scores: np.ndarray, coefficients: np.ndarray, imgsz: tuple[int, int], strides: list[int]
-) -> np.ndarray:
-    """Rejoin the int8 head parts into ``preds``: DFL (softmax expectation over the bins) and box decoding here.
-
-    Args:
-        box_logits: (B, 4 * reg_max, A) DFL bin logits, l, t, r, b in that order.
-        scores: (B, nc, A) class scores.
-        coefficients: (B, nm, A) mask coefficients.
-        imgsz: the input (height, width).
-        strides: the head's level strides, e.g. [8, 16, 32]; anchors run level by level, row-major.
-
-    Returns:
-        (B, 4 + nc + nm, A) float32 preds, boxes cx, cy, w, h in input pixels.
-    """
-    b, channels, a = box_logits.shape
-    logits = box_logits.reshape(b, 4, channels // 4, a)
-    bins = np.exp(logits - logits.max(2, keepdims=True))
-    distances = (bins * np.arange(channels // 4, dtype=np.float32).reshape(1, 1, -1, 1)).sum(2) / bins.sum(2)
-    h, w = imgsz
-    points, steps = [], []
-    for stride in strides:
-        gy, gx = np.meshgrid(np.arange(h // stride) + 0.5, np.arange(w // stride) + 0.5, indexing="ij")
-        points.append(np.stack((gx.ravel(), gy.ravel())))
-        steps.append(np.full(gx.size, stride))
-    anchors, step = np.concatenate(points, 1)[None], np.concatenate(steps)
-    lt, rb = distances[:, :2], distances[:, 2:]
-    boxes = np.concatenate((anchors + (rb - lt) / 2, lt + rb), 1) * step
-    return np.concatenate((boxes, scores, coefficients), 1).astype(np.float32, copy=False)
-
-
 class TfliteBackend(Backend):
     """A LiteRT interpreter bound to the ``preds``/``protos`` contract.
 
@@ -259,7 +229,7 @@ class TfliteBackend(Backend):
         by_name = {o["name"]: o for o in outputs}
         tensors = meta.extra.get("tensors", {})
         missing = [n for n in meta.outputs if tensors.get(n) not in by_name]
-        if missing or sorted(meta.outputs) not in (sorted(["preds", "protos"]), sorted(SPLIT_OUTPUTS)):
+        if missing or sorted(meta.outputs) not in (sorted(OUTPUTS), sorted(SPLIT_OUTPUTS)):
             raise EdgesegError(f"{path}: outputs {missing or meta.outputs} not found among {_describe(outputs)}")
         return {n: by_name[tensors[n]] for n in meta.outputs}
 

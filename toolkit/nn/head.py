@@ -2,7 +2,12 @@
 
 Train mode returns what the loss needs; eval/export mode returns the output contract of docs/ARCHITECTURE.md:
 ``preds (B, 4 + nc + nm, A)`` (cx, cy, w, h in input pixels, sigmoid scores, mask
-coefficients) and ``protos (B, nm, H/4, W/4)``.
+coefficients) and ``protos (B, nm, H/4, W/4)``, or, with ``Segment.split`` set, the split
+outputs int8 formats keep (``SPLIT_OUTPUTS``, decoded in numpy by
+``edgeseg.runtimes.head_decode.join_split_head``).
+
+The head also names what int8 quantisers must keep in float (``float_kept_modules``), found
+in the module tree by type, so no exporter depends on the head's layer index.
 """
 
 import math
@@ -12,6 +17,7 @@ from torch import nn
 
 from edgeseg.nn.blocks import Conv, DWConv
 from edgeseg.nn.boxes import dist2bbox, make_anchors
+from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS
 
 
 class DFL(nn.Module):
@@ -77,7 +83,16 @@ class Detect(nn.Module):
         return [torch.cat((self.cv2[i](x[i]), self.cv3[i](x[i])), 1) for i in range(self.nl)]
 
     def decode(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        """Raw level outputs → (B, 4 + nc, A): boxes cx, cy, w, h in input pixels, sigmoid scores."""
+        """Raw level outputs → (B, 4 + nc, A): boxes cx, cy, w, h in input pixels, sigmoid scores.
+
+        Args:
+            levels: per level (B, 4 * reg_max + nc, H/s, W/s): DFL bin logits (l, t, r, b, reg_max
+                bins each, in grid cells of the level) then class logits.
+
+        Returns:
+            (B, 4 + nc, A) with A = sum of H/s * W/s, level by level, row-major. Its numpy twin on
+            the split outputs is ``edgeseg.runtimes.head_decode.join_split_head``; the two must agree.
+        """
         b = levels[0].shape[0]
         anchors, strides = (t.transpose(0, 1) for t in make_anchors(levels, self.stride, 0.5))
         flat = torch.cat([xi.view(b, self.no, -1) for xi in levels], 2)
@@ -91,6 +106,25 @@ class Detect(nn.Module):
             box_branch[-1].bias.data[:] = 1.0
             cls_branch[-1].bias.data[: self.nc] = math.log(5 / self.nc / (640 / float(s)) ** 2)
 
+    def flat_branch(self, branch: nn.ModuleList, x: list[torch.Tensor], channels: int) -> torch.Tensor:
+        """``branch`` over the levels' feature maps x (B, C_i, H/s, W/s), concatenated along the anchors: (B, channels, A)."""
+        b = x[0].shape[0]
+        return torch.cat([branch[i](x[i]).view(b, channels, -1) for i in range(self.nl)], 2)
+
+    def float_kept(self) -> list[str]:
+        """Names, relative to the head, of the submodules int8 quantisers keep in float.
+
+        The DFL and the last conv of every branch (``cv2.0.2`` …): they carry pixel-scale box bins
+        and raw logits next to 0–1 scores (docs/ARCHITECTURE.md, "Converter choices"). The head's
+        own decode arithmetic (anchor and stride adds, subtractions, products and divisions in
+        ``decode``) is float-kept as well; it belongs to the head module itself, not to a submodule.
+        """
+        names = ["dfl"]
+        for name, child in self.named_children():
+            if isinstance(child, nn.ModuleList):
+                names += [f"{name}.{i}.{len(branch) - 1}" for i, branch in enumerate(child)]
+        return names
+
     def forward(self, x: list[torch.Tensor]):
         levels = self.level_outputs(x)
         return levels if self.training else self.decode(levels)
@@ -100,8 +134,15 @@ class Segment(Detect):
     """Detect plus ``nm`` mask coefficients per anchor and a Proto branch on the stride-8 map.
 
     Train: ``(levels, coeffs (B, nm, A), protos (B, nm, H/4, W/4))``.
-    Eval/export: ``(preds (B, 4 + nc + nm, A), protos (B, nm, H/4, W/4))``.
+    Eval/export: ``(preds (B, 4 + nc + nm, A), protos (B, nm, H/4, W/4))``, named ``OUTPUTS``.
+    Eval/export with ``split`` set: the ``SPLIT_OUTPUTS`` ``(box_logits (B, 4 * reg_max, A) DFL bin
+    logits, scores (B, nc, A) sigmoid, coefficients (B, nm, A), protos (B, nm, H/4, W/4))``. The
+    branches are concatenated over the levels separately and never joined, so no quantised tensor
+    mixes pixels and scores; DFL and box decoding stay out of the graph (an int8 softmax, output
+    scale 1/256, moved boxes 5-9 px at 320 on a trained yolo11n-seg).
     """
+
+    split = False
 
     def __init__(self, nc: int = 80, nm: int = 32, npr: int = 256, ch: tuple[int, ...] = ()):
         super().__init__(nc, ch)
@@ -111,11 +152,41 @@ class Segment(Detect):
         c4 = max(ch[0] // 4, self.nm)
         self.cv4 = nn.ModuleList(nn.Sequential(Conv(x, c4, 3), Conv(c4, c4, 3), nn.Conv2d(c4, self.nm, 1)) for x in ch)
 
+    @property
+    def output_names(self) -> list[str]:
+        """The names of the eval outputs, in order: ``SPLIT_OUTPUTS`` with ``split`` set, else ``OUTPUTS``."""
+        return list(SPLIT_OUTPUTS if self.split else OUTPUTS)
+
     def forward(self, x: list[torch.Tensor]):
+        """Feature maps (B, C_i, H/s, W/s) per level → the train, eval or split outputs of the class docstring."""
         protos = self.proto(x[0])
-        b = protos.shape[0]
-        coeffs = torch.cat([self.cv4[i](x[i]).view(b, self.nm, -1) for i in range(self.nl)], 2)
+        coeffs = self.flat_branch(self.cv4, x, self.nm)
+        if self.split and not self.training:
+            box_logits = self.flat_branch(self.cv2, x, 4 * self.reg_max)
+            return box_logits, self.flat_branch(self.cv3, x, self.nc).sigmoid(), coeffs, protos
         levels = self.level_outputs(x)
         if self.training:
             return levels, coeffs, protos
         return torch.cat((self.decode(levels), coeffs), 1), protos
+
+
+def head_module_name(net: nn.Module) -> str:
+    """The qualified module name of ``net``'s head (the first ``Detect``, e.g. a ``Segment``), found by type.
+
+    Raises:
+        ValueError: ``net`` has no head.
+    """
+    name = next((name for name, module in net.named_modules() if isinstance(module, Detect)), None)
+    if name is None:
+        raise ValueError(f"{type(net).__name__} has no Detect/Segment head")
+    return name
+
+
+def float_kept_modules(net: nn.Module) -> list[str]:
+    """Qualified names (as in ``net.named_modules()``) of the head submodules int8 quantisers keep in float.
+
+    ``Detect.float_kept`` prefixed with ``head_module_name(net)``; the head's own decode
+    arithmetic (ops directly in the module ``head_module_name(net)``) is to be kept in float too.
+    """
+    head = head_module_name(net)
+    return [f"{head}.{name}" for name in net.get_submodule(head).float_kept()]
