@@ -1,15 +1,19 @@
 """Torch-free runtime: load any edgeseg artifact and run predict/val with numpy + OpenCV + one backend.
 
 ``load(path)`` picks the backend from the path (``.pt``, ``.onnx``, …; see
-``edgeseg.runtimes.backends``); only the ``.pt`` backend imports torch, and only when used.
+``edgeseg.runtimes.backends``); ``save_results`` writes what predict returns. This package is
+what a device needs: it imports numpy, OpenCV, PyYAML and tqdm, never torch nor anything of
+edgeseg outside itself; the ``.pt`` backend is a plugin of the training toolkit, imported only
+when a ``.pt`` is opened (docs/ARCHITECTURE.md, "Layers").
 """
 
 from edgeseg.runtimes.backends import select_backend
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.runtime import Runtime
+from edgeseg.runtimes.save import ResultSaver, save_results
 
-__all__ = ["load", "Runtime", "Results", "ModelMeta"]
+__all__ = ["load", "Runtime", "Results", "ModelMeta", "ResultSaver", "save_results"]
 
 
 def load(path, device: str = "cpu") -> Runtime:

@@ -1,6 +1,8 @@
-"""Runtime-only install check: an exported ONNX model runs predict and val where torch is not installed.
+"""Runtime-only install check: an exported model runs predict, val and save where torch is not installed.
 
     python tests/runtime_only_check.py model.onnx
+
+A ``.pt`` of the same stem beside it, when there is one, must be refused with the extra to install.
 
 ``make runtime-check`` runs it in ``.venv-runtime`` (``pip install .``, no extras). pytest does
 not collect this file (its name does not start with ``test_``).
@@ -12,21 +14,33 @@ from pathlib import Path
 
 import edgeseg.runtimes
 from edgeseg.data.synth import synthesize
+from edgeseg.runtimes.errors import EdgesegError
 
 
 def main(model: str) -> None:
-    """Predict on and validate ``model`` over a 4-image synthetic val split; fail if torch was imported."""
+    """Predict on, save and validate ``model`` over a 4-image synthetic val split; fail if torch was imported."""
     with tempfile.TemporaryDirectory() as tmp:
         data = synthesize(tmp, n_train=1, n_val=4, progress=False)
         runtime = edgeseg.runtimes.load(model)
         results = list(runtime.predict(Path(tmp) / "images" / "val"))
+        folder = edgeseg.runtimes.save_results(results, Path(tmp) / "predict", txt=True, coco=True)
+        saved = sorted(p.name for p in folder.iterdir())
         metrics = runtime.val(data, progress=False)
     assert len(results) == 4, f"expected 4 results, got {len(results)}"
+    assert len(saved) == 6 and "predictions.json" in saved and "labels" in saved, f"saved {saved}"
     assert metrics.seg.seen == 4, f"val saw {metrics.seg.seen} images, expected 4"
+    checkpoint = Path(model).with_suffix(".pt")
+    if checkpoint.is_file():
+        try:
+            edgeseg.runtimes.load(checkpoint)
+        except EdgesegError as exc:
+            assert "install edgeseg[train]" in str(exc), f"unexpected message for a .pt: {exc}"
+        else:
+            raise AssertionError(f"{checkpoint} loaded without torch")
     assert "torch" not in sys.modules, "torch was imported"
     print(
         f"runtime-only check passed: {runtime!r}; predict: {len(results)} images, "
-        f"{sum(map(len, results))} detections; val: 4 images, mask mAP50-95 {metrics.seg.map:.3f}; torch not imported"
+        f"{sum(map(len, results))} detections, saved {len(saved)} entries; val: 4 images, mask mAP50-95 {metrics.seg.map:.3f}; torch not imported"
     )
 
 

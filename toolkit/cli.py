@@ -161,85 +161,6 @@ def synth(out: str, n_train: int, n_val: int, seed: int) -> None:
     click.echo(f"wrote {n_train} train + {n_val} val images; data YAML: {yaml_path}")
 
 
-class _PredictionSaver:
-    """Writes predict outputs into a run folder (``project/name``, ``name2``, … created on first write).
-
-    Annotated images keep their file name; each video becomes an mp4v ``<stem>.mp4`` at the
-    source fps; ``labels/<stem>.txt`` (``<stem>_<frame>.txt`` for frames) and ``predictions.json``
-    (COCO results, image_id = the numeric stem or the stem) are written when asked for.
-    """
-
-    def __init__(self, run_dir, save: bool, save_txt: bool, save_json: bool, show_labels: bool, show_conf: bool):
-        self.run_dir, self.folder = run_dir, None
-        self.save, self.save_txt, self.save_json = save, save_txt, save_json
-        self.show_labels, self.show_conf = show_labels, show_conf
-        self.coco: list[dict] = []
-        self.video, self.writer = None, None
-
-    def add(self, result) -> None:
-        """Save one Results (an image, or a ``video#frame`` frame)."""
-        from pathlib import Path
-
-        from edgeseg.runtimes.paths import increment_path
-        from edgeseg.runtimes.runtime import VIDEO_SUFFIXES
-
-        if not (self.save or self.save_txt or self.save_json):
-            return
-        if self.folder is None:
-            self.folder = increment_path(self.run_dir)
-        video, _, frame = result.path.rpartition("#")
-        is_frame = Path(video).suffix.lower() in VIDEO_SUFFIXES and frame.isdigit()
-        stem = f"{Path(video).stem}_{frame}" if is_frame else Path(result.path).stem
-        if self.save:
-            plotted = result.plot(labels=self.show_labels, conf=self.show_conf)
-            if is_frame:
-                self._write_frame(video, plotted)
-            else:
-                _imwrite(self.folder / Path(result.path).name, plotted)
-        if self.save_txt:
-            (self.folder / "labels").mkdir(exist_ok=True)
-            result.save_txt(self.folder / "labels" / f"{stem}.txt")
-        if self.save_json:
-            self.coco.extend(result.to_coco(int(stem) if stem.isnumeric() else stem))
-
-    def _write_frame(self, video: str, frame) -> None:
-        """Append a frame to ``<stem>.mp4``, opening a writer at the source fps for a new video."""
-        import cv2
-        from pathlib import Path
-
-        if video != self.video:
-            self.close_video()
-            capture = cv2.VideoCapture(video)
-            fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-            capture.release()
-            h, w = frame.shape[:2]
-            out = self.folder / f"{Path(video).stem}.mp4"
-            self.video, self.writer = video, cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        self.writer.write(frame)
-
-    def close_video(self) -> None:
-        """Finish the current video file, if any."""
-        if self.writer is not None:
-            self.writer.release()
-        self.video, self.writer = None, None
-
-    def close(self) -> None:
-        """Finish videos and write ``predictions.json``."""
-        import json
-
-        self.close_video()
-        if self.save_json and self.folder is not None:
-            (self.folder / "predictions.json").write_text(json.dumps(self.coco))
-
-
-def _imwrite(path, image) -> None:
-    """Write an image with OpenCV, raising EdgesegError when it cannot be written."""
-    import cv2
-
-    if not cv2.imwrite(str(path), image):
-        raise EdgesegError(f"{path}: could not write the annotated image")
-
-
 def _parse_classes(ctx, param, value):
     """``"0,2"`` → ``[0, 2]``; None stays None."""
     if value is None:
@@ -287,10 +208,13 @@ def predict(model, source, device, save, save_txt, save_json, show_labels, show_
     from tqdm import tqdm
 
     from edgeseg.runtimes import load
+    from edgeseg.runtimes.save import ResultSaver
 
     runtime = load(model, device)
     results = runtime.predict(source, **options)
-    saver = _PredictionSaver(Path(project) / name, save, save_txt, save_json, show_labels, show_conf)
+    saver = ResultSaver(
+        Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf
+    )
     lines, n_images, n_dets, speed = [], 0, 0, {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
     try:
         for result in tqdm(results, desc="predict", unit="img", leave=False):
@@ -383,7 +307,7 @@ def export(model, **options) -> None:
 @click.option("-o", "--out", default=None, help="edgeseg checkpoint to write [default: <stem>-edgeseg.pt beside PATH].")
 def import_(path: str, out: str | None) -> None:
     """Convert an Ultralytics YOLO11-seg checkpoint (PATH) into an edgeseg checkpoint, without running its code."""
-    from edgeseg.interop.ultralytics import import_ultralytics
+    from edgeseg.nn.network import import_ultralytics
     from edgeseg.nn.checkpoint import load_checkpoint
 
     written = import_ultralytics(path, out)
