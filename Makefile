@@ -30,6 +30,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# make layers   the import contract (.importlinter): layer order, a torch-free runtime, no cycles
+.PHONY: layers
+
+layers: setup
+	VENV=$(VENV) .ci/layers
+
 # make runtime-check   export an ONNX model with .venv, then predict and val it in .venv-runtime:
 #                      the base install (no extras), where torch must not be importable
 RUNTIME_VENV ?= .venv-runtime
