@@ -11,7 +11,7 @@ timed in a fresh process that imports only ``edgeseg.runtimes`` (never torch), a
 
 The model: --model (a trained checkpoint, e.g. runs/bench/train_quality/weights/best.pt), or by
 default a train-free yolo11n-seg whose BatchNorm statistics are fitted to the benchmark images
-and whose class logits are standardised (the trick of tests/test_runtime.py), centred so that
+and whose class logits are standardised (the trick of tests/runtimes/test_runtime.py), centred so that
 the median image gets ~20 detections (see ``logit_shift``): post-processing is timed on a
 realistic load.
 

@@ -30,8 +30,8 @@ import helpers
 IMGSZ = 160
 NC = len(CLASS_NAMES)
 ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
-TRAINED = Path(__file__).parents[1] / "runs" / "bench" / "train_quality" / "weights" / "best.pt"
-TRAINED_DATA = Path(__file__).parents[1] / "datasets" / "synth" / "data.yaml"
+TRAINED = Path(__file__).parents[2] / "runs" / "bench" / "train_quality" / "weights" / "best.pt"
+TRAINED_DATA = Path(__file__).parents[2] / "datasets" / "synth" / "data.yaml"
 VAL = dict(batch=4, max_det=100, progress=False)
 
 

@@ -36,7 +36,7 @@ from edgeseg.interop.torch_pickle import pickle_globals
 from edgeseg.nn.network import import_ultralytics
 from hostile import Case, check
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ultralytics"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "ultralytics"
 VERSIONS = ("8.3.253", "8.4.190")
 EDGESEG = Path(sys.executable).with_name("edgeseg")
 NC = 5

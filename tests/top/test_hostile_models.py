@@ -270,7 +270,7 @@ def _model_yaml_bomb(base: dict, sandbox: Path) -> None:
     (sandbox / "bomb-seg.yaml").write_text("\n".join(lines) + "\nnc: *a8\n")
 
 
-GENUINE = sorted((Path(__file__).parent / "fixtures" / "ultralytics").glob("*.pt"))
+GENUINE = sorted((Path(__file__).parents[1] / "fixtures" / "ultralytics").glob("*.pt"))
 
 
 def _import_onto_folder(base: dict, sandbox: Path) -> None:

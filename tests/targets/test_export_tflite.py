@@ -21,8 +21,8 @@ from edgeseg.targets.verify import synthetic_images
 from test_export_onnx import IMGSZ, calibrated_model
 
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
-TRAINED = Path(__file__).parents[1] / "runs" / "bench" / "train_quality" / "weights" / "best.pt"
-TRAINED_DATA = Path(__file__).parents[1] / "datasets" / "synth" / "data.yaml"
+TRAINED = Path(__file__).parents[2] / "runs" / "bench" / "train_quality" / "weights" / "best.pt"
+TRAINED_DATA = Path(__file__).parents[2] / "datasets" / "synth" / "data.yaml"
 
 
 def converter_available() -> bool:
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """``m.pt``: a random yolo11n-seg with real detections (tests/test_export_onnx.py), alone in its folder."""
+    """``m.pt``: a random yolo11n-seg with real detections (tests/targets/test_export_onnx.py), alone in its folder."""
     return calibrated_model().save(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
