@@ -1,7 +1,7 @@
 """edgeseg: train YOLO11-style instance segmentation and deploy it to edge devices.
 
-Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; ``edgeseg.Model``
-imports it the first time it is used.
+Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; the first access to
+``edgeseg.Model`` or ``edgeseg.bench`` does.
 """
 
 from edgeseg.runtimes.errors import EdgesegError
