@@ -1,10 +1,11 @@
 """Test helpers: a train-free yolo11n-seg that makes real detections on given images."""
 
+import cv2
 import numpy as np
 import torch
 
 import edgeseg
-from edgeseg.data.synth import CLASS_NAMES
+from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 
 
@@ -39,3 +40,19 @@ def calibrated_model(images: list[np.ndarray], imgsz: int, bn_gain: float | None
         branch[-1].weight.data /= std[:, None, None, None]
         branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std - 2.5
     return model
+
+
+def sample(seed: int, index: int, width: int | None, height: int | None) -> np.ndarray:
+    """A (height, width, 3) uint8 BGR synthetic image (``render_sample``; None sizes: the generator's own)."""
+    return render_sample(sample_rng(seed, "val", index), width=width, height=height)[0]
+
+
+def write_video(path, spec: tuple, n_frames: int, fps: float = 10.0, fourcc: str = "mp4v"):
+    """A ``n_frames`` video of the ``sample(*spec)`` image moving right 8 px a frame, at ``fps``; returns ``path``."""
+    base = sample(*spec)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (base.shape[1], base.shape[0]))
+    assert writer.isOpened()
+    for i in range(n_frames):
+        writer.write(np.roll(base, 8 * i, axis=1))
+    writer.release()
+    return path

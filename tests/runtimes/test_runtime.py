@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import edgeseg
 from edgeseg.cli import main
-from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
+from edgeseg.data.synth import CLASS_NAMES, synthesize
 from edgeseg.runtimes.data_config import label_path, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import ModelMeta, Runtime, load
@@ -39,18 +39,13 @@ VIDEO_SAMPLE = (4, 0, 176, 120)
 DATASET_SAMPLES = [(0, i, None, None) for i in range(4)]  # synthesize(tmp, 4, 4)'s val split
 
 
-def sample(seed: int, index: int, width: int | None, height: int | None) -> np.ndarray:
-    """A (height, width, 3) BGR synthetic image."""
-    return render_sample(sample_rng(seed, "val", index), width=width, height=height)[0]
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def calibrated_model() -> "edgeseg.Model":
     """The train-free model (tests/helpers.py) calibrated on every image these tests use."""
     samples = [PARITY_SAMPLE, *FOLDER_SAMPLES, VIDEO_SAMPLE, *DATASET_SAMPLES]
-    return helpers.calibrated_model([sample(*s) for s in samples], IMGSZ)
+    return helpers.calibrated_model([helpers.sample(*s) for s in samples], IMGSZ)
 
 
 def export_onnx(model, path, dynamic_batch: bool = False, meta: ModelMeta | None = None):
@@ -98,7 +93,7 @@ def runtimes(artifacts):
 @pytest.fixture(scope="module")
 def image():
     """A non-square (150, 240, 3) BGR synthetic image."""
-    return sample(*PARITY_SAMPLE)
+    return helpers.sample(*PARITY_SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +101,7 @@ def folder(tmp_path_factory):
     """Five readable PNGs of different sizes, plus a corrupt and an empty image file and a stray text file."""
     root = tmp_path_factory.mktemp("images")
     for spec in FOLDER_SAMPLES:
-        cv2.imwrite(str(root / f"{spec[1]:02d}.png"), sample(*spec))
+        cv2.imwrite(str(root / f"{spec[1]:02d}.png"), helpers.sample(*spec))
     (root / "bad.jpg").write_bytes(b"not a jpeg at all")
     (root / "empty.png").write_bytes(b"")
     (root / "notes.txt").write_text("ignored")
@@ -123,17 +118,6 @@ def dataset(tmp_path_factory, runtimes):
     for result in runtimes["m"].predict(yaml_path.parent / "images" / "val"):
         result.save_txt(label_path(result.path))
     return yaml_path
-
-
-def write_video(path, n_frames: int = 5, fourcc: str = "mp4v"):
-    """A short (120, 176) video of moving synthetic content."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (176, 120))
-    assert writer.isOpened()
-    base = sample(*VIDEO_SAMPLE)
-    for i in range(n_frames):
-        writer.write(np.roll(base, 8 * i, axis=1))
-    writer.release()
-    return path
 
 
 def same_detections(a, b, box_tol: float = 1.0, min_mask_iou: float = 0.98):
@@ -275,7 +259,7 @@ def test_numpy_sources_gray_and_bgra(runtimes, image):
 
 def test_video_frames_and_bad_sources(runtimes, folder, tmp_path):
     rt = runtimes["static"]
-    video = write_video(tmp_path / "clip.mp4")
+    video = helpers.write_video(tmp_path / "clip.mp4", VIDEO_SAMPLE, 5)
     capture = cv2.VideoCapture(str(video))
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
@@ -377,7 +361,7 @@ def test_cli_predict_writes_images_labels_json_and_video(artifacts, folder, tmp_
     assert "5 images" in result.output and "2 skipped" in result.output and "ms/img" in result.output
     assert f"{folder / '00.png'}: 130x200" in result.output
 
-    video = write_video(tmp_path / "clip.mp4", n_frames=3)
+    video = helpers.write_video(tmp_path / "clip.mp4", VIDEO_SAMPLE, 3)
     again = runner.invoke(main, ["predict", str(artifacts / "static.onnx"), str(video), "--project", str(tmp_path), "--hide-conf"])
     assert again.exit_code == 0, again.output
     capture = cv2.VideoCapture(str(tmp_path / "predict2" / "clip.mp4"))

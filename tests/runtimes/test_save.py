@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import edgeseg.runtimes
-from edgeseg.data.synth import render_sample, sample_rng
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 from edgeseg.runtimes.results import Results
@@ -33,16 +32,11 @@ VIDEO_FRAMES, VIDEO_FPS = 4, 10.0
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def sample(seed: int, index: int, width: int, height: int) -> np.ndarray:
-    """A (height, width, 3) BGR synthetic image."""
-    return render_sample(sample_rng(seed, "val", index), width=width, height=height)[0]
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """The train-free model of tests/helpers.py (calibrated on these images), exported to ONNX with its metadata."""
     path = tmp_path_factory.mktemp("model") / "m.onnx"
-    images = [sample(*s) for s in (*FILE_SAMPLES, *ARRAY_SAMPLES, VIDEO_SAMPLE)]
+    images = [helpers.sample(*s) for s in (*FILE_SAMPLES, *ARRAY_SAMPLES, VIDEO_SAMPLE)]
     model = helpers.calibrated_model(images, IMGSZ)
     with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer warnings
         warnings.simplefilter("ignore")
@@ -61,21 +55,14 @@ def folder(tmp_path_factory):
     """Three PNGs of different sizes, ``00.png`` … ``02.png``."""
     root = tmp_path_factory.mktemp("images")
     for spec in FILE_SAMPLES:
-        cv2.imwrite(str(root / f"{spec[1]:02d}.png"), sample(*spec))
+        cv2.imwrite(str(root / f"{spec[1]:02d}.png"), helpers.sample(*spec))
     return root
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """A VIDEO_FRAMES-frame (120, 176) mp4v ``clip.mp4`` at VIDEO_FPS of moving synthetic content."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (176, 120))
-    assert writer.isOpened()
-    base = sample(*VIDEO_SAMPLE)
-    for i in range(VIDEO_FRAMES):
-        writer.write(np.roll(base, 8 * i, axis=1))
-    writer.release()
-    return path
+    return helpers.write_video(tmp_path_factory.mktemp("video") / "clip.mp4", VIDEO_SAMPLE, VIDEO_FRAMES, VIDEO_FPS)
 
 
 def read_labels(path: Path, orig_shape) -> list[tuple[int, np.ndarray]]:
@@ -135,7 +122,7 @@ def test_save_results_writes_images_labels_and_coco(runtime, folder, tmp_path):
 
 
 def test_arrays_are_named_image0_image1_in_order(runtime, folder, tmp_path):
-    arrays = [sample(*s) for s in ARRAY_SAMPLES]
+    arrays = [helpers.sample(*s) for s in ARRAY_SAMPLES]
     results = list(runtime.predict([arrays[0], folder / "01.png", arrays[1]]))
     assert [r.path for r in results] == [None, str(folder / "01.png"), None]
 
