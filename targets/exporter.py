@@ -10,6 +10,7 @@ unverified or interrupted export leaves no artifact behind.
 import copy
 import logging
 import numbers
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def _input_size(imgsz, stride: int) -> tuple[int, int]:
 
 
 def _open_source(model) -> tuple:
-    """``(Network, default folder, default stem)`` of a checkpoint path or a Network.
+    """``(Network, default folder, default stem)`` of a checkpoint path, a Network, or a Model (its ``network``).
 
     A checkpoint is exported beside itself under its own stem; a Network read from a checkpoint
     file that still exists likewise under its name, another one into the current folder.
@@ -71,11 +72,14 @@ def _open_source(model) -> tuple:
     """
     from edgeseg.nn.network import Network, load_network
 
+    model = getattr(model, "network", model)  # an edgeseg.Model hands over its Network
     if isinstance(model, Network):
         path = Path(model.source)
         if model.checkpoint is not None and path.is_file():
             return model, path.parent, model.name
         return model, Path.cwd(), model.name
+    if not isinstance(model, (str, os.PathLike)):
+        raise EdgesegError(f"export needs an edgeseg .pt checkpoint path or an edgeseg.Model, got {type(model).__name__}")
     path = Path(model)
     if path.suffix.lower() != ".pt":
         raise EdgesegError(f"{path}: export needs an edgeseg .pt checkpoint (or an edgeseg.Model)")
@@ -120,8 +124,8 @@ def export(
     """Export a model to a deployable artifact and verify it against the PyTorch model.
 
     Args:
-        model: an edgeseg ``.pt`` checkpoint path or an ``edgeseg.nn.network.Network``
-            (``edgeseg.Model.network``), left unchanged.
+        model: an edgeseg ``.pt`` checkpoint path, an ``edgeseg.Model`` or an
+            ``edgeseg.nn.network.Network``; left unchanged.
         target: a registered target (``target_names()``), e.g. ``onnx``.
         precision: ``fp32``, ``fp16`` or ``int8``, as the target supports.
         imgsz: input size, an int or (height, width), multiples of the stride (default: the model's).

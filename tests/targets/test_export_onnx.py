@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -338,6 +339,16 @@ def test_model_export_in_memory(tmp_path, monkeypatch):
     artifact = model.export(verify=False)
     assert artifact.path == tmp_path / "yolo11n-seg.onnx" and artifact.meta.source_hash == ""
     assert artifact.meta.imgsz == (IMGSZ, IMGSZ) and hasattr(model.net.model[0], "bn")  # not fused in place
+
+
+def test_export_takes_a_path_a_model_or_its_network(checkpoint, tmp_path):
+    checkpoint = Path(shutil.copy(checkpoint, tmp_path / "m.pt"))
+    model = edgeseg.Model(checkpoint)
+    hashes = {export(source, out=tmp_path / f"{i}.onnx", verify=False).meta.source_hash for i, source in enumerate((checkpoint, model, model.network))}
+    assert len(hashes) == 1 and len(hashes.pop()) == 16  # the same checkpoint hash whichever way it was given
+    assert export(model, verify=False).path == checkpoint.parent / "m.onnx"  # beside the checkpoint it was loaded from
+    with pytest.raises(EdgesegError, match="export needs an edgeseg .pt checkpoint path or an edgeseg.Model, got int"):
+        export(7)
 
 
 # --------------------------------------------------------------------------------------
