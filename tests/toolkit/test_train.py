@@ -67,13 +67,13 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path):
 
 def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
     metrics = edgeseg.Model("yolo11n-seg.yaml").train(
-        str(tiny_data), **{**TINY, "epochs": 2, "plots": True}, project=str(tmp_path), name="run"
-    )
+        tiny_data, **{**TINY, "epochs": 2, "plots": True}, project=tmp_path, name="run"
+    )  # paths as Path objects: stored as strings
     run = tmp_path / "run"
     assert {"args.yaml", "results.csv", "weights", "results.png", "BoxPR_curve.png", "MaskPR_curve.png",
             "train_batch0.png", "val_predictions.png"} <= {p.name for p in run.iterdir()}
     args = yaml.safe_load((run / "args.yaml").read_text())
-    assert args["epochs"] == 2 and args["imgsz"] == 64
+    assert args["epochs"] == 2 and args["imgsz"] == 64 and args["project"] == str(tmp_path) and args["data"] == str(tiny_data)
     best = torch.load(run / "weights" / "best.pt", weights_only=True)
     assert "optimizer" not in best and best["names"][0] == "circle" and best["imgsz"] == 64
     last = torch.load(run / "weights" / "last.pt", weights_only=True)

@@ -157,7 +157,8 @@ class Trainer:
         unknown = sorted(set(overrides) - set(DEFAULT_ARGS))
         if unknown:
             raise EdgesegError(f"{resume or 'training'}: unknown training argument(s): {', '.join(str(u)[:40] for u in unknown)}")
-        self.args = {**DEFAULT_ARGS, **overrides}
+        # paths as strings: args.yaml and checkpoints store plain types only
+        self.args = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in {**DEFAULT_ARGS, **overrides}.items()}
         check_args(self.args, source=str(resume) if resume else "training")
         self.rank, self.world_size = distributed.rank_and_world_size()
         self.device = distributed.select_device(self.args["device"], self.rank)
