@@ -8,6 +8,7 @@ when a ``.pt`` is opened (docs/ARCHITECTURE.md, "Layers").
 """
 
 from edgeseg.runtimes.backends import select_backend
+from edgeseg.runtimes.backends.engines import load_with_engine
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.runtime import Runtime
@@ -16,14 +17,20 @@ from edgeseg.runtimes.save import ResultSaver, save_results
 __all__ = ["load", "Runtime", "Results", "ModelMeta", "ResultSaver", "save_results"]
 
 
-def load(path, device: str = "cpu") -> Runtime:
+def load(path, device: str = "cpu", engine: str | None = None) -> Runtime:
     """Open a model artifact for predict/val.
 
     Args:
         path: an edgeseg ``.pt`` checkpoint or ``.onnx`` file (or any registered format).
         device: ``cpu``, or ``cuda``/``cuda:N``/``N`` where the backend supports it.
+        engine: for a file more than one engine can run (``.onnx``): ``onnxruntime`` (the
+            default), ``openvino``, or ``auto``: the fastest installed one whose outputs match
+            ONNX Runtime's, logged (``edgeseg.runtimes.backends.engines``).
 
     Raises:
-        EdgesegError: a missing or unsupported path, or an artifact that cannot be loaded.
+        EdgesegError: a missing or unsupported path, an engine the format does not have, or an
+            artifact that cannot be loaded.
     """
-    return Runtime(select_backend(path)(str(path), device))
+    if engine is None:
+        return Runtime(select_backend(path)(str(path), device))
+    return Runtime(load_with_engine(path, device, engine))

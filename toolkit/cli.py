@@ -194,6 +194,7 @@ PER_IMAGE_LINES = 20  # print one line per image when there are at most this man
 @click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "openvino"]), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated images and videos.")
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt.")
 @click.option("--save-json", is_flag=True, help="Write predictions.json (COCO results, RLE masks).")
@@ -201,7 +202,7 @@ PER_IMAGE_LINES = 20  # print one line per image when there are at most this man
 @click.option("--show-conf/--hide-conf", default=True, help="Draw confidences.")
 @click.option("--project", default="runs/segment", help="Parent folder of runs.")
 @click.option("--name", default="predict", help="Run folder name (predict, predict2, ...).")
-def predict(model, source, device, save, save_txt, save_json, show_labels, show_conf, project, name, **options) -> None:
+def predict(model, source, device, engine, save, save_txt, save_json, show_labels, show_conf, project, name, **options) -> None:
     """Segment SOURCE (image, folder, glob or video) with MODEL (.pt, .onnx, ...) and save the results."""
     from pathlib import Path
 
@@ -210,7 +211,7 @@ def predict(model, source, device, save, save_txt, save_json, show_labels, show_
     from edgeseg.runtimes import load
     from edgeseg.runtimes.save import ResultSaver
 
-    runtime = load(model, device)
+    runtime = load(model, device, engine)
     results = runtime.predict(source, **options)
     saver = ResultSaver(
         Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf
@@ -249,11 +250,12 @@ def predict(model, source, device, save, save_txt, save_json, show_labels, show_
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Confidence threshold.")
 @click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
-def val(model, data_yaml, split, imgsz, batch, conf, iou, device) -> None:
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "openvino"]), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
+def val(model, data_yaml, split, imgsz, batch, conf, iou, device, engine) -> None:
     """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
     from edgeseg.runtimes import load
 
-    runtime = load(model, device)
+    runtime = load(model, device, engine)
     metrics = runtime.val(data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou)
     click.echo(metrics.table(runtime.names))
 

@@ -1,5 +1,9 @@
 """OpenVINO backend: ``*_openvino_model/`` IR folders (or their ``.xml``) from edgeseg, or any IR with the YOLO-seg layout.
 
+It also runs an ``.onnx`` file directly (OpenVINO's ONNX reader; ``edgeseg.runtimes.load(path,
+engine="openvino")``), reading the ModelMeta from the ONNX metadata, which OpenVINO exposes as
+``rt_info["framework"]["edgeseg"]``.
+
 openvino is imported by ``load`` only, so a device without it gets a one-line message naming the
 extra to install.
 """
@@ -17,6 +21,7 @@ from edgeseg.runtimes.meta import META_KEY, ModelMeta
 LOGGER = logging.getLogger("edgeseg")
 
 RT_INFO_PATH = ["model_info", META_KEY]
+ONNX_RT_INFO_PATH = ["framework", META_KEY]  # where an ONNX file's metadata_props appear once read by OpenVINO
 DEFAULT_IMGSZ = 640  # input size assumed for a third-party IR whose height/width are dynamic
 LAYOUT = "(B, 4+nc+nm, A) preds and (B, nm, H/4, W/4) protos"
 # Every precision computes in f32: on CPUs with bf16 support OpenVINO would otherwise run an fp32
@@ -80,7 +85,7 @@ class OpenVinoBackend(Backend):
     simple path stays.
 
     Args:
-        path: the IR folder or its ``.xml``.
+        path: the IR folder or its ``.xml``, or an ``.onnx`` file.
         device: ``cpu``, ``gpu``, ``gpu:N`` or ``auto``.
 
     Attributes:
@@ -93,20 +98,23 @@ class OpenVinoBackend(Backend):
     def __init__(self, path: str, device: str = "cpu"):
         import openvino as ov
 
-        xml, weights = ir_files(Path(path))
+        onnx_file = Path(path).suffix.lower() == ".onnx"
+        files = (str(path),) if onnx_file else tuple(map(str, ir_files(Path(path))))
         target = ov_device(device)
         core = ov.Core()
         try:
-            model = core.read_model(str(xml), str(weights))
+            model = core.read_model(*files)
         except RuntimeError as exc:
-            raise EdgesegError(f"{path}: not a loadable OpenVINO IR ({str(exc).strip().splitlines()[0]})") from None
+            kind = "ONNX model" if onnx_file else "OpenVINO IR"
+            raise EdgesegError(f"{path}: not a loadable {kind} ({str(exc).strip().splitlines()[0]})") from None
         inputs, outputs = model.inputs, model.outputs
         if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4 or _dim(inputs[0].get_partial_shape(), 1) != 3:
             raise EdgesegError(f"{path}: expected one (B, 3, H, W) image input, found {_describe(inputs)}")
         meta = None
-        if model.has_rt_info(RT_INFO_PATH):
+        meta_path = ONNX_RT_INFO_PATH if onnx_file else RT_INFO_PATH
+        if model.has_rt_info(meta_path):
             try:
-                meta = ModelMeta.from_json(model.get_rt_info(RT_INFO_PATH).astype(str))
+                meta = ModelMeta.from_json(model.get_rt_info(meta_path).astype(str))
             except ValueError as exc:
                 raise EdgesegError(f"{path}: unreadable '{META_KEY}' rt_info metadata ({exc})") from None
         preds, protos = self._bind(outputs, meta, path)
@@ -151,7 +159,7 @@ class OpenVinoBackend(Backend):
 
 
 def load(path: str, device: str = "cpu") -> OpenVinoBackend:
-    """Open an OpenVINO IR folder or ``.xml`` on ``device``.
+    """Open an OpenVINO IR folder or ``.xml`` (or an ``.onnx`` file) on ``device``.
 
     Raises:
         EdgesegError: openvino is not installed (naming the extra), or the IR is unusable.
