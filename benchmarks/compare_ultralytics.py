@@ -1,0 +1,263 @@
+"""edgeseg and Ultralytics side by side, in one run, on the same files: training img/s, predict and val per image.
+
+One run does, on this machine, nothing else running:
+
+1. the synthetic set (``--train`` / ``--val`` images) both tools train and validate on;
+2. training: yolo11n-seg from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
+   validation off, 2 data workers, each tool in its own process; img/s = train images / median
+   epoch time over the epochs after the first;
+3. the model file: Ultralytics' own ONNX export (static batch 1) of the model it just trained,
+   so both tools run exactly the same ``.onnx``;
+4. predict, per image, median of ``--runs`` calls on in-memory BGR images after ``--warmup``:
+   ``few`` = the val images, ``many`` = 3x3 mosaics of them (crowded scenes), each at the one
+   confidence threshold (used by both tools) at which the median image keeps FEW / MANY
+   detections; edgeseg's end-to-end ``Runtime.predict`` (ONNX Runtime, and ``engine="auto"``)
+   and its raw ONNX Runtime call (``Backend.infer`` on the letterboxed batch) against
+   ``YOLO(onnx).predict``; ``--rounds`` alternating runs per tool, the fastest kept;
+5. val per image of that ONNX at val settings (conf 0.001, IoU 0.7, batch 1), with both mAPs.
+
+Ultralytics runs in its own venv (``--ultralytics-venv``, built once with ULTRALYTICS_PINS and
+reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
+``benchmarks/ultralytics_worker.py``; edgeseg never imports it. Results go to
+``benchmarks/results/compare_ultralytics.json``.
+
+    .venv/bin/python benchmarks/compare_ultralytics.py
+    .venv/bin/python benchmarks/compare_ultralytics.py --ultralytics-venv .venv-ultralytics-8.4 --epochs 3
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "compare_ultralytics.json"
+WORKER = ROOT / "benchmarks" / "ultralytics_worker.py"
+FEW, MANY = 2, 30  # detections per image the two predict scenes are set up for (median image)
+ULTRALYTICS_PINS = ["ultralytics==8.4.190", "torch==2.14.1", "torchvision==0.29.1", "onnx>=1.16", "onnxruntime>=1.17"]
+
+
+def ultralytics_python(venv: Path) -> Path:
+    """The venv's Python, with ULTRALYTICS_PINS installed first when ``ultralytics``/``onnxruntime`` do not import there."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    missing = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('ultralytics', 'onnxruntime', 'onnx')))"
+    probe = subprocess.run([str(python), "-c", missing], capture_output=True)
+    if probe.returncode:
+        print(f"installing {' '.join(ULTRALYTICS_PINS)} into {venv} (once)", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *ULTRALYTICS_PINS], check=True)
+    return python
+
+
+def run_json(command: list, cwd: Path) -> dict:
+    """Run ``command`` and parse the JSON object on the last line of its stdout (its stderr passes through)."""
+    done = subprocess.run([str(c) for c in command], cwd=cwd, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def crowded(images: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """``n`` (480, 480, 3) mosaics of 3x3 of ``images`` (cycled), each tile 160 x 160: many small objects per image."""
+    tiles = [cv2.resize(image, (160, 160), interpolation=cv2.INTER_AREA) for image in images]
+    return [
+        np.vstack([np.hstack([tiles[(9 * k + 3 * r + c) % len(tiles)] for c in range(3)]) for r in range(3)])
+        for k in range(n)
+    ]
+
+
+# edgeseg's side: the same measurements, in fresh processes of this venv
+# --------------------------------------------------------------------------------------
+
+
+def edgeseg_train(args) -> dict:
+    """Per-epoch training time of edgeseg (epochs after the first; validation off)."""
+    from edgeseg.train.trainer import Trainer
+
+    ends = []
+    trainer = Trainer(
+        dict(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
+             plots=False, project=args.work, name="edgeseg", exist_ok=True)
+    )  # fmt: skip
+    trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
+    trainer.train()
+    return {"epoch_seconds": [b - a for a, b in zip(ends, ends[1:])], "images": len(trainer.train_set)}
+
+
+def edgeseg_threshold(args) -> dict:
+    """The confidence at which the median image of ``--images`` keeps ``--detections`` detections (edgeseg, ONNX Runtime)."""
+    import edgeseg.runtimes
+
+    runtime = edgeseg.runtimes.load(args.model)
+    kth = []
+    for image in np.load(args.images).values():
+        scores = np.sort(next(runtime.predict(image, conf=0.001)).scores)[::-1]
+        kth.append(float(scores[args.detections - 1]) if len(scores) >= args.detections else 0.001)
+    return {"conf": max(statistics.median(kth) - 1e-6, 0.001)}
+
+
+def edgeseg_predict(args) -> dict:
+    """Median end-to-end and raw-inference ms per image of ``edgeseg.runtimes.load(onnx, engine)``, and detections per image."""
+    import edgeseg.runtimes
+    from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+
+    images = list(np.load(args.images).values())
+    runtime = edgeseg.runtimes.load(args.model, engine=args.engine)
+    shape = runtime.input_shape()
+    end_to_end, raw, detections = [], [], []
+    for i in range(args.warmup + args.runs):
+        image = images[i % len(images)]
+        start = time.perf_counter()
+        result = next(runtime.predict(image, conf=args.conf))
+        elapsed = (time.perf_counter() - start) * 1000
+        tensor = to_input_tensor([letterbox(image, shape)[0]])
+        start = time.perf_counter()
+        runtime.backend.infer(tensor)
+        inferred = (time.perf_counter() - start) * 1000
+        if i >= args.warmup:
+            end_to_end.append(elapsed)
+            raw.append(inferred)
+            detections.append(len(result))
+    return {
+        "ms": statistics.median(end_to_end),
+        "raw_infer_ms": statistics.median(raw),
+        "detections_per_image": float(np.mean(detections)),
+        "engine": runtime.backend.name,
+    }
+
+
+def edgeseg_val(args) -> dict:
+    """Wall time of ``Runtime.val`` on the val split (batch 1), and its mAPs."""
+    import edgeseg.runtimes
+
+    runtime = edgeseg.runtimes.load(args.model)
+    start = time.perf_counter()
+    metrics = runtime.val(args.data, batch=1, progress=False)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "box_map": float(metrics.box.map), "mask_map": float(metrics.seg.map)}
+
+
+WORKERS = {"train": edgeseg_train, "threshold": edgeseg_threshold, "predict": edgeseg_predict, "val": edgeseg_val}
+
+
+def edgeseg_command(mode: str, **options) -> list:
+    """This script as an edgeseg worker in a fresh process of this venv."""
+    return [sys.executable, __file__, "--worker", mode, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
+
+
+def ultralytics_command(python: Path, mode: str, **options) -> list:
+    """The Ultralytics worker in its venv."""
+    return [python, WORKER, mode, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ultralytics-venv", type=Path, default=ROOT / ".venv-ultralytics")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "compare_ultralytics")
+    parser.add_argument("--train", type=int, default=128, help="synthetic training images")
+    parser.add_argument("--val", type=int, default=32, help="synthetic val images")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (the first is not timed)")
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--runs", type=int, default=40, help="timed predict calls per tool and scene")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="predict timings per tool, alternating; the fastest counts")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--images", help=argparse.SUPPRESS)
+    parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
+    parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="onnxruntime", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](args)))
+        return
+
+    from edgeseg.data.synth import synthesize
+    from edgeseg.runtimes.images import read_image
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    python = ultralytics_python(args.ultralytics_venv.resolve())
+    data = synthesize(work / "synth", n_train=args.train, n_val=args.val, seed=0, progress=False)
+    report = {"imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs, "cpus": os.cpu_count()}
+
+    trained = {}
+    for tool, command in (
+        ("edgeseg", edgeseg_command("train", data=data, work=work, epochs=args.epochs, imgsz=args.imgsz)),
+        ("ultralytics", ultralytics_command(python, "train", data=data, work=work, epochs=args.epochs, imgsz=args.imgsz, batch=16)),
+    ):
+        trained[tool] = run_json(command, work)
+        seconds = statistics.median(trained[tool]["epoch_seconds"])
+        report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
+    onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
+    report["model_file"] = "Ultralytics' ONNX export of the yolo11n-seg it trained above"
+
+    val_images = [read_image(p) for p in sorted((work / "synth" / "images" / "val").iterdir())]
+    scenes = {"few": (val_images, FEW), "many": (crowded(val_images, len(val_images)), MANY)}
+    for scene, (images, wanted) in scenes.items():
+        path = work / f"{scene}.npz"
+        np.savez(path, *images)
+        conf = run_json(edgeseg_command("threshold", model=onnx, images=path, detections=wanted), work)["conf"]
+        timing = dict(model=onnx, images=path, conf=conf, runs=args.runs, warmup=args.warmup)
+        commands = {
+            "edgeseg": edgeseg_command("predict", engine="onnxruntime", **timing),
+            "edgeseg_auto_engine": edgeseg_command("predict", engine="auto", **timing),
+            "ultralytics": ultralytics_command(python, "predict", imgsz=args.imgsz, **timing),
+        }
+        rounds = [{tool: run_json(command, work) for tool, command in commands.items()} for _ in range(args.rounds)]
+        fastest = {tool: min((r[tool] for r in rounds), key=lambda row: row["ms"]) for tool in commands}
+        report.setdefault("predict", {})[scene] = {"conf": conf, "wanted_detections": wanted, **fastest}
+    for tool, command in (
+        ("edgeseg", edgeseg_command("val", model=onnx, data=data)),
+        ("ultralytics", ultralytics_command(python, "val", model=onnx, data=data, imgsz=args.imgsz)),
+    ):
+        measured = run_json(command, work)
+        report.setdefault("val", {})[tool] = {**measured, "ms_per_image": 1000 * measured["seconds"] / len(val_images)}
+
+    report["ratios"] = ratios(report)
+    write_report(report, args.out)
+    print(table(report))
+
+
+def ratios(report: dict) -> dict:
+    """The acceptance quantities: speed-ups over Ultralytics (> 1: edgeseg faster) and edgeseg's own overheads."""
+    out = {"train_img_per_s": report["train"]["edgeseg"]["img_per_s"] / report["train"]["ultralytics"]["img_per_s"]}
+    for scene, row in report["predict"].items():
+        out[f"predict_speedup_{scene}"] = row["ultralytics"]["ms"] / row["edgeseg"]["ms"]
+        out[f"predict_speedup_{scene}_auto_engine"] = row["ultralytics"]["ms"] / row["edgeseg_auto_engine"]["ms"]
+        out[f"predict_over_raw_infer_{scene}"] = row["edgeseg"]["ms"] / row["edgeseg"]["raw_infer_ms"]
+    out["val_speedup"] = report["val"]["ultralytics"]["ms_per_image"] / report["val"]["edgeseg"]["ms_per_image"]
+    out["val_over_predict"] = report["val"]["edgeseg"]["ms_per_image"] / report["predict"]["few"]["edgeseg"]["ms"]
+    return out
+
+
+def table(report: dict) -> str:
+    """A text summary of one run."""
+    lines = [f"{'measure':<34}{'edgeseg':>12}{'Ultralytics':>14}{'ratio':>8}"]
+    train = report["train"]
+    lines.append(f"{'train img/s':<34}{train['edgeseg']['img_per_s']:>12.1f}{train['ultralytics']['img_per_s']:>14.1f}{report['ratios']['train_img_per_s']:>8.2f}")
+    for scene, row in report["predict"].items():
+        ours, theirs = row["edgeseg"], row["ultralytics"]
+        label = f"predict ms/img {scene} ({ours['detections_per_image']:.0f} det)"
+        lines.append(f"{label:<34}{ours['ms']:>12.1f}{theirs['ms']:>14.1f}{theirs['ms'] / ours['ms']:>8.2f}")
+        lines.append(f"{'  raw ONNX Runtime infer ms':<34}{ours['raw_infer_ms']:>12.1f}")
+        auto = row["edgeseg_auto_engine"]
+        lines.append(f"{'  engine auto (' + auto['engine'] + ')':<34}{auto['ms']:>12.1f}{theirs['ms']:>14.1f}{theirs['ms'] / auto['ms']:>8.2f}")
+    val = report["val"]
+    lines.append(f"{'val ms/img':<34}{val['edgeseg']['ms_per_image']:>12.1f}{val['ultralytics']['ms_per_image']:>14.1f}{report['ratios']['val_speedup']:>8.2f}")
+    lines.append(f"{'val mask mAP50-95':<34}{val['edgeseg']['mask_map']:>12.3f}{val['ultralytics']['mask_map']:>14.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
