@@ -27,7 +27,6 @@ class Batch(NamedTuple):
         paths: each image's path (``video#frame`` for frames), or None for arrays.
         images: the (H0, W0, 3) uint8 BGR source images.
         infos: each image's LetterboxInfo (source → input pixels).
-        boxed: the letterboxed (H, W, 3) uint8 BGR images.
         tensor: (B, 3, H, W) float32 RGB in [0, 1], the letterboxed images.
         seconds: time spent letterboxing (s).
     """
@@ -35,7 +34,6 @@ class Batch(NamedTuple):
     paths: list
     images: list[np.ndarray]
     infos: list[LetterboxInfo]
-    boxed: list[np.ndarray]
     tensor: np.ndarray
     seconds: float
 
@@ -51,7 +49,7 @@ def batches(frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int],
         boxed = [letterbox(image, shape) for _, image in chunk]
         tensor = to_input_tensor([b[0] for b in boxed])
         seconds = time.perf_counter() - start
-        yield Batch([p for p, _ in chunk], [i for _, i in chunk], [b[1] for b in boxed], [b[0] for b in boxed], tensor, seconds)
+        yield Batch([p for p, _ in chunk], [i for _, i in chunk], [b[1] for b in boxed], tensor, seconds)
 
 
 def infer_batches(

@@ -12,7 +12,7 @@ import numpy as np
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import staging_folder
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.loop import batches
+from edgeseg.runtimes.preprocess import letterbox
 from edgeseg.runtimes.sources import SplitImages, split_images
 
 LOGGER = logging.getLogger("edgeseg")
@@ -165,10 +165,9 @@ def calibration_set(data: str | Path | None, calib: int) -> SplitImages:
 
 
 def calibration_images(job: "ExportJob") -> list[np.ndarray]:
-    """``calibration_set``'s images letterboxed to ``job.imgsz`` by the batch loop: N (H, W, 3) uint8 BGR.
+    """``calibration_set``'s images letterboxed to ``job.imgsz`` (the runtime's ``letterbox``): N (H, W, 3) uint8 BGR.
 
     Raises:
         EdgesegError: as ``calibration_set``.
     """
-    frames = [(None, image) for image in calibration_set(job.data, job.calib).images]
-    return [image for batch in batches(frames, job.imgsz, len(frames)) for image in batch.boxed]
+    return [letterbox(image, job.imgsz)[0] for image in calibration_set(job.data, job.calib).images]

@@ -5,7 +5,9 @@ import numpy as np
 import torch
 
 import edgeseg
-from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng
+from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
+from edgeseg.runtimes import load
+from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 
 
@@ -56,3 +58,23 @@ def write_video(path, spec: tuple, n_frames: int, fps: float = 10.0, fourcc: str
         writer.write(np.roll(base, 8 * i, axis=1))
     writer.release()
     return path
+
+
+def self_labelled_dataset(folder, checkpoint, n_train: int, n_val: int):
+    """``synthesize(folder, n_train, n_val)``'s data YAML with ``checkpoint``'s own predictions as val labels (non-trivial mAP)."""
+    yaml_path = synthesize(folder, n_train, n_val, progress=False)
+    for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
+        result.save_txt(label_path(result.path))
+    return yaml_path
+
+
+def non_square_image() -> np.ndarray:
+    """A (150, 240, 3) BGR synthetic image."""
+    return sample(2, 0, 240, 150)
+
+
+def export_model(imgsz: int, bn_gain: float | None = None) -> "edgeseg.Model":
+    """``calibrated_model`` on export verification's synthetic images and ``non_square_image`` (the export tests' model)."""
+    from edgeseg.targets.verify import synthetic_images
+
+    return calibrated_model([*synthetic_images(), non_square_image()], imgsz, bn_gain=bn_gain)

@@ -11,6 +11,7 @@ import sys
 import click
 
 from edgeseg import __version__
+from edgeseg.runtimes.backends.engines import ENGINES
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_IMGSZ
 
@@ -180,6 +181,7 @@ def _counts(result) -> str:
 
 
 PER_IMAGE_LINES = 20  # print one line per image when there are at most this many
+ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for name in names)]
 
 
 @main.command(context_settings={"show_default": True})
@@ -194,7 +196,7 @@ PER_IMAGE_LINES = 20  # print one line per image when there are at most this man
 @click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
-@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "openvino"]), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated images and videos.")
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt.")
 @click.option("--save-json", is_flag=True, help="Write predictions.json (COCO results, RLE masks).")
@@ -250,7 +252,7 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Confidence threshold.")
 @click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
-@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "openvino"]), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
 def val(model, data_yaml, split, imgsz, batch, conf, iou, device, engine) -> None:
     """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
     from edgeseg.runtimes import load

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from edgeseg.nn.checkpoint import file_hash
 from edgeseg.nn.network import Network, load_network, network_meta, network_name, open_network
 
 
@@ -20,23 +19,22 @@ class Model:
         names: ``{class id: name}``.
         imgsz: the square input size in pixels the model is meant for.
         checkpoint: the loaded checkpoint dict without its weights, or None for a YAML-built model.
+        source_hash: the SHA-256 prefix of the checkpoint file as loaded ('' for a YAML-built model).
     """
 
     def __init__(self, source: str | Path = "yolo11n-seg.yaml", nc: int | None = None, names=None):
         network = open_network(source, nc=nc, names=names)
         self.source, self.net, self.checkpoint = network.source, network.net, network.checkpoint
-        self.imgsz = network.meta.imgsz[0]
+        self.imgsz, self.source_hash = network.meta.imgsz[0], network.meta.source_hash
 
     @property
     def network(self) -> Network:
         """This model as an ``edgeseg.nn.network.Network`` (the network itself, not a copy).
 
-        Its ``meta.source_hash`` is the checkpoint file's when this model was loaded from one
-        that still exists, else ''.
+        Its ``meta.source_hash`` is the hash of the checkpoint file this model was loaded from (as
+        read then), '' for a model built from a YAML.
         """
-        path = Path(self.source)
-        source_hash = file_hash(path) if self.checkpoint is not None and path.is_file() else ""
-        return Network(self.net, network_meta(self.net, self.imgsz, source_hash), self.checkpoint, self.source)
+        return Network(self.net, network_meta(self.net, self.imgsz, self.source_hash), self.checkpoint, self.source)
 
     @property
     def names(self) -> dict[int, str]:
@@ -95,7 +93,8 @@ class Model:
         metrics = self.trainer.train()
         if self.trainer.is_main and self.trainer.best.exists():
             best = load_network(self.trainer.best)
-            self.net, self.checkpoint, self.source, self.imgsz = best.net, best.checkpoint, best.source, best.meta.imgsz[0]
+            self.net, self.checkpoint, self.source = best.net, best.checkpoint, best.source
+            self.imgsz, self.source_hash = best.meta.imgsz[0], best.meta.source_hash
         return metrics
 
     def __call__(self, images):

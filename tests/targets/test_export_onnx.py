@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 import edgeseg
 from edgeseg.cli import main
-from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
-from edgeseg.runtimes.data_config import label_path
+from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn.checkpoint import file_hash
 from edgeseg.runtimes import ModelMeta, load
@@ -37,20 +36,10 @@ ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def non_square_image() -> np.ndarray:
-    """A (150, 240, 3) BGR synthetic image."""
-    return render_sample(sample_rng(2, "val", 0), width=240, height=150)[0]
-
-
-def calibrated_model() -> "edgeseg.Model":
-    """The train-free model (tests/helpers.py) calibrated on verification's synthetic images and the non-square one."""
-    return helpers.calibrated_model([*synthetic_images(), non_square_image()], IMGSZ)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """``m.pt``: the calibrated model's checkpoint, alone in its folder."""
-    return calibrated_model().save(tmp_path_factory.mktemp("ckpt") / "m.pt")
+    return helpers.export_model(IMGSZ).save(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +51,7 @@ def exported(checkpoint):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, checkpoint):
     """``synthesize(tmp, 4, 4)``'s data YAML with the ``.pt`` model's predictions as val labels (non-trivial mAP)."""
-    yaml_path = synthesize(tmp_path_factory.mktemp("synth"), 4, 4, progress=False)
-    for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
-        result.save_txt(label_path(result.path))
-    return yaml_path
+    return helpers.self_labelled_dataset(tmp_path_factory.mktemp("synth"), checkpoint, 4, 4)
 
 
 def dims(value_info) -> list:
@@ -128,14 +114,14 @@ def test_static_batch_and_dynamic_shapes(checkpoint, tmp_path):
     assert dims(onnx.load(str(two.path)).graph.input[0]) == [2, 3, IMGSZ, IMGSZ]
     runtime = load(two.path)
     assert runtime.meta.batch == 2 and not runtime.backend.dynamic_batch
-    assert len(runtime.predict([non_square_image()] * 3, stream=False)) == 3  # padded to 2 + 2
+    assert len(runtime.predict([helpers.non_square_image()] * 3, stream=False)) == 3  # padded to 2 + 2
 
     dyn = export(checkpoint, dynamic=True, out=tmp_path)
     assert dyn.path == tmp_path / "m.onnx" and dyn.meta.batch == 0 and dyn.meta.dynamic
     graph = onnx.load(str(dyn.path)).graph
     assert dims(graph.input[0]) == ["batch", 3, "height", "width"]
     assert dims(graph.output[0])[:2] == ["batch", 4 + NC + 32]
-    images = [non_square_image(), *synthetic_images(2)]
+    images = [helpers.non_square_image(), *synthetic_images(2)]
     batch = to_input_tensor([letterbox(im, (96, 224))[0] for im in images])
     session = ort.InferenceSession(str(dyn.path), providers=["CPUExecutionProvider"])
     preds, protos = session.run(None, {"images": batch})
@@ -151,7 +137,7 @@ def test_static_batch_and_dynamic_shapes(checkpoint, tmp_path):
 
 
 def test_pt_and_onnx_agree_on_a_non_square_image_and_in_val(checkpoint, exported, dataset):
-    image = non_square_image()
+    image = helpers.non_square_image()
     pt = next(load(checkpoint).predict(image))
     ox = next(load(exported.path).predict(image))
     assert pt.orig_shape == ox.orig_shape == (150, 240) and 5 <= len(pt) <= 100
@@ -335,7 +321,7 @@ def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
 
 def test_model_export_in_memory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    model = calibrated_model()
+    model = helpers.export_model(IMGSZ)
     artifact = model.export(verify=False)
     assert artifact.path == tmp_path / "yolo11n-seg.onnx" and artifact.meta.source_hash == ""
     assert artifact.meta.imgsz == (IMGSZ, IMGSZ) and hasattr(model.net.model[0], "bn")  # not fused in place

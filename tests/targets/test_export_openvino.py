@@ -14,9 +14,8 @@ pytest.importorskip("nncf", reason="int8 OpenVINO export needs edgeseg[openvino]
 
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize  # noqa: E402
+from edgeseg.data.synth import CLASS_NAMES  # noqa: E402
 from edgeseg.runtimes.images import read_image  # noqa: E402
-from edgeseg.runtimes.data_config import label_path  # noqa: E402
 from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
@@ -38,11 +37,6 @@ VAL = dict(batch=4, max_det=100, progress=False)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def non_square_image() -> np.ndarray:
-    """A (150, 240, 3) BGR synthetic image."""
-    return render_sample(sample_rng(2, "val", 0), width=240, height=150)[0]
-
-
 def calibrated_model(gain: float = 0.3) -> "edgeseg.Model":
     """The train-free model (tests/helpers.py) with BatchNorm gains ``gain``.
 
@@ -50,7 +44,7 @@ def calibrated_model(gain: float = 0.3) -> "edgeseg.Model":
     and fp16 weights move its scores by ~3e-3 (gain 1: ~0.13, and int8 noise then wrecks its
     detections, unlike a trained net's).
     """
-    return helpers.calibrated_model([*synthetic_images(), non_square_image()], IMGSZ, bn_gain=gain)
+    return helpers.export_model(IMGSZ, bn_gain=gain)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +56,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, checkpoint):
     """``synthesize(tmp, 8, 4)``'s data YAML with the ``.pt`` model's predictions as val labels (non-trivial mAP)."""
-    yaml_path = synthesize(tmp_path_factory.mktemp("synth"), 8, 4, progress=False)
-    for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
-        result.save_txt(label_path(result.path))
-    return yaml_path
+    return helpers.self_labelled_dataset(tmp_path_factory.mktemp("synth"), checkpoint, 8, 4)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +91,7 @@ def test_fp32_ir_folder_metadata_and_outputs(checkpoint, fp32, dataset, pt_map):
     for path in (folder, folder / "m.xml"):
         runtime = load(path)
         assert runtime.backend.name == "openvino" and runtime.meta == fp32.meta
-    batch = to_input_tensor([letterbox(non_square_image(), (IMGSZ, IMGSZ))[0]])
+    batch = to_input_tensor([letterbox(helpers.non_square_image(), (IMGSZ, IMGSZ))[0]])
     preds, protos = runtime.backend.infer(batch)
     ref_preds, ref_protos = torch_outputs(checkpoint, batch)
     assert preds.shape == (1, 4 + NC + 32, ANCHORS) and protos.shape == (1, 32, IMGSZ // 4, IMGSZ // 4)
@@ -141,7 +132,7 @@ def test_int8_is_quantised_from_letterboxed_train_images(checkpoint, dataset, fp
     assert not any("/model.23/dfl/" in name or "cv3.0.2" in name for name in quantised)  # decoding and last convs stay float
     runtime = load(int8.path)
     assert runtime.backend.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
-    assert len(runtime.predict(non_square_image(), stream=False)) == 1
+    assert len(runtime.predict(helpers.non_square_image(), stream=False)) == 1
 
     job = ExportJob(None, int8.meta, tmp_path, "int8", (IMGSZ, 128), 2, False, False, str(dataset), 5, "cpu", True, 17)
     with caplog.at_level(logging.INFO, logger="edgeseg"):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.data.synth import CLASS_NAMES, synthesize
-from edgeseg.runtimes.data_config import label_path
+from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends import tflite as tflite_backend
@@ -18,8 +17,10 @@ from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export
 from edgeseg.targets import tflite as tflite_target
 from edgeseg.targets.verify import synthetic_images
-from test_export_onnx import IMGSZ, calibrated_model
 
+import helpers
+
+IMGSZ = 160
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 TRAINED = Path(__file__).parents[2] / "runs" / "bench" / "train_quality" / "weights" / "best.pt"
 TRAINED_DATA = Path(__file__).parents[2] / "datasets" / "synth" / "data.yaml"
@@ -46,17 +47,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """``m.pt``: a random yolo11n-seg with real detections (tests/targets/test_export_onnx.py), alone in its folder."""
-    return calibrated_model().save(tmp_path_factory.mktemp("ckpt") / "m.pt")
+    """``m.pt``: a random yolo11n-seg with real detections (``helpers.export_model``), alone in its folder."""
+    return helpers.export_model(IMGSZ).save(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, checkpoint):
     """A synthetic data YAML (8 train, 6 val images) whose val labels are the ``.pt`` model's predictions."""
-    yaml_path = synthesize(tmp_path_factory.mktemp("synth"), 8, 6, progress=False)
-    for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
-        result.save_txt(label_path(result.path))
-    return yaml_path
+    return helpers.self_labelled_dataset(tmp_path_factory.mktemp("synth"), checkpoint, 8, 6)
 
 
 def mask_map(model, dataset) -> float:
@@ -70,7 +68,7 @@ def mask_map(model, dataset) -> float:
 
 
 def test_split_head_rejoins_to_the_network_outputs():
-    net = calibrated_model().net.fuse().eval()
+    net = helpers.export_model(IMGSZ).net.fuse().eval()
     batch = torch.from_numpy(to_input_tensor([letterbox(im, (IMGSZ, 192))[0] for im in synthetic_images(2)]))
     with torch.no_grad():
         preds, protos = net(batch)

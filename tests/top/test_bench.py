@@ -8,21 +8,20 @@ from types import SimpleNamespace
 import cv2
 import pytest
 from click.testing import CliRunner
-from test_export_onnx import calibrated_model
 
 import edgeseg
 import edgeseg.benchmark
 import edgeseg.targets
 from edgeseg.benchmark import COLUMNS, _candidates, _target_of
 from edgeseg.cli import main
-from edgeseg.data.synth import synthesize
-from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.targets.registry import TargetEntry, target_names
 from edgeseg.targets.presets import preset, preset_names, presets
 from edgeseg.runtimes.sources import split_images
 from edgeseg.targets.verify import MAX_IMAGES, verify
+
+import helpers
 
 IMGSZ = 160
 
@@ -33,16 +32,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A calibrated (train-free, real detections) yolo11n-seg checkpoint at 160."""
-    return calibrated_model().save(tmp_path_factory.mktemp("ckpt") / "m.pt")
+    return helpers.export_model(IMGSZ).save(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, checkpoint):
     """A 4 + 8 image synthetic set whose val labels are the ``.pt`` model's predictions (non-trivial mAP)."""
-    yaml_path = synthesize(tmp_path_factory.mktemp("synth"), 4, 8, progress=False)
-    for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
-        result.save_txt(label_path(result.path))
-    return yaml_path
+    return helpers.self_labelled_dataset(tmp_path_factory.mktemp("synth"), checkpoint, 4, 8)
 
 
 def _missing_sdk(job):
