@@ -17,6 +17,7 @@ from edgeseg.runtimes.data_config import img_paths
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics
 from edgeseg.runtimes.loop import predict_batches
+from edgeseg.runtimes.postprocess import pixel_windows
 
 VAL_CONF = 0.001  # keep nearly every detection for mAP, as COCO-style evaluation expects
 VAL_IOU = 0.7
@@ -83,6 +84,9 @@ def evaluate(
         pending = iter(labels)
         for results in predict_batches(infer, frames, (imgsz, imgsz), batch, nc, conf=conf, iou=iou, max_det=max_det):
             for result in results:
-                evaluator.update(result.boxes, result.scores, result.classes, result.masks, *ground_truth(next(pending)))
+                windows = pixel_windows(result.boxes, result.orig_shape)
+                evaluator.update(
+                    result.boxes, result.scores, result.classes, result.masks, *ground_truth(next(pending)), pred_windows=windows
+                )
             bar.update(len(results))
     return evaluator.result()

@@ -444,6 +444,32 @@ def test_mask_iou_exact_counts():
     assert mask_iou(np.zeros((0, 30, 40), bool), b).shape == (0, 3)
 
 
+
+def test_mask_iou_and_evaluator_with_windows_match_the_scan():
+    """Given box windows that hold every True pixel, mask_iou and SegmentEvaluator give identical answers."""
+    rng = np.random.default_rng(5)
+    h, w = 60, 80
+    windows = []
+    a = np.zeros((9, h, w), bool)
+    for i in range(9):
+        y0, x0 = rng.integers(0, h - 5), rng.integers(0, w - 5)
+        y1, x1 = rng.integers(y0 + 1, h + 1), rng.integers(x0 + 1, w + 1)
+        a[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.6
+        windows.append((y0, y1, x0, x1))
+    windows[3] = (0, h, 0, w)  # a window larger than the mask's extent
+    a[5] = False  # empty mask
+    b = rng.random((4, h, w)) < 0.2
+    np.testing.assert_array_equal(mask_iou(a, b, np.array(windows)), mask_iou(a, b))
+    np.testing.assert_array_equal(mask_iou(list(a), b, np.array(windows)), mask_iou(a, b))
+
+    boxes = np.array([(x0, y0, x1, y1) for y0, y1, x0, x1 in windows], np.float64)
+    scores, classes = rng.random(9), rng.integers(0, 2, 9)
+    gt_boxes, gt_classes = np.array([mask_box(m) for m in b]), np.array([0, 1, 0, 1])
+    plain, windowed = SegmentEvaluator(2), SegmentEvaluator(2)
+    plain.update(boxes, scores, classes, a, gt_boxes, gt_classes, b)
+    windowed.update(boxes, scores, classes, a, gt_boxes, gt_classes, b, pred_windows=np.array(windows))
+    assert plain.result().results_dict == windowed.result().results_dict
+
 def test_mask_iou_is_fast_at_640x480():
     import time
 
