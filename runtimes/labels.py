@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edgeseg.runtimes.images import READ_BUDGET, ImageReadError, decode_image
+from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write
@@ -442,7 +443,7 @@ def scan_labels(
 
 def _scan(img_files: list[str], nc: int) -> tuple[list[Label], ScanStats]:
     """Check every file on a thread pool; the kept labels and the counts (not cached yet: ``cache_path`` None)."""
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:
         results = list(pool.map(lambda f: _check_one(f, nc), img_files))
     statuses = [r[1] for r in results]
     stats = ScanStats(

@@ -2,10 +2,19 @@
 
 Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; the first access to
 ``edgeseg.Model`` or ``edgeseg.bench`` does.
+
+Importing ``edgeseg`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set: torch's OpenMP
+threads then sleep instead of spinning while they wait, so training next to another CPU-bound
+process slows in proportion to the CPU it loses instead of several times more. OpenMP reads the
+variable once, when torch loads: import edgeseg before torch (the CLI always does).
 """
 
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.version import __version__
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.version import __version__  # noqa: E402
 
 __all__ = ["Model", "bench", "EdgesegError", "__version__"]
 

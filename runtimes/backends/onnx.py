@@ -8,6 +8,7 @@ import onnxruntime as ort
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 
 LOGGER = logging.getLogger("edgeseg")
@@ -54,6 +55,7 @@ class OnnxBackend(Backend):
     def __init__(self, path: str, device: str = "cpu"):
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = usable_cpus()  # its default counts the machine's cores, not this process's share
         providers = _providers(device, path)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 
 LOGGER = logging.getLogger("edgeseg")
@@ -89,8 +90,9 @@ class OpenVinoBackend(Backend):
         device: ``cpu``, ``gpu``, ``gpu:N`` or ``auto``.
 
     Attributes:
-        compiled: the ``openvino.CompiledModel`` (compiled with ``CONFIG``; for ``auto``, passed on
-            to the CPU and GPU plugins, since the AUTO plugin itself has no precision hint).
+        compiled: the ``openvino.CompiledModel`` (compiled with ``CONFIG``, on the CPU with
+            ``usable_cpus()`` threads; for ``auto``, passed on to the CPU and GPU plugins, since
+            the AUTO plugin itself has no precision hint).
     """
 
     name = "openvino"
@@ -133,7 +135,8 @@ class OpenVinoBackend(Backend):
             meta, batch=batch or 0, dynamic=not static_hw, imgsz=(height, width) if static_hw else meta.imgsz
         )
         try:
-            config = {"DEVICE_PROPERTIES": {"CPU": CONFIG, "GPU": CONFIG}} if target == "AUTO" else CONFIG
+            cpu = {**CONFIG, "INFERENCE_NUM_THREADS": usable_cpus()}
+            config = {"DEVICE_PROPERTIES": {"CPU": cpu, "GPU": CONFIG}} if target == "AUTO" else cpu if target == "CPU" else CONFIG
             self.compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
             raise EdgesegError(f"{path}: OpenVINO cannot compile it for {target} ({str(exc).strip().splitlines()[0]})") from None

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 
@@ -171,7 +172,7 @@ class TfliteBackend(Backend):
     Args:
         path: the ``.tflite`` file.
         device: ``cpu`` only (GPU/NPU delegates are the device app's business).
-        num_threads: interpreter threads (default: all CPU cores).
+        num_threads: interpreter threads (default: the CPUs this process may use, ``usable_cpus``).
     """
 
     name = "litert"
@@ -186,7 +187,7 @@ class TfliteBackend(Backend):
             raise EdgesegError(f"{path}: not a TFLite model ({exc})") from None
         Interpreter = _interpreter_class()
         try:
-            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count() or 1)
+            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or usable_cpus())
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise EdgesegError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
@@ -272,6 +273,6 @@ def _describe(details: list[dict]) -> str:
 
 
 def load(path: str, device: str = "cpu") -> TfliteBackend:
-    """Open ``path`` with the LiteRT interpreter (threads: ``EDGESEG_TFLITE_THREADS``, else all cores)."""
+    """Open ``path`` with the LiteRT interpreter (threads: ``EDGESEG_TFLITE_THREADS``, else ``usable_cpus()``)."""
     threads = os.environ.get("EDGESEG_TFLITE_THREADS")
     return TfliteBackend(path, device, int(threads) if threads else None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -27,6 +26,7 @@ from edgeseg.data.augment import (
     random_affine,
     resample_polygon,
 )
+from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.images import read_image
 from edgeseg.runtimes.labels import Label, scan_labels
 from edgeseg.runtimes.data_config import img_paths
@@ -93,7 +93,7 @@ class SegmentationDataset:
         self.mosaic = augment and self.hyp["mosaic"] > 0
         self._images: list[np.ndarray] | None = None
         if cache_images:
-            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:
                 self._images = list(pool.map(self._read, range(len(self.labels))))
 
     def __len__(self) -> int:
