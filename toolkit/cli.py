@@ -111,6 +111,7 @@ def info(model: str, imgsz: int | None, layers: bool) -> None:
 @click.option("--batch", type=click.IntRange(1), default=None, help="Images per batch over all devices [default: 16].")
 @click.option("--device", default=None, help="cpu, 0, or 0,1 (several GPUs launch torchrun) [default: cpu].")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes per device [default: 2].")
+@click.option("--threads", type=click.IntRange(0, 64), default=None, help="Torch threads per process; 0 = the CPUs this process may use (split between CPU DDP processes) [default: 0].")
 @click.option("--seed", type=int, default=None, help="Seed for shuffling, augmentation and init [default: 0].")
 @click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels (bit-exact resume on CPU) [default: on].")
 @click.option("--optimizer", type=click.Choice(["auto", "SGD", "Adam", "AdamW"], case_sensitive=False), default=None, help="[default: auto]")

@@ -164,3 +164,39 @@ def test_training_learns_masks(tmp_path):
     assert untrained.seg.map50 < 0.01
     assert metrics.seg.map50 > 0.5 and metrics.box.map50 > 0.5
     assert metrics.seg.map > 0.25
+
+
+def test_thread_count_is_the_process_share_of_usable_cpus(monkeypatch):
+    from edgeseg.train import trainer
+
+    monkeypatch.setattr(trainer, "usable_cpus", lambda: 4)
+    assert trainer.compute_threads(0, 1) == 4
+    assert trainer.compute_threads(0, 2) == 2  # two CPU DDP processes split the CPUs
+    assert trainer.compute_threads(0, 8) == 1
+    assert trainer.compute_threads(3, 2) == 3  # an explicit count wins
+
+
+def test_cli_threads_sets_torch_threads_and_is_checked(tiny_data, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(main, [
+            "train", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
+            "--no-plots", "--no-val", "--threads", "1", "--project", str(tmp_path), "--name", "t",
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        assert yaml.safe_load((tmp_path / "t" / "args.yaml").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(EdgesegError, match="threads must be an integer from 0 to 64"):
+        Trainer({**TINY, "data": str(tiny_data), "threads": -1})
+    result = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--threads", "65"])
+    assert result.exit_code != 0 and "--threads" in result.output
+
+
+def test_importing_edgeseg_makes_openmp_wait_passively_unless_told_otherwise():
+    code = "import os, edgeseg; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
