@@ -4,8 +4,11 @@ One run does, on this machine, nothing else running:
 
 1. the synthetic set (``--train`` / ``--val`` images) both tools train and validate on;
 2. training: yolo11n-seg from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
-   validation off, 2 data workers, each tool in its own process; img/s = train images / median
-   epoch time over the epochs after the first;
+   validation off, 2 data workers, each tool in its own process with its own thread defaults;
+   img/s = train images / median epoch time over the epochs after the first; then each tool's
+   own val of the model it trained (box and mask mAP50-95 after ``--epochs``);
+   and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
+   (``while True: pass``), reported as the slowdown of an epoch against the epochs alone;
 3. the model file: Ultralytics' own ONNX export (static batch 1) of the model it just trained,
    so both tools run exactly the same ``.onnx``;
 4. predict, per image, median of ``--runs`` calls on in-memory BGR images after ``--warmup``:
@@ -22,10 +25,11 @@ reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
 ``benchmarks/results/compare_ultralytics.json``.
 
     .venv/bin/python benchmarks/compare_ultralytics.py
-    .venv/bin/python benchmarks/compare_ultralytics.py --ultralytics-venv .venv-ultralytics-8.4 --epochs 3
+    .venv/bin/python benchmarks/compare_ultralytics.py --ultralytics-venv .venv-ultralytics-8.4 --epochs 3 --busy-epochs 0
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -79,17 +83,18 @@ def crowded(images: list[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def edgeseg_train(args) -> dict:
-    """Per-epoch training time of edgeseg (epochs after the first; validation off)."""
+    """Per-epoch training time of edgeseg (epochs after the first; validation off) and where the weights went."""
     from edgeseg.train.trainer import Trainer
 
     ends = []
     trainer = Trainer(
         dict(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
-             plots=False, project=args.work, name="edgeseg", exist_ok=True)
+             plots=False, project=args.work, name=args.name, exist_ok=True)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
     trainer.train()
-    return {"epoch_seconds": [b - a for a, b in zip(ends, ends[1:])], "images": len(trainer.train_set)}
+    seconds = [b - a for a, b in zip(ends, ends[1:])]
+    return {"epoch_seconds": seconds, "images": len(trainer.train_set), "weights": str(trainer.last)}
 
 
 def edgeseg_threshold(args) -> dict:
@@ -135,7 +140,7 @@ def edgeseg_predict(args) -> dict:
 
 
 def edgeseg_val(args) -> dict:
-    """Wall time of ``Runtime.val`` on the val split (batch 1), and its mAPs."""
+    """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs."""
     import edgeseg.runtimes
 
     runtime = edgeseg.runtimes.load(args.model)
@@ -158,13 +163,34 @@ def ultralytics_command(python: Path, mode: str, **options) -> list:
     return [python, WORKER, mode, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
 
 
+@contextlib.contextmanager
+def competing_process():
+    """One CPU-bound process (a Python busy loop) running for the duration of the block."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def train_commands(python: Path, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "") -> dict:
+    """The two training commands, the runs named ``<tool><suffix>``."""
+    common = dict(data=data, work=work, epochs=epochs, imgsz=imgsz)
+    return {
+        "edgeseg": edgeseg_command("train", name=f"edgeseg{suffix}", **common),
+        "ultralytics": ultralytics_command(python, "train", name=f"ultralytics{suffix}", batch=16, **common),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ultralytics-venv", type=Path, default=ROOT / ".venv-ultralytics")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "compare_ultralytics")
     parser.add_argument("--train", type=int, default=128, help="synthetic training images")
     parser.add_argument("--val", type=int, default=32, help="synthetic val images")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (the first is not timed)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (the first is not timed); mAPs are after these")
+    parser.add_argument("--busy-epochs", type=int, default=3, help="epochs next to a competing process (the first is not timed); 0 skips")
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--runs", type=int, default=40, help="timed predict calls per tool and scene")
     parser.add_argument("--warmup", type=int, default=5)
@@ -177,6 +203,7 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="onnxruntime", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
@@ -189,16 +216,27 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     python = ultralytics_python(args.ultralytics_venv.resolve())
     data = synthesize(work / "synth", n_train=args.train, n_val=args.val, seed=0, progress=False)
-    report = {"imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs, "cpus": os.cpu_count()}
+    report = {
+        "imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs,
+        "busy_epochs": args.busy_epochs, "cpus": os.cpu_count(),
+    }  # fmt: skip
 
     trained = {}
-    for tool, command in (
-        ("edgeseg", edgeseg_command("train", data=data, work=work, epochs=args.epochs, imgsz=args.imgsz)),
-        ("ultralytics", ultralytics_command(python, "train", data=data, work=work, epochs=args.epochs, imgsz=args.imgsz, batch=16)),
-    ):
+    for tool, command in train_commands(python, data, work, args.epochs, args.imgsz).items():
         trained[tool] = run_json(command, work)
         seconds = statistics.median(trained[tool]["epoch_seconds"])
         report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
+    report["accuracy"] = {
+        "edgeseg": run_json(edgeseg_command("val", model=trained["edgeseg"]["weights"], data=data), work),
+        "ultralytics": run_json(
+            ultralytics_command(python, "val", model=trained["ultralytics"]["weights"], data=data, imgsz=args.imgsz), work
+        ),
+    }
+    if args.busy_epochs:
+        for tool, command in train_commands(python, data, work, args.busy_epochs, args.imgsz, "_busy").items():
+            with competing_process():
+                seconds = statistics.median(run_json(command, work)["epoch_seconds"])
+            report.setdefault("train_busy", {})[tool] = {"epoch_s": seconds, "slowdown": seconds / report["train"][tool]["epoch_s"]}
     onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
     report["model_file"] = "Ultralytics' ONNX export of the yolo11n-seg it trained above"
 
@@ -232,6 +270,8 @@ def main() -> None:
 def ratios(report: dict) -> dict:
     """The acceptance quantities: speed-ups over Ultralytics (> 1: edgeseg faster) and edgeseg's own overheads."""
     out = {"train_img_per_s": report["train"]["edgeseg"]["img_per_s"] / report["train"]["ultralytics"]["img_per_s"]}
+    for tool, row in report.get("train_busy", {}).items():
+        out[f"train_busy_slowdown_{tool}"] = row["slowdown"]
     for scene, row in report["predict"].items():
         out[f"predict_speedup_{scene}"] = row["ultralytics"]["ms"] / row["edgeseg"]["ms"]
         out[f"predict_speedup_{scene}_auto_engine"] = row["ultralytics"]["ms"] / row["edgeseg_auto_engine"]["ms"]
@@ -246,6 +286,13 @@ def table(report: dict) -> str:
     lines = [f"{'measure':<34}{'edgeseg':>12}{'Ultralytics':>14}{'ratio':>8}"]
     train = report["train"]
     lines.append(f"{'train img/s':<34}{train['edgeseg']['img_per_s']:>12.1f}{train['ultralytics']['img_per_s']:>14.1f}{report['ratios']['train_img_per_s']:>8.2f}")
+    if "train_busy" in report:
+        busy = report["train_busy"]
+        lines.append(f"{'  epoch slowdown, CPU busy':<34}{busy['edgeseg']['slowdown']:>12.2f}{busy['ultralytics']['slowdown']:>14.2f}")
+    accuracy = report["accuracy"]
+    for kind, key in (("box", "box_map"), ("mask", "mask_map")):
+        label = f"  {kind} mAP50-95 after {report['epochs']} epochs"
+        lines.append(f"{label:<34}{accuracy['edgeseg'][key]:>12.3f}{accuracy['ultralytics'][key]:>14.3f}")
     for scene, row in report["predict"].items():
         ours, theirs = row["edgeseg"], row["ultralytics"]
         label = f"predict ms/img {scene} ({ours['detections_per_image']:.0f} det)"

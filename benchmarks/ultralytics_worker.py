@@ -3,7 +3,7 @@
 Ultralytics (AGPL-3.0) is only run here, in its own venv, offline (``YOLO_OFFLINE=1``, a fresh
 settings folder); edgeseg never imports it. Modes:
 
-    train   --data D --work W --epochs E --imgsz S --batch B   yolo11n-seg from its YAML, mosaic on, val off
+    train   --data D --work W --name N --epochs E --imgsz S --batch B   yolo11n-seg from its YAML, mosaic on, val off
     export  --model last.pt --imgsz S                         ONNX, static batch 1, not simplified
     predict --model m.onnx --images x.npz --imgsz S --conf C --runs R --warmup N
     val     --model m.onnx --data D --imgsz S
@@ -29,7 +29,7 @@ def train(args) -> dict:
     model.train(
         data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=2, device="cpu", seed=0,
         deterministic=True, pretrained=False, amp=False, plots=False, val=False, close_mosaic=0,
-        project=args.work, name="ultralytics", exist_ok=True, verbose=False,
+        project=args.work, name=args.name, exist_ok=True, verbose=False,
     )  # fmt: skip
     seconds = [b - a for a, b in zip(ends, ends[1:])]
     return {"epoch_seconds": seconds, "weights": str(model.trainer.last), "images": len(model.trainer.train_loader.dataset)}
@@ -62,7 +62,7 @@ def predict(args) -> dict:
 
 
 def val(args) -> dict:
-    """Wall time of ``YOLO(onnx).val`` on the data YAML's val split (batch 1: the file's static batch), and its mAPs."""
+    """Wall time of ``YOLO(model).val`` (an .onnx or a .pt) on the data YAML's val split (batch 1: an ONNX's static batch), and its mAPs."""
     from ultralytics import YOLO
 
     model = YOLO(args.model, task="segment")
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["train", "export", "predict", "val"])
     parser.add_argument("--data")
     parser.add_argument("--work")
+    parser.add_argument("--name", default="ultralytics")
     parser.add_argument("--model")
     parser.add_argument("--images")
     parser.add_argument("--epochs", type=int, default=3)
