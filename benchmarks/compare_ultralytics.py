@@ -8,7 +8,9 @@ One run does, on this machine, nothing else running:
    img/s = train images / median epoch time over the epochs after the first; then each tool's
    own val of the model it trained (box and mask mAP50-95 after ``--epochs``);
    and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
-   (``while True: pass``), reported as the slowdown of an epoch against the epochs alone;
+   (``while True: pass``), reported as the slowdown of an epoch against the epochs alone
+   (edgeseg twice: by default, and with ``deterministic=False``, where its thread count follows
+   the load; both against its default epochs alone);
 3. the model file: Ultralytics' own ONNX export (static batch 1) of the model it just trained,
    so both tools run exactly the same ``.onnx``;
 4. predict, per image, median of ``--runs`` calls on in-memory BGR images after ``--warmup``:
@@ -22,7 +24,8 @@ One run does, on this machine, nothing else running:
 Ultralytics runs in its own venv (``--ultralytics-venv``, built once with ULTRALYTICS_PINS and
 reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
 ``benchmarks/ultralytics_worker.py``; edgeseg never imports it. Results go to
-``benchmarks/results/compare_ultralytics.json``.
+``benchmarks/results/compare_ultralytics.json``, and the README's table is rewritten from it
+(``benchmarks/compare_table.py``).
 
     .venv/bin/python benchmarks/compare_ultralytics.py
     .venv/bin/python benchmarks/compare_ultralytics.py --ultralytics-venv .venv-ultralytics-8.4 --epochs 3 --busy-epochs 0
@@ -41,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from compare_table import README, render, splice
 from report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +93,7 @@ def edgeseg_train(args) -> dict:
     ends = []
     trainer = Trainer(
         dict(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
-             plots=False, project=args.work, name=args.name, exist_ok=True)
+             plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
     trainer.train()
@@ -183,6 +187,13 @@ def train_commands(python: Path, data: Path, work: Path, epochs: int, imgsz: int
     }
 
 
+def busy_train_commands(python: Path, data: Path, work: Path, epochs: int, imgsz: int) -> dict:
+    """``train_commands`` for the runs next to a competing process, plus edgeseg with ``deterministic=False`` (threads follow the load)."""
+    commands = train_commands(python, data, work, epochs, imgsz, "_busy")
+    following = edgeseg_command("train", name="edgeseg_busy_follow_load", data=data, work=work, epochs=epochs, imgsz=imgsz)
+    return {**commands, "edgeseg_follow_load": [*following, "--follow-load"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ultralytics-venv", type=Path, default=ROOT / ".venv-ultralytics")
@@ -204,6 +215,7 @@ def main() -> None:
     parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="onnxruntime", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--follow-load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
@@ -233,10 +245,11 @@ def main() -> None:
         ),
     }
     if args.busy_epochs:
-        for tool, command in train_commands(python, data, work, args.busy_epochs, args.imgsz, "_busy").items():
+        for tool, command in busy_train_commands(python, data, work, args.busy_epochs, args.imgsz).items():
             with competing_process():
                 seconds = statistics.median(run_json(command, work)["epoch_seconds"])
-            report.setdefault("train_busy", {})[tool] = {"epoch_s": seconds, "slowdown": seconds / report["train"][tool]["epoch_s"]}
+            alone = report["train"][tool.removesuffix("_follow_load")]["epoch_s"]
+            report.setdefault("train_busy", {})[tool] = {"epoch_s": seconds, "slowdown": seconds / alone}
     onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
     report["model_file"] = "Ultralytics' ONNX export of the yolo11n-seg it trained above"
 
@@ -265,6 +278,9 @@ def main() -> None:
     report["ratios"] = ratios(report)
     write_report(report, args.out)
     print(table(report))
+    if args.out == RESULTS:
+        README.write_text(splice(README.read_text(), render(json.loads(RESULTS.read_text()))))
+        print(f"{README}: the Ultralytics table is rewritten from {RESULTS}")
 
 
 def ratios(report: dict) -> dict:
@@ -289,6 +305,8 @@ def table(report: dict) -> str:
     if "train_busy" in report:
         busy = report["train_busy"]
         lines.append(f"{'  epoch slowdown, CPU busy':<34}{busy['edgeseg']['slowdown']:>12.2f}{busy['ultralytics']['slowdown']:>14.2f}")
+        if "edgeseg_follow_load" in busy:
+            lines.append(f"{'  the same, threads follow the load':<34}{busy['edgeseg_follow_load']['slowdown']:>12.2f}")
     accuracy = report["accuracy"]
     for kind, key in (("box", "box_map"), ("mask", "mask_map")):
         label = f"  {kind} mAP50-95 after {report['epochs']} epochs"

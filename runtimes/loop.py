@@ -4,12 +4,18 @@
 verification's output comparison, int8 calibration and bench all take their images through these
 generators, so an artifact is judged on exactly the steps a user's predict takes
 (docs/ARCHITECTURE.md, "Output contract").
+
+``infer_batches`` reads and letterboxes the next batches on a background thread
+(``read_ahead``) while the current one runs through ``infer`` and post-processing: image decode
+and letterbox release the GIL, as do the engines, so they overlap.
 """
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -18,6 +24,63 @@ from edgeseg.runtimes.preprocess import LetterboxInfo, letterbox, to_input_tenso
 from edgeseg.runtimes.results import Results
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Item = TypeVar("Item")
+READ_AHEAD = 1  # batches prepared ahead of the one being inferred (each one costs its input tensor in memory)
+_POLL_S = 0.1  # how often a blocked producer checks whether the consumer has gone
+
+
+def read_ahead(items: Iterable[Item], depth: int = READ_AHEAD) -> Iterator[Item]:
+    """``items``, in order, produced on a background thread up to ``depth`` ahead of the consumer.
+
+    The first item is produced on the calling thread and the thread starts when the second is
+    asked for, so a single image costs no thread. An exception raised while producing is raised
+    here, at its place in the sequence. When the consumer stops early (``close()``, garbage
+    collection, an exception), the producer thread is told to stop and joined; it finishes the
+    item it is producing first.
+    """
+    items = iter(items)
+    for first in items:
+        yield first
+        break
+    else:
+        return
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        """Queue ``entry`` unless the consumer has gone; True when queued."""
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((False, exc))
+            return
+        put((False, None))
+
+    thread = threading.Thread(target=produce, name="edgeseg-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = ready.get()
+            if more:
+                yield value
+            elif value is None:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Batch(NamedTuple):
@@ -55,8 +118,8 @@ def batches(frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int],
 def infer_batches(
     infer: Infer, frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int
 ) -> Iterator[tuple[Batch, tuple[np.ndarray, np.ndarray], float]]:
-    """``batches`` run through ``infer``: yields (Batch, (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)), seconds of infer)."""
-    for batch in batches(frames, shape, size):
+    """``batches`` (read ahead) run through ``infer``: yields (Batch, (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)), seconds of infer)."""
+    for batch in read_ahead(batches(frames, shape, size)):
         start = time.perf_counter()
         outputs = infer(batch.tensor)
         yield batch, outputs, time.perf_counter() - start

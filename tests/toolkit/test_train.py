@@ -170,10 +170,14 @@ def test_thread_count_is_the_process_share_of_usable_cpus(monkeypatch):
     from edgeseg.train import trainer
 
     monkeypatch.setattr(trainer, "usable_cpus", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert trainer.compute_threads(0, 1) == 4
     assert trainer.compute_threads(0, 2) == 2  # two CPU DDP processes split the CPUs
     assert trainer.compute_threads(0, 8) == 1
     assert trainer.compute_threads(3, 2) == 3  # an explicit count wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert trainer.compute_threads(0, 1) == 1  # so does the environment's
+    assert trainer.compute_threads(3, 1) == 3
 
 
 def test_cli_threads_sets_torch_threads_and_is_checked(tiny_data, tmp_path):
@@ -200,3 +204,23 @@ def test_importing_edgeseg_makes_openmp_wait_passively_unless_told_otherwise():
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+
+
+def test_threads_follow_the_load_only_when_results_need_not_be_reproducible(tiny_data, tmp_path, monkeypatch, caplog):
+    from edgeseg.train import trainer
+
+    samples = []
+    monkeypatch.setattr(trainer, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(trainer, "busy_cpus", lambda seconds: samples.append(seconds) or 1.2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        Trainer({**TINY, "epochs": 1, "data": str(tiny_data), "project": str(tmp_path), "name": "det"}).train()
+        assert samples == [] and torch.get_num_threads() == 2
+        with caplog.at_level("INFO", logger="edgeseg"):
+            Trainer({**TINY, "epochs": 2, "deterministic": False, "data": str(tiny_data), "project": str(tmp_path), "name": "free"}).train()
+        assert samples == [trainer.LOAD_SAMPLE_S] * 2  # before each epoch
+        assert torch.get_num_threads() == 1
+        assert "threads: 1 (other processes keep 1.2 of 2 CPUs busy)" in caplog.text
+    finally:
+        torch.set_num_threads(before)

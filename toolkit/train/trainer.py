@@ -19,7 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
-from edgeseg.runtimes.cpus import usable_cpus
+from edgeseg.runtimes.cpus import busy_cpus, usable_cpus
 from edgeseg.runtimes.data_config import load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
@@ -82,6 +82,7 @@ DEFAULT_ARGS = {
 }
 RESUME_KEYS = ("model_state", "optimizer", "ema_updates", "epoch", "last_opt_step")  # what a last.pt adds
 CLIP_GRAD_NORM = 10.0
+LOAD_SAMPLE_S = 0.1  # how long the CPU load is measured before each epoch when threads follow it
 LOSS_NAMES = ("box_loss", "seg_loss", "cls_loss", "dfl_loss")
 
 
@@ -110,11 +111,16 @@ def check_args(args: dict, source: str) -> None:
 
 
 def compute_threads(threads: int, world_size: int) -> int:
-    """Torch threads for one training process: ``threads`` when set, else its share of ``usable_cpus()`` (at least 1).
+    """Torch threads for one training process (at least 1).
 
-    Several CPU processes (DDP on the CPU) split the usable CPUs between them; more threads than
-    CPUs only wait for each other, and most on a machine that is running something else too.
+    ``threads`` when set; else ``OMP_NUM_THREADS`` when the environment sets it; else this
+    process's share of ``usable_cpus()``: several CPU processes (DDP on the CPU) split the usable
+    CPUs between them, since more threads than CPUs only wait for each other, and most on a
+    machine that is running something else too.
     """
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not threads and from_env.isdigit() and int(from_env) > 0:
+        return int(from_env)
     return threads or max(usable_cpus() // max(world_size, 1), 1)
 
 
@@ -188,7 +194,11 @@ class Trainer:
         """Data, model, loss, optimiser, EMA and output folder (restored from the checkpoint when resuming)."""
         args = self.args
         _seed_everything(args["seed"] + max(self.rank, 0), args["deterministic"])
-        torch.set_num_threads(compute_threads(args["threads"], self.world_size if self.device.type == "cpu" else 1))
+        cpu_processes = self.world_size if self.device.type == "cpu" else 1
+        self.threads = compute_threads(args["threads"], cpu_processes)
+        torch.set_num_threads(self.threads)
+        # fitting the thread count to the load changes the arithmetic: only when results need not be reproducible
+        self.fit_threads = not (args["threads"] or args["deterministic"] or "OMP_NUM_THREADS" in os.environ or cpu_processes > 1)
         self.data = load_data_config(args["data"])
         names, nc = self.data["names"], self.data["nc"]
         if self._network_arg is not None:
@@ -303,6 +313,8 @@ class Trainer:
             )
         for epoch in range(self.start_epoch, epochs):
             epoch_start = time.time()
+            if self.fit_threads:
+                self._fit_threads_to_load()
             if epoch >= epochs - args["close_mosaic"] and self.train_set.mosaic:
                 if self.is_main:
                     LOGGER.info(f"closing mosaic for the last {epochs - epoch} epochs")
@@ -343,6 +355,14 @@ class Trainer:
         if self.is_main:
             self._final_report()
 
+    def _fit_threads_to_load(self) -> None:
+        """Use the CPUs other processes leave free (at least one thread), measured between epochs while this one is idle."""
+        others = busy_cpus(LOAD_SAMPLE_S)
+        threads = max(1, self.threads - round(others))
+        if threads != torch.get_num_threads():
+            LOGGER.info(f"threads: {threads} (other processes keep {others:.1f} of {self.threads} CPUs busy)")
+            torch.set_num_threads(threads)
+
     def _train_step(self, batch: dict) -> torch.Tensor:
         """Forward + backward on one batch; returns the (4,) loss items (box, seg, cls, dfl)."""
         images = (batch["img"].to(self.device, non_blocking=True).float() / 255).contiguous(memory_format=torch.channels_last)
@@ -380,7 +400,9 @@ class Trainer:
         """Validate, log, save checkpoints and plots on rank 0; return True to stop early."""
         if not self.is_main:
             return False
+        val_start = time.time()
         metrics = self.validate() if self.args["val"] else None
+        val_seconds = time.time() - val_start
         fitness = metrics.fitness if metrics else -float(mean_loss.sum())
         if fitness > self.best_fitness:
             self.best_fitness, self.best_epoch = fitness, epoch
@@ -390,7 +412,7 @@ class Trainer:
             row.update({k: v for k, v in metrics.results_dict.items() if k != "fitness"})
             LOGGER.info(
                 f"epoch {epoch + 1}: box mAP50 {metrics.box.map50:.3f} mAP50-95 {metrics.box.map:.3f} | "
-                f"mask mAP50 {metrics.seg.map50:.3f} mAP50-95 {metrics.seg.map:.3f} | {seconds:.1f}s"
+                f"mask mAP50 {metrics.seg.map50:.3f} mAP50-95 {metrics.seg.map:.3f} | train {seconds:.1f}s, val {val_seconds:.1f}s"
             )
         row.update({f"lr/pg{j}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)})
         row["time"] = seconds

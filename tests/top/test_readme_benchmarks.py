@@ -1,0 +1,30 @@
+"""The README's Ultralytics comparison is the one generated from the committed results JSON."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "compare_table.py"
+RESULTS = ROOT / "benchmarks" / "results" / "compare_ultralytics.json"
+
+
+def test_readme_table_matches_the_results_json():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_check_fails_on_a_stale_table_and_a_rewrite_mends_it(tmp_path):
+    report = json.loads(RESULTS.read_text())
+    report["train"]["edgeseg"]["img_per_s"] *= 2
+    results, readme = tmp_path / "results.json", tmp_path / "README.md"
+    results.write_text(json.dumps(report))
+    readme.write_text((ROOT / "README.md").read_text())
+    args = [sys.executable, str(SCRIPT), "--results", str(results), "--readme", str(readme)]
+    stale = subprocess.run([*args, "--check"], capture_output=True, text=True)
+    assert stale.returncode == 1 and "differs" in stale.stderr
+    subprocess.run(args, check=True)
+    assert subprocess.run([*args, "--check"]).returncode == 0
+    ours, theirs = report["train"]["edgeseg"]["img_per_s"], report["train"]["ultralytics"]["img_per_s"]
+    assert f"| training, img/s | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× |" in readme.read_text()
