@@ -79,8 +79,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _mask_extents(m: np.ndarray) -> np.ndarray:
-    """``(K, H, W)`` bool -> ``(K, 4)`` int ``y1, y2, x1, x2`` (end exclusive); empty -> zeros."""
+def mask_extents(m: np.ndarray) -> np.ndarray:
+    """``(K, H, W)`` bool -> ``(K, 4)`` int ``y1, y2, x1, x2`` (end exclusive) of each mask's True pixels; empty -> zeros."""
     h, w = m.shape[1:]
     rows = m.any(axis=2)
     cols = m.any(axis=1)
@@ -95,18 +95,20 @@ def mask_iou(a, b: np.ndarray, windows_a: np.ndarray | None = None) -> np.ndarra
     """IoU between two sets of binary masks of the same size.
 
     Args:
-        a: ``(N, H, W)`` bool (or 0/1) masks, or a sequence of N ``(H, W)`` masks.
+        a: ``(N, H, W)`` bool (or 0/1) masks; with ``windows_a``, N crops instead: mask i is
+            False outside its window and ``a[i]`` is its ``(y1 - y0, x1 - x0)`` part inside it.
         b: ``(M, H, W)`` bool (or 0/1) masks, same ``H, W`` as ``a``.
-        windows_a: optional ``(N, 4)`` int ``y0, y1, x0, x1`` windows outside which the masks of
-            ``a`` are all False (a predicted mask's box window, ``postprocess.pixel_windows``);
-            ``a`` is then only read inside them. Without it, each mask's extent is found by a scan.
+        windows_a: optional ``(N, 4)`` int ``y0, y1, x0, x1`` windows within ``(H, W)`` (a
+            predicted mask's box window, ``postprocess.pixel_windows``). Without it, each full
+            mask's extent is found by a scan.
 
     Returns:
         ``(N, M)`` float64 IoU from exact integer pixel counts; pairs with a zero union get
         0 (as COCO does for empty masks).
 
     For each mask of ``a`` the intersections with all masks of ``b`` whose bounding box
-    overlaps its window are counted at once inside that window (vectorised over ``b``).
+    overlaps its window are counted at once (vectorised over ``b``), inside the part of the
+    window those boxes cover.
     Work is proportional to ``M x`` the window area of each mask of ``a``: ~7 ms for 30 x 30
     80-px masks of 640x480 (a dense float32 matrix product over ``H*W`` takes ~25 ms and,
     being multithreaded BLAS, stalls for seconds when the CPU is oversubscribed).
@@ -114,30 +116,38 @@ def mask_iou(a, b: np.ndarray, windows_a: np.ndarray | None = None) -> np.ndarra
     b = np.asarray(b)
     if windows_a is None:
         a = np.asarray(a)
-        if a.ndim != 3:
+        if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:]:
             raise ValueError(f"mask_iou needs (N,H,W) and (M,H,W) masks of one size, got {a.shape} and {b.shape}")
-        a = a.astype(bool, copy=False)
-        windows_a = _mask_extents(a)
-    shapes = {np.shape(mask) for mask in a}
-    if b.ndim != 3 or not shapes <= {b.shape[1:]}:
-        raise ValueError(f"mask_iou needs (N,H,W) and (M,H,W) masks of one size, got {sorted(shapes)} and {b.shape}")
-    n, m = len(a), b.shape[0]
+        ea = mask_extents(a.astype(bool, copy=False))
+        crops = [mask[y1:y2, x1:x2] for mask, (y1, y2, x1, x2) in zip(a, ea.tolist())]
+    else:
+        ea = np.asarray(windows_a, dtype=np.int64).reshape(len(a), 4)
+        crops = list(a)
+        h, w = b.shape[1:] if b.ndim == 3 else (0, 0)
+        fits = all(
+            np.shape(crop) == (y2 - y1, x2 - x1) and 0 <= y1 <= y2 <= h and 0 <= x1 <= x2 <= w
+            for crop, (y1, y2, x1, x2) in zip(crops, ea.tolist())
+        )
+        if b.ndim != 3 or not fits:
+            raise ValueError(f"mask_iou needs (M,H,W) masks and crops that fit their windows inside (H, W), got {b.shape}")
+    n, m = len(crops), b.shape[0]
     out = np.zeros((n, m), dtype=np.float64)
     if n == 0 or m == 0:
         return out
     b = b.astype(bool, copy=False)
-    ea = np.asarray(windows_a, dtype=np.int64).reshape(n, 4)
-    crops = [np.asarray(mask[y1:y2, x1:x2], dtype=bool) for mask, (y1, y2, x1, x2) in zip(a, ea.tolist())]
+    crops = [np.asarray(crop, dtype=bool) for crop in crops]
     area_a = np.array([np.count_nonzero(crop) for crop in crops], dtype=np.float64)
     area_b = np.count_nonzero(b.reshape(m, -1), axis=1).astype(np.float64)
-    eb = _mask_extents(b)
+    eb = mask_extents(b)
     b_has = area_b > 0
     inter = np.zeros((n, m), dtype=np.float64)
     for i in np.flatnonzero(area_a > 0):
         y1, y2, x1, x2 = ea[i]
         js = np.flatnonzero(b_has & (eb[:, 0] < y2) & (eb[:, 1] > y1) & (eb[:, 2] < x2) & (eb[:, 3] > x1))
-        if js.size:
-            both = b[js, y1:y2, x1:x2] & crops[i]
+        if js.size:  # count inside the window's overlap with the extents of those masks only
+            top, bottom = max(y1, eb[js, 0].min()), min(y2, eb[js, 1].max())
+            left, right = max(x1, eb[js, 2].min()), min(x2, eb[js, 3].max())
+            both = b[js, top:bottom, left:right] & crops[i][top - y1 : bottom - y1, left - x1 : right - x1]
             inter[i, js] = np.count_nonzero(both.reshape(js.size, -1), axis=1)
     union = (area_a[:, None] + area_b[None, :]) - inter
     np.divide(inter, union, out=out, where=(union > 0) & (inter > 0))
@@ -441,20 +451,21 @@ class SegmentEvaluator:
             pred_boxes: ``(N, 4)`` xyxy pixels in the original image.
             pred_scores: ``(N,)`` scores.
             pred_classes: ``(N,)`` int classes.
-            pred_masks: ``(N, H, W)`` bool masks at the ORIGINAL image resolution.
+            pred_masks: ``(N, H, W)`` bool masks at the ORIGINAL image resolution; with
+                ``pred_windows``, N crops (``mask_iou``'s ``a``).
             gt_boxes: ``(M, 4)`` xyxy pixels.
             gt_classes: ``(M,)`` int classes.
             gt_masks: ``(M, H, W)`` bool masks at the original resolution.
-            pred_windows: optional ``(N, 4)`` int ``y0, y1, x0, x1`` windows that hold every True
-                pixel of each predicted mask (``mask_iou``'s ``windows_a``; val passes the boxes'
-                ``pixel_windows``), so masks are only read inside them.
+            pred_windows: optional ``(N, 4)`` int ``y0, y1, x0, x1``: each predicted mask is
+                False outside its window and given as its crop there (val passes the boxes'
+                ``pixel_windows``), so no full-size mask is made or read.
         """
         pb = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
         ps = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
         pc = np.asarray(pred_classes).reshape(-1).astype(np.int64)
         gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
         gc = np.asarray(gt_classes).reshape(-1).astype(np.int64)
-        pm = np.asarray(pred_masks)
+        pm = list(pred_masks) if pred_windows is not None else np.asarray(pred_masks)
         gm = np.asarray(gt_masks)
         n, m = len(ps), len(gc)
         if len(pb) != n or len(pc) != n or len(pm) != n or len(gb) != m or len(gm) != m:
@@ -480,7 +491,7 @@ class SegmentEvaluator:
             biou[np.ix_(di, gi)] = box_iou(pb[di], gb[gi])
             if windows is None:
                 miou[np.ix_(di, gi)] = mask_iou(pm[keep[di]], gm[gi])
-            else:  # the masks as views, not a copy of (N, H, W)
+            else:
                 miou[np.ix_(di, gi)] = mask_iou([pm[k] for k in keep[di]], gm[gi], windows[di])
         self.box.add(ps, pc, gc, biou)
         self.seg.add(ps, pc, gc, miou)

@@ -15,9 +15,9 @@ from edgeseg.runtimes.images import read_image
 from edgeseg.runtimes.labels import Label, scan_labels
 from edgeseg.runtimes.data_config import img_paths
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics
-from edgeseg.runtimes.loop import predict_batches
-from edgeseg.runtimes.postprocess import pixel_windows
+from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics, mask_extents
+from edgeseg.runtimes.loop import infer_batches
+from edgeseg.runtimes.postprocess import mask_logits, non_max_suppression, pixel_windows, scale_boxes
 
 VAL_CONF = 0.001  # keep nearly every detection for mAP, as COCO-style evaluation expects
 VAL_IOU = 0.7
@@ -51,6 +51,31 @@ def split_labels(data: dict, split: str = "val") -> list[Label]:
     return labels
 
 
+def matchable_windows(windows: np.ndarray, classes: np.ndarray, gt_masks: np.ndarray, gt_classes: np.ndarray) -> np.ndarray:
+    """``windows`` with those that touch no ground-truth mask of their class emptied.
+
+    A detection whose window misses every same-class ground-truth mask has mask IoU 0 with all of
+    them, whatever its mask: val need not decode it (an empty window is decoded as nothing).
+
+    Args:
+        windows: (N, 4) int ``y0, y1, x0, x1`` of the detections (``pixel_windows``).
+        classes: (N,) int detection classes.
+        gt_masks: (M, H, W) bool ground-truth masks; gt_classes: (M,) int.
+
+    Returns:
+        (N, 4) int windows, ``(y0, y0, x0, x0)`` for the detections no ground truth can match.
+    """
+    extents = mask_extents(gt_masks)
+    keep = np.zeros(len(windows), dtype=bool)
+    for (y1, y2, x1, x2), c in zip(extents.tolist(), np.asarray(gt_classes).tolist()):
+        if y2 > y1:
+            keep |= (classes == c) & (windows[:, 0] < y2) & (windows[:, 1] > y1) & (windows[:, 2] < x2) & (windows[:, 3] > x1)
+    out = windows.copy()
+    out[~keep, 1] = out[~keep, 0]
+    out[~keep, 3] = out[~keep, 2]
+    return out
+
+
 def evaluate(
     infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     labels: list[Label],
@@ -78,15 +103,18 @@ def evaluate(
         SegmentMetrics with ``box`` and ``seg`` results (mask IoU at the original resolution).
     """
     evaluator = SegmentEvaluator(nc)
+    shape = (imgsz, imgsz)
     bar = tqdm(total=len(labels), desc=desc, disable=not progress, unit="img", leave=False)
     with ThreadPoolExecutor(max_workers=2) as pool, bar:
         frames = zip((label.im_file for label in labels), pool.map(lambda label: read_image(label.im_file), labels))
         pending = iter(labels)
-        for results in predict_batches(infer, frames, (imgsz, imgsz), batch, nc, conf=conf, iou=iou, max_det=max_det):
-            for result in results:
-                windows = pixel_windows(result.boxes, result.orig_shape)
-                evaluator.update(
-                    result.boxes, result.scores, result.classes, result.masks, *ground_truth(next(pending)), pred_windows=windows
-                )
-            bar.update(len(results))
+        for step, (preds, protos), _ in infer_batches(infer, frames, shape, batch):
+            for b, info in enumerate(step.infos):
+                gt_boxes, gt_classes, gt_masks = ground_truth(next(pending))
+                boxes, scores, classes, coeffs = non_max_suppression(preds[b], nc, conf=conf, iou=iou, max_det=max_det)
+                boxes = scale_boxes(boxes, info)
+                windows = matchable_windows(pixel_windows(boxes, info.source_shape), classes, gt_masks, gt_classes)
+                crops = [logits > 0 for logits in mask_logits(protos[b], coeffs, windows, info, shape)]
+                evaluator.update(boxes, scores, classes, crops, gt_boxes, gt_classes, gt_masks, pred_windows=windows)
+            bar.update(len(step.infos))
     return evaluator.result()

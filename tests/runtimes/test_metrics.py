@@ -445,8 +445,8 @@ def test_mask_iou_exact_counts():
 
 
 
-def test_mask_iou_and_evaluator_with_windows_match_the_scan():
-    """Given box windows that hold every True pixel, mask_iou and SegmentEvaluator give identical answers."""
+def test_mask_iou_and_evaluator_with_window_crops_match_full_masks():
+    """Masks given as crops over windows that hold every True pixel: mask_iou and SegmentEvaluator give identical answers."""
     rng = np.random.default_rng(5)
     h, w = 60, 80
     windows = []
@@ -459,15 +459,17 @@ def test_mask_iou_and_evaluator_with_windows_match_the_scan():
     windows[3] = (0, h, 0, w)  # a window larger than the mask's extent
     a[5] = False  # empty mask
     b = rng.random((4, h, w)) < 0.2
-    np.testing.assert_array_equal(mask_iou(a, b, np.array(windows)), mask_iou(a, b))
-    np.testing.assert_array_equal(mask_iou(list(a), b, np.array(windows)), mask_iou(a, b))
+    crops = [mask[y0:y1, x0:x1] for mask, (y0, y1, x0, x1) in zip(a, windows)]
+    np.testing.assert_array_equal(mask_iou(crops, b, np.array(windows)), mask_iou(a, b))
+    with pytest.raises(ValueError, match="fit their windows"):
+        mask_iou(list(a), b, np.array(windows))  # full masks are not crops
 
     boxes = np.array([(x0, y0, x1, y1) for y0, y1, x0, x1 in windows], np.float64)
     scores, classes = rng.random(9), rng.integers(0, 2, 9)
     gt_boxes, gt_classes = np.array([mask_box(m) for m in b]), np.array([0, 1, 0, 1])
     plain, windowed = SegmentEvaluator(2), SegmentEvaluator(2)
     plain.update(boxes, scores, classes, a, gt_boxes, gt_classes, b)
-    windowed.update(boxes, scores, classes, a, gt_boxes, gt_classes, b, pred_windows=np.array(windows))
+    windowed.update(boxes, scores, classes, crops, gt_boxes, gt_classes, b, pred_windows=np.array(windows))
     assert plain.result().results_dict == windowed.result().results_dict
 
 def test_mask_iou_is_fast_at_640x480():
