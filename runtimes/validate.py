@@ -5,7 +5,6 @@ val`` on a checkpoint, and every exported artifact, so the numbers differ only b
 """
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -105,8 +104,9 @@ def evaluate(
     evaluator = SegmentEvaluator(nc)
     shape = (imgsz, imgsz)
     bar = tqdm(total=len(labels), desc=desc, disable=not progress, unit="img", leave=False)
-    with ThreadPoolExecutor(max_workers=2) as pool, bar:
-        frames = zip((label.im_file for label in labels), pool.map(lambda label: read_image(label.im_file), labels))
+    with bar:
+        # read lazily: the loop reads the next batch on its background thread while this one infers
+        frames = ((label.im_file, read_image(label.im_file)) for label in labels)
         pending = iter(labels)
         for step, (preds, protos), _ in infer_batches(infer, frames, shape, batch):
             for b, info in enumerate(step.infos):
