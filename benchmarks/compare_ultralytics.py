@@ -277,9 +277,10 @@ def main() -> None:
 
     report["ratios"] = ratios(report)
     write_report(report, args.out)
-    print(table(report))
+    summary = render(json.loads(Path(args.out).read_text()))
+    print(summary)
     if args.out == RESULTS:
-        README.write_text(splice(README.read_text(), render(json.loads(RESULTS.read_text()))))
+        README.write_text(splice(README.read_text(), summary))
         print(f"{README}: the Ultralytics table is rewritten from {RESULTS}")
 
 
@@ -295,33 +296,6 @@ def ratios(report: dict) -> dict:
     out["val_speedup"] = report["val"]["ultralytics"]["ms_per_image"] / report["val"]["edgeseg"]["ms_per_image"]
     out["val_over_predict"] = report["val"]["edgeseg"]["ms_per_image"] / report["predict"]["few"]["edgeseg"]["ms"]
     return out
-
-
-def table(report: dict) -> str:
-    """A text summary of one run."""
-    lines = [f"{'measure':<34}{'edgeseg':>12}{'Ultralytics':>14}{'ratio':>8}"]
-    train = report["train"]
-    lines.append(f"{'train img/s':<34}{train['edgeseg']['img_per_s']:>12.1f}{train['ultralytics']['img_per_s']:>14.1f}{report['ratios']['train_img_per_s']:>8.2f}")
-    if "train_busy" in report:
-        busy = report["train_busy"]
-        lines.append(f"{'  epoch slowdown, CPU busy':<34}{busy['edgeseg']['slowdown']:>12.2f}{busy['ultralytics']['slowdown']:>14.2f}")
-        if "edgeseg_follow_load" in busy:
-            lines.append(f"{'  the same, threads follow the load':<34}{busy['edgeseg_follow_load']['slowdown']:>12.2f}")
-    accuracy = report["accuracy"]
-    for kind, key in (("box", "box_map"), ("mask", "mask_map")):
-        label = f"  {kind} mAP50-95 after {report['epochs']} epochs"
-        lines.append(f"{label:<34}{accuracy['edgeseg'][key]:>12.3f}{accuracy['ultralytics'][key]:>14.3f}")
-    for scene, row in report["predict"].items():
-        ours, theirs = row["edgeseg"], row["ultralytics"]
-        label = f"predict ms/img {scene} ({ours['detections_per_image']:.0f} det)"
-        lines.append(f"{label:<34}{ours['ms']:>12.1f}{theirs['ms']:>14.1f}{theirs['ms'] / ours['ms']:>8.2f}")
-        lines.append(f"{'  raw ONNX Runtime infer ms':<34}{ours['raw_infer_ms']:>12.1f}")
-        auto = row["edgeseg_auto_engine"]
-        lines.append(f"{'  engine auto (' + auto['engine'] + ')':<34}{auto['ms']:>12.1f}{theirs['ms']:>14.1f}{theirs['ms'] / auto['ms']:>8.2f}")
-    val = report["val"]
-    lines.append(f"{'val ms/img':<34}{val['edgeseg']['ms_per_image']:>12.1f}{val['ultralytics']['ms_per_image']:>14.1f}{report['ratios']['val_speedup']:>8.2f}")
-    lines.append(f"{'val mask mAP50-95':<34}{val['edgeseg']['mask_map']:>12.3f}{val['ultralytics']['mask_map']:>14.3f}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
