@@ -9,3 +9,4 @@ MAX_IMGSZ = 4096  # px, the largest model input side (train, predict, val, expor
 MAX_CLASSES = 10_000  # class names / nc of a model or dataset
 MAX_NAME_CHARS = 256  # characters of one class name
 MAX_METADATA_BYTES = 1 << 20  # bytes of the ModelMeta JSON embedded in an artifact
+MAX_DETECTIONS = 10_000  # detections per image an end-to-end artifact may report (ModelMeta.nms max_det)

@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict, dataclass, field
 
-from edgeseg.runtimes.limits import MAX_CLASSES, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
+from edgeseg.runtimes.limits import MAX_CLASSES, MAX_DETECTIONS, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
 
 META_KEY = "edgeseg"  # the key under which artifacts store ``ModelMeta.to_json()``
 
@@ -28,6 +28,8 @@ class ModelMeta:
         version: the edgeseg version that exported it.
         outputs: output tensor names in contract order (``preds``, ``protos``) or split-head names.
         extra: target-specific facts (e.g. quantisation scales), JSON-serialisable.
+        nms: empty, or for an end-to-end artifact (NMS in the graph, ``edgeseg.runtimes.end2end``)
+            its settings: ``conf`` (the lowest score it reports), ``iou`` and ``max_det``.
     """
 
     names: dict[int, str]
@@ -45,11 +47,22 @@ class ModelMeta:
     version: str = ""
     outputs: list[str] = field(default_factory=lambda: ["preds", "protos"])
     extra: dict = field(default_factory=dict)
+    nms: dict = field(default_factory=dict)
 
     @property
     def nc(self) -> int:
         """Number of classes."""
         return len(self.names)
+
+    @property
+    def end2end(self) -> bool:
+        """True when NMS is in the graph: the first output is (B, max_det, 6 + nm) detections."""
+        return bool(self.nms)
+
+    @property
+    def head_shape(self) -> tuple[int, int]:
+        """(axis, size) of the first output's fixed channel axis: (2, 6 + nm) end to end, else (1, 4 + nc + nm)."""
+        return (2, 6 + self.nm) if self.end2end else (1, 4 + self.nc + self.nm)
 
     def to_json(self) -> str:
         """Compact JSON (class ids become string keys, restored by ``from_json``)."""
@@ -66,6 +79,7 @@ class ModelMeta:
             (0 < h <= MAX_IMGSZ and 0 < w <= MAX_IMGSZ, f"imgsz {h}x{w} (1 to {MAX_IMGSZ} px a side)"),
             (0 < self.nm <= 1024, f"nm {self.nm} mask coefficients (1 to 1024)"),
             (0 <= self.batch <= 1024, f"batch {self.batch} (0 = dynamic, up to 1024)"),
+            (not self.nms or _nms_ok(self.nms), f"nms {self.nms} (conf and iou from 0 to 1, max_det 1 to {MAX_DETECTIONS})"),
         )
         for ok, problem in checks:
             if not ok:
@@ -98,11 +112,23 @@ class ModelMeta:
                 raise ValueError(f"{key} is {known[key]!r}, not a string")
         if not isinstance(known.get("outputs", []), list) or not all(isinstance(o, str) for o in known.get("outputs", [])):
             raise ValueError("outputs must be a list of tensor names")
-        if not isinstance(known.get("extra", {}), dict):
-            raise ValueError("extra must be an object")
+        for key in ("extra", "nms"):
+            if not isinstance(known.get(key, {}), dict):
+                raise ValueError(f"{key} must be an object")
         if not isinstance(known.get("dynamic", False), bool):
             raise ValueError("dynamic must be true or false")
         return cls(**known).check()
+
+
+def _nms_ok(nms: dict) -> bool:
+    """True for ``{"conf": 0..1, "iou": 0..1, "max_det": 1..MAX_DETECTIONS}``."""
+    number = (int, float)
+    return (
+        set(nms) == {"conf", "iou", "max_det"}
+        and all(isinstance(nms[k], number) and not isinstance(nms[k], bool) and 0 <= nms[k] <= 1 for k in ("conf", "iou"))
+        and _is_int(nms["max_det"])
+        and 0 < nms["max_det"] <= MAX_DETECTIONS
+    )
 
 
 def _is_int(value) -> bool:

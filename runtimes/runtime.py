@@ -133,12 +133,31 @@ class Runtime:
         if batch < 1:
             raise EdgesegError(f"batch must be >= 1, got {batch}")
         check_thresholds(conf, iou, max_det)
+        self._warn_end2end(conf, iou, max_det, agnostic)
         shape = self.input_shape(imgsz)
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
         results = self._stream(items, shape, size, options)
         return results if stream else list(results)
+
+    def _warn_end2end(self, conf: float, iou: float, max_det: int, agnostic: bool = False) -> None:
+        """Log which asked-for settings an end-to-end artifact cannot honour: its graph did NMS with its own."""
+        nms = self.meta.nms
+        if not nms:
+            return
+        limits = []
+        if conf < nms["conf"]:
+            limits.append(f"conf {conf:g} (it reports no score <= {nms['conf']:g})")
+        if iou != nms["iou"] or agnostic:
+            limits.append(f"iou {iou:g}{' agnostic' if agnostic else ''} (its graph ran class-aware NMS at {nms['iou']:g} first)")
+        if max_det > nms["max_det"]:
+            limits.append(f"max_det {max_det} (it reports at most {nms['max_det']})")
+        if limits:
+            LOGGER.warning(
+                f"{self.backend.path}: NMS is in this end-to-end graph, so the results differ from host NMS at "
+                f"{', '.join(limits)}; re-export with --end2end --conf/--iou/--max-det to change them"
+            )
 
     def _stream(self, items, shape: tuple[int, int], size: int, options: dict):
         """Generator of Results over ``items`` through the one batch loop, ``size`` images per inference call."""
@@ -180,6 +199,7 @@ class Runtime:
                 missing or empty, or the model input is not square.
         """
         check_thresholds(conf, iou, max_det)
+        self._warn_end2end(conf, iou, max_det)
         cfg = data if isinstance(data, dict) else load_data_config(data)
         where = cfg.get("yaml_file", "data config")
         if cfg["nc"] != self.meta.nc:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from edgeseg.runtimes import load
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_IMGSZ
+from edgeseg.runtimes.limits import MAX_DETECTIONS, MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.runtime import check_thresholds
+from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
 from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra
 from edgeseg.targets.registry import TargetEntry, target_entry
 from edgeseg.targets.verify import format_report, save_report, verification_set
@@ -120,6 +122,9 @@ def export(
     device: str = "cpu",
     simplify: bool = True,
     opset: int = 17,
+    conf: float = VAL_CONF,
+    iou: float = VAL_IOU,
+    max_det: int = VAL_MAX_DET,
 ) -> Artifact:
     """Export a model to a deployable artifact and verify it against the PyTorch model.
 
@@ -143,6 +148,9 @@ def export(
         device: where to trace and verify: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
         simplify: simplify the graph (ONNX-based targets).
         opset: ONNX opset (ONNX-based targets).
+        conf, iou, max_det: with ``end2end``, the graph's NMS settings: the lowest score it
+            reports (the default keeps what ``Runtime.val`` counts), the IoU above which a box
+            is suppressed, and the detections per image (rows of its ``detections`` output).
 
     Returns:
         The Artifact.
@@ -155,6 +163,10 @@ def export(
     entry = target_entry(target, precision)
     if batch < 1:
         raise EdgesegError(f"batch must be >= 1, got {batch}")
+    if end2end:
+        check_thresholds(conf, iou, max_det)
+        if max_det > MAX_DETECTIONS:
+            raise EdgesegError(f"max_det {max_det} is above the limit of {MAX_DETECTIONS}")
     if dynamic and batch != 1:
         raise EdgesegError("a dynamic export takes any batch size; --batch sets a static one: give one of them")
     with missing_extra("export"):
@@ -178,6 +190,8 @@ def export(
         precision=precision,
         source_hash=source.meta.source_hash,
         version=source.meta.version,
+        outputs=["detections", "protos"] if end2end else ["preds", "protos"],
+        nms={"conf": float(conf), "iou": float(iou), "max_det": int(max_det)} if end2end else {},
     )
     dest = _destination(out, entry, folder, stem, precision)
     LOGGER.info(f"{source.source}: exporting to {dest} ({target} {precision}, {hw[0]}x{hw[1]}, batch {'dynamic' if dynamic else batch})")

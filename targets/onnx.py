@@ -1,7 +1,9 @@
 """ONNX target: the fused eval model traced to ONNX, simplified, checked, with its ModelMeta embedded.
 
 Graph: input ``images`` (B, 3, H, W) float32 RGB in [0, 1]; outputs ``preds`` (B, 4 + nc + nm, A)
-and ``protos`` (B, nm, H / 4, W / 4) float32 (docs/ARCHITECTURE.md, "Output contract"). Static, or with batch, height and
+and ``protos`` (B, nm, H / 4, W / 4) float32 (docs/ARCHITECTURE.md, "Output contract"); with
+``--end2end`` (``job.meta.nms`` set), NMS in the graph and ``detections`` (B, max_det, 6 + nm)
+instead of ``preds`` (``edgeseg.targets.end2end``). Static, or with batch, height and
 width dynamic (the anchor grid is computed in the graph from the feature-map shapes). fp16
 artifacts hold half weights and compute in half, but cast in the graph so that their input and
 outputs stay float32.
@@ -19,6 +21,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.targets.common import ExportJob
+from edgeseg.targets.end2end import End2End
 
 MIN_OPSET = 17
 MAX_OPSET = 20  # the newest opset torch's TorchScript-based exporter writes
@@ -52,26 +55,34 @@ def trace(job: ExportJob) -> onnx.ModelProto:
     half = job.precision == "fp16"
     net = job.net.to(device)
     wrapper = ExportWrapper(net.half() if half else net, half).eval()
+    nms = job.meta.nms
+    if nms:
+        wrapper = End2End(wrapper, job.meta.nc, nms["conf"], nms["iou"], nms["max_det"]).eval()
+    names = job.meta.outputs
     example = torch.zeros(max(job.batch, 1), 3, *job.imgsz, device=device)
     axes = None
     if job.dynamic:
         axes = {
             "images": {0: "batch", 2: "height", 3: "width"},
-            "preds": {0: "batch", 2: "anchors"},
-            "protos": {0: "batch", 2: "mask_height", 3: "mask_width"},
+            names[0]: {0: "batch"} if nms else {0: "batch", 2: "anchors"},
+            names[1]: {0: "batch", 2: "mask_height", 3: "mask_width"},
         }
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        # End-to-end graphs: the NMS indices it gathers with are never negative, and the slices
+        # the folder skips are computed at run time.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper,
             (example,),
             buffer,
             opset_version=job.opset,
             input_names=["images"],
-            output_names=["preds", "protos"],
+            output_names=names,
             dynamic_axes=axes,
             do_constant_folding=True,
             dynamo=False,
@@ -83,13 +94,8 @@ def build(job: ExportJob) -> None:
     """Write ``job.path``: the traced graph, simplified with onnxslim when ``job.simplify``, checked, metadata embedded.
 
     Raises:
-        EdgesegError: end2end asked for, or an opset outside 17–20.
+        EdgesegError: an opset outside 17–20.
     """
-    if job.end2end:
-        raise EdgesegError(
-            "end2end ONNX (NMS in the graph) is not available; export without --end2end "
-            "(edgeseg.runtimes does NMS and mask decoding on the device)"
-        )
     if not MIN_OPSET <= job.opset <= MAX_OPSET:
         raise EdgesegError(f"ONNX opset {job.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
     model = trace(job)
@@ -98,10 +104,10 @@ def build(job: ExportJob) -> None:
         # leaves metadata_props alone where onnxsim adds 19 entries of its own, and leaves
         # yolo11n-seg's outputs bit-identical (docs/ARCHITECTURE.md, "Converter choices").
         model = onnxslim.slim(model)
-    channels = 4 + job.meta.nc + job.meta.nm
+    axis, channels = job.meta.head_shape
     # The tracer cannot tell that the channel count of ``preds`` is fixed when the batch and
     # size are dynamic; declaring it lets consumers check the layout.
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = channels
+    model.graph.output[0].type.tensor_type.shape.dim[axis].dim_value = channels
     model.metadata_props.add(key=META_KEY, value=job.meta.to_json())
     model.producer_name = "edgeseg"
     model.producer_version = job.meta.version

@@ -106,10 +106,8 @@ def build(job: ExportJob) -> None:
     """Write the ``job.path`` folder: the fp32 ONNX hub artifact converted to IR, quantised for int8, metadata in rt_info.
 
     Raises:
-        EdgesegError: end2end asked for, int8 without usable calibration data, or a bad opset.
+        EdgesegError: int8 without usable calibration data, or a bad opset.
     """
-    if job.end2end:
-        raise EdgesegError("end2end OpenVINO (NMS in the graph) is not available; export without --end2end")
     batches = calibration_batches(job) if job.precision == "int8" else None
     onnx_path = job.path.parent / f"{ir_name(job.path.name)}.onnx"
     onnx_target.build(dataclasses.replace(job, path=onnx_path, precision="fp32"))

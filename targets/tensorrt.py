@@ -222,7 +222,10 @@ def build(job: ExportJob) -> None:
     """
     trt = require_tensorrt()
     if job.end2end:
-        raise EdgesegError("end2end TensorRT (NMS in the graph) is not available; export without --end2end")
+        raise EdgesegError(
+            "end2end TensorRT engines are not built by edgeseg; export without --end2end, or export "
+            "--target onnx --end2end and build that ONNX (standard NonMaxSuppression) with TensorRT's own tools"
+        )
     cudart = import_cudart()
     _, index = parse_device(job.device)
     cuda_call(cudart, cudart.cudaSetDevice(index), "cudaSetDevice")

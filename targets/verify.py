@@ -33,6 +33,7 @@ import numpy as np
 from edgeseg.data.synth import render_sample, sample_rng
 from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.data_config import load_data_config
+from edgeseg.runtimes.end2end import detections_to_preds, host_detections
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write_text
 from edgeseg.runtimes.images import read_image
@@ -40,7 +41,7 @@ from edgeseg.runtimes.labels import Label
 from edgeseg.runtimes.loop import infer_batches
 from edgeseg.runtimes.metrics import box_iou
 from edgeseg.runtimes.postprocess import non_max_suppression, postprocess
-from edgeseg.runtimes.validate import evaluate, split_labels
+from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
 
 # One row per precision; a target whose format drifts more by design passes its own overrides.
 # logit_margin: unmatched detections scoring below sigmoid(logit(conf) + logit_margin) are borderline
@@ -266,7 +267,9 @@ def _replay(inputs: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]):
     return infer
 
 
-def map_delta(inputs: np.ndarray, outputs: dict, labels: list[Label], nc: int) -> dict:
+def map_delta(
+    inputs: np.ndarray, outputs: dict, labels: list[Label], nc: int, conf: float = VAL_CONF, iou: float = VAL_IOU, max_det: int = VAL_MAX_DET
+) -> dict:
     """Box and mask mAP50-95 of both models on the labelled images, through ``evaluate`` (the code of ``Runtime.val``).
 
     Args:
@@ -274,6 +277,8 @@ def map_delta(inputs: np.ndarray, outputs: dict, labels: list[Label], nc: int) -
         outputs: ``{"reference": (preds, protos), "artifact": (preds, protos)}`` of ``inputs``.
         labels: the N images' Labels.
         nc: the models' class count.
+        conf, iou, max_det: the post-processing of both evaluations (an end-to-end artifact's
+            own NMS settings when they are stricter than val's).
 
     Returns:
         ``images``, ``reference`` and ``artifact`` (``{"box", "mask"}`` mAP50-95 in [0, 1]) and
@@ -287,7 +292,7 @@ def map_delta(inputs: np.ndarray, outputs: dict, labels: list[Label], nc: int) -
         return {"skipped": f"the labels have class ids beyond the model's {nc} classes"}
     maps = {}
     for side, output in outputs.items():
-        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, progress=False)
+        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, conf=conf, iou=iou, max_det=max_det, progress=False)
         maps[side] = {"box": float(metrics.box.map), "mask": float(metrics.seg.map)}
     delta = {task: maps["artifact"][task] - maps["reference"][task] for task in ("box", "mask")}
     return {"images": len(labels), **maps, "delta": delta}
@@ -307,23 +312,28 @@ def _lowered_conf(preds: np.ndarray, nc: int) -> float:
     return float((scores[k] + below) / 2)
 
 
-def _compare_outputs(ref: tuple, art: tuple, infos: list, shape: tuple[int, int], names: dict, logit_margin: float):
-    """Post-process both models' (preds, protos) at CONF (lowered for a reference with few detections) and compare.
+def _compare_outputs(
+    ref: tuple, art: tuple, infos: list, shape: tuple[int, int], names: dict, logit_margin: float, nms: dict
+):
+    """Post-process both models' (preds, protos) at CONF (lowered for a reference with few detections; raised to an end-to-end artifact's floor) and compare.
 
     Args:
         ref, art: (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)) of the reference and the artifact.
         infos: B LetterboxInfo; shape: the (H, W) input; names: ``{class id: name}``.
         logit_margin: how far above the threshold, in logits, an unmatched detection is still borderline.
+        nms: an end-to-end artifact's NMS settings (else empty): both sides are post-processed at
+            its ``iou`` and ``max_det``, and the threshold is never lowered below its ``conf``.
 
     Returns:
         (the threshold used, the borderline score, ``compare_detections``'s result).
     """
-    conf = CONF
-    ref_results = postprocess(*ref, infos, shape, nc=len(names), conf=conf, names=names)
+    conf = max(CONF, nms.get("conf", 0.0))
+    settings = {"nc": len(names), "names": names, "iou": nms.get("iou", 0.7), "max_det": nms.get("max_det", 300)}
+    ref_results = postprocess(*ref, infos, shape, conf=conf, **settings)
     if sum(map(len, ref_results)) < MIN_DETECTIONS:
-        conf = _lowered_conf(ref[0], len(names))
-        ref_results = postprocess(*ref, infos, shape, nc=len(names), conf=conf, names=names)
-    art_results = postprocess(*art, infos, shape, nc=len(names), conf=conf, names=names)
+        conf = max(_lowered_conf(ref[0], len(names)), nms.get("conf", 0.0))
+        ref_results = postprocess(*ref, infos, shape, conf=conf, **settings)
+    art_results = postprocess(*art, infos, shape, conf=conf, **settings)
     borderline = borderline_score(conf, logit_margin)
     return conf, borderline, compare_detections(ref_results, art_results, borderline)
 
@@ -422,24 +432,29 @@ def verify(
             "passed": None,
         }
     _, _, ref = _run(reference, frames, shape)
+    nms = artifact.meta.nms
     finite = bool(np.isfinite(art[0]).all() and np.isfinite(art[1]).all())
-    diff = output_diff(ref, art, nc, shape)
+    # An end-to-end artifact's outputs are its detections: they are compared with the host's NMS of the reference's.
+    diff = output_diff((detections_to_preds(host_detections(ref[0], nc, **nms), nc), ref[1]) if nms else ref, art, nc, shape)
     art = tuple(np.nan_to_num(a) for a in art)
-    conf, borderline, compared = _compare_outputs(ref, art, infos, shape, artifact.names, limits["logit_margin"])
+    conf, borderline, compared = _compare_outputs(ref, art, infos, shape, artifact.names, limits["logit_margin"], nms)
     changes = compared["score_changes"]
     report = {
         "precision": precision,
         "images": len(images),
         "imgsz": list(shape),
         "conf": conf,
-        "conf_lowered": conf != CONF,
+        "conf_lowered": conf < CONF,
         "borderline_below": borderline,
         "detections": {key: compared[key] for key in ("reference", "artifact", "matched", "compared", "unmatched", "borderline")},
         "agreement": compared["agreement"],
         "box_iou": iou_summary(compared["box_ious"]),
         "mask_iou": iou_summary(compared["mask_ious"]),
         "score_change": {"mean": float(changes.mean()) if len(changes) else None, "max": float(changes.max(initial=0.0))},
-        "map": None if labels is None else map_delta(batch, {"reference": ref, "artifact": art}, labels, nc),
+        "map": None if labels is None else map_delta(
+            batch, {"reference": ref, "artifact": art}, labels, nc,
+            max(VAL_CONF, nms.get("conf", 0.0)), min(VAL_IOU, nms.get("iou", 1.0)), min(VAL_MAX_DET, nms.get("max_det", VAL_MAX_DET)),
+        ),  # fmt: skip
         "finite": finite,
         "max_abs_diff": diff,
         "tolerance": limits,

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edgeseg.runtimes.end2end import detections_to_preds
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
 
@@ -68,8 +69,17 @@ class Backend:
                 it in chunks of ``meta.batch`` images, the last one padded with zeros.
 
         Returns:
-            preds (B, 4 + nc + nm, A) float32 and protos (B, nm, H / 4, W / 4) float32.
+            preds (B, 4 + nc + nm, A) float32 and protos (B, nm, H / 4, W / 4) float32. An
+            end-to-end artifact's detections come back in that layout, one column per detection
+            (``edgeseg.runtimes.end2end.detections_to_preds``).
         """
+        preds, protos = self._chunked(batch)
+        if self.meta.end2end:
+            preds = detections_to_preds(preds, self.meta.nc)
+        return preds, protos
+
+    def _chunked(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_forward`` on ``batch`` in chunks of ``meta.batch`` images (the last one zero-padded) unless the batch is dynamic."""
         size = self.meta.batch
         if self.dynamic_batch or len(batch) == size:
             return self._forward(batch)
@@ -85,7 +95,7 @@ class Backend:
         return np.concatenate(preds), np.concatenate(protos)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One model call on (meta.batch or any B, 3, H, W) float32 → (preds, protos) float32 numpy."""
+        """One model call on (meta.batch or any B, 3, H, W) float32 → (preds or end-to-end detections, protos) float32 numpy."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -73,13 +73,14 @@ class OnnxBackend(Backend):
             raise EdgesegError(f"{path}: unreadable '{META_KEY}' metadata ({exc})") from None
         preds, protos = self._bind(outputs, meta, path)
         self.output_names = [preds.name, protos.name]
-        channels, nm = preds.shape[1], protos.shape[1]
+        axis, size = meta.head_shape if meta is not None else (1, None)
+        channels, nm = preds.shape[axis], protos.shape[1]
         if meta is None:
             if not (isinstance(channels, int) and isinstance(nm, int) and channels - 4 - nm >= 1):
                 raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
             meta = ModelMeta(names={i: str(i) for i in range(channels - 4 - nm)}, imgsz=(DEFAULT_IMGSZ, DEFAULT_IMGSZ), nm=nm)
             LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={meta.nc}, names = class ids)")
-        elif isinstance(channels, int) and isinstance(nm, int) and (channels, nm) != (4 + meta.nc + meta.nm, meta.nm):
+        elif isinstance(channels, int) and isinstance(nm, int) and (channels, nm) != (size, meta.nm):
             raise EdgesegError(
                 f"{path}: metadata says nc={meta.nc}, nm={meta.nm} but the outputs are {_describe([preds, protos])}"
             )

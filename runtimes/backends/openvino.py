@@ -120,13 +120,14 @@ class OpenVinoBackend(Backend):
             except ValueError as exc:
                 raise EdgesegError(f"{path}: unreadable '{META_KEY}' rt_info metadata ({exc})") from None
         preds, protos = self._bind(outputs, meta, path)
-        channels, nm = _dim(preds.get_partial_shape(), 1), _dim(protos.get_partial_shape(), 1)
+        axis, size = meta.head_shape if meta is not None else (1, None)
+        channels, nm = _dim(preds.get_partial_shape(), axis), _dim(protos.get_partial_shape(), 1)
         if meta is None:
             if channels is None or nm is None or channels - 4 - nm < 1:
                 raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
             meta = ModelMeta(names={i: str(i) for i in range(channels - 4 - nm)}, imgsz=(DEFAULT_IMGSZ, DEFAULT_IMGSZ), nm=nm)
             LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={meta.nc}, names = class ids)")
-        elif channels is not None and nm is not None and (channels, nm) != (4 + meta.nc + meta.nm, meta.nm):
+        elif channels is not None and nm is not None and (channels, nm) != (size, meta.nm):
             raise EdgesegError(f"{path}: metadata says nc={meta.nc}, nm={meta.nm} but the outputs are {_describe([preds, protos])}")
         shape = inputs[0].get_partial_shape()
         batch, height, width = _dim(shape, 0), _dim(shape, 2), _dim(shape, 3)

@@ -303,8 +303,6 @@ def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
         export(checkpoint, dynamic=True, batch=4)
     with pytest.raises(EdgesegError, match="must end with '.onnx'"):
         export(checkpoint, out=tmp_path / "m.bin")
-    with pytest.raises(EdgesegError, match="end2end ONNX"):
-        export(checkpoint, end2end=True, out=tmp_path / "e.onnx")
     with pytest.raises(EdgesegError, match="opset 13 is not supported"):
         export(checkpoint, opset=13, out=tmp_path / "o.onnx")
     assert list(tmp_path.iterdir()) == []
