@@ -38,6 +38,8 @@ RESULTS = Path(__file__).parent / "results" / "predict_speed.json"
 # One row per artifact kind to time; later targets add theirs (target, precision, export options).
 ARTIFACTS = [
     {"target": "onnx", "precision": "fp32", "options": {}},
+    {"target": "onnx", "precision": "fp32", "options": {"end2end": True}},  # NMS in the graph, floor conf 0.001 (val's)
+    {"target": "onnx", "precision": "fp32", "options": {"end2end": True, "conf": 0.25}},  # ... floor conf 0.25 (predict's)
     {"target": "openvino", "precision": "fp32", "options": {}},
     {"target": "openvino", "precision": "fp16", "options": {}},
     {"target": "openvino", "precision": "int8", "options": {"calib": 100}},  # calibration images: the model's train_args data
@@ -199,9 +201,11 @@ def main() -> None:
             for kind in ARTIFACTS:
                 if args.targets and kind["target"] not in args.targets:
                     continue
-                out = tmp / f"{kind['target']}-{kind['precision']}-{imgsz}"
+                name = f"{kind['target']} {kind['precision']}" + (
+                    f" e2e {kind['options'].get('conf', 0.001):g}" if kind["options"].get("end2end") else ""
+                )
+                out = tmp / f"{name.replace(' ', '-')}-{imgsz}"
                 out.mkdir()
-                name = f"{kind['target']} {kind['precision']}"
                 try:
                     artifact = export(source, target=kind["target"], precision=kind["precision"], imgsz=imgsz, out=out, **kind["options"])
                 except EdgesegError as exc:  # e.g. the train-free model's fp16 drift fails verification: a row, not a crash
