@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev,openvino,coreml]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev,openvino,coreml,ncnn-export]"
 	touch $@
 
 demo: setup

@@ -94,3 +94,4 @@ register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "int8"), "o
 register_target("coreml", lazy_build("coreml"), ("fp32", "fp16", "int8"), "coreml", ".mlpackage")
 register_target("tensorrt", lazy_build("tensorrt"), ("fp32", "fp16", "int8"), "tensorrt", ".engine")
 register_target("tflite", lazy_build("tflite"), ("fp32", "fp16", "int8"), "tflite-export", ".tflite")
+register_target("ncnn", lazy_build("ncnn"), ("fp32", "fp16"), "ncnn-export", "_ncnn_model")

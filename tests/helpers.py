@@ -78,3 +78,18 @@ def export_model(imgsz: int, bn_gain: float | None = None) -> "edgeseg.Model":
     from edgeseg.targets.verify import synthetic_images
 
     return calibrated_model([*synthetic_images(), non_square_image()], imgsz, bn_gain=bn_gain)
+
+
+def same_objects(a, b, box_tol: float = 0.5, min_mask_iou: float = 0.98) -> None:
+    """Assert two Results hold the same detections in any order: classes, boxes within ``box_tol`` px, mask IoU.
+
+    Detections are paired after sorting both by class, then x1, then y1 (two models may rank
+    near-equal scores the other way round).
+    """
+    assert len(a) == len(b) > 0
+    pa, pb = (np.lexsort((r.boxes[:, 1].round(), r.boxes[:, 0].round(), r.classes)) for r in (a, b))
+    np.testing.assert_array_equal(a.classes[pa], b.classes[pb])
+    np.testing.assert_allclose(a.boxes[pa], b.boxes[pb], atol=box_tol)
+    ma, mb = a.masks[pa], b.masks[pb]
+    iou = (ma & mb).sum((1, 2)) / np.maximum((ma | mb).sum((1, 2)), 1)
+    assert iou.min() >= min_mask_iou, iou

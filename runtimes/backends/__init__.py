@@ -118,3 +118,4 @@ register_backend("openvino", lambda p: (p.is_dir() and p.name.endswith("_openvin
 register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)")
 register_backend("tensorrt", suffix_matcher(".engine"), lazy_loader("tensorrt"), ".engine (TensorRT, NVIDIA GPU)")
 register_backend("tflite", suffix_matcher(".tflite"), lazy_loader("tflite"), ".tflite (LiteRT)")
+register_backend("ncnn", lambda p: p.is_dir() and p.name.endswith("_ncnn_model"), lazy_loader("ncnn"), "*_ncnn_model/ (NCNN)")

@@ -1,0 +1,170 @@
+"""NCNN backend: ``<name>_ncnn_model/`` folders from edgeseg, on Tencent's ``ncnn`` Python package (``edgeseg[ncnn]``).
+
+The folder holds ``model.ncnn.param`` (the graph as text), ``model.ncnn.bin`` (the weights) and
+``edgeseg.json`` (the ModelMeta). The graph takes one (3, H, W) image per call, RGB in [0, 1],
+and returns the output contract without its batch axis: ``preds`` (4 + nc + nm, A) and
+``protos`` (nm, H / 4, W / 4); batches run image by image. Its input and output blobs are read
+from the param file (the one ``Input`` layer; the two blobs no layer consumes, told apart by rank).
+
+An fp32 artifact runs in float32 (ncnn's fp16/bf16 storage and arithmetic switched off, which it
+would otherwise use on CPUs that have them); an fp16 one stores half weights and lets ncnn
+compute in half where the CPU can. Threads: ``EDGESEG_NCNN_THREADS``, else the usable CPUs.
+``device`` ``cuda:N`` / ``N`` runs on Vulkan GPU N when the ncnn build has Vulkan.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.cpus import usable_cpus
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta import ModelMeta
+
+PARAM, WEIGHTS, META_FILE = "model.ncnn.param", "model.ncnn.bin", "edgeseg.json"
+PARAM_MAGIC = "7767517"  # the first line of every ncnn param file
+MAX_PARAM_BYTES = 16 << 20  # a yolo11x-seg param file is ~60 kB
+THREADS_ENV = "EDGESEG_NCNN_THREADS"
+FLOAT_ONLY = ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed")
+
+
+def param_blobs(text: str, path) -> tuple[str, list[str]]:
+    """(input blob, output blobs) of an ncnn param file's text: the ``Input`` layer's top, and the tops no layer consumes.
+
+    Raises:
+        EdgesegError: not a param file (magic line, counts), or not exactly one input.
+    """
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or lines[0] != [PARAM_MAGIC] or len(lines[1]) != 2:
+        raise EdgesegError(f"{path}: not an ncnn param file (it must start with {PARAM_MAGIC} and the layer/blob counts)")
+    inputs, produced, consumed = [], [], set()
+    for fields in lines[2:]:
+        try:
+            kind, n_in, n_out = fields[0], int(fields[2]), int(fields[3])
+        except (IndexError, ValueError):
+            raise EdgesegError(f"{path}: malformed ncnn layer line {' '.join(fields)[:80]!r}") from None
+        bottoms, tops = fields[4 : 4 + n_in], fields[4 + n_in : 4 + n_in + n_out]
+        consumed.update(bottoms)
+        produced += tops
+        if kind == "Input":
+            inputs += tops
+    outputs = [blob for blob in produced if blob not in consumed]
+    if len(inputs) != 1:
+        raise EdgesegError(f"{path}: expected one Input layer, found {len(inputs)}")
+    return inputs[0], outputs
+
+
+def threads() -> int:
+    """``EDGESEG_NCNN_THREADS`` when set (a positive integer), else ``usable_cpus()``.
+
+    Raises:
+        EdgesegError: the variable is set to something else.
+    """
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return usable_cpus()
+    if not value.isdigit() or int(value) < 1:
+        raise EdgesegError(f"{THREADS_ENV}={value!r}: expected a positive number of threads")
+    return int(value)
+
+
+def read_meta(folder: Path) -> ModelMeta:
+    """The folder's ``edgeseg.json`` ModelMeta.
+
+    Raises:
+        EdgesegError: the file is missing, too large or unreadable.
+    """
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise EdgesegError(f"{folder}: no {META_FILE} (an edgeseg NCNN folder holds {PARAM}, {WEIGHTS} and {META_FILE})")
+    if meta_path.stat().st_size > MAX_METADATA_BYTES:
+        raise EdgesegError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata (at most {MAX_METADATA_BYTES})")
+    try:
+        return ModelMeta.from_json(meta_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EdgesegError(f"{meta_path}: unreadable edgeseg metadata ({exc})") from None
+
+
+class NcnnBackend(Backend):
+    """An ``ncnn.Net`` bound to the ``preds``/``protos`` contract, one image per extractor.
+
+    Args:
+        path: the ``*_ncnn_model`` folder.
+        device: ``cpu``, or ``cuda:N`` / ``N`` for Vulkan GPU N.
+    """
+
+    name = "ncnn"
+
+    def __init__(self, path: str, device: str = "cpu"):
+        import ncnn
+
+        folder = Path(path)
+        for name in (PARAM, WEIGHTS):
+            if not (folder / name).is_file():
+                raise EdgesegError(f"{folder}: no {name} (an edgeseg NCNN folder holds {PARAM}, {WEIGHTS} and {META_FILE})")
+        meta = read_meta(folder)
+        if (folder / PARAM).stat().st_size > MAX_PARAM_BYTES:
+            raise EdgesegError(f"{folder / PARAM}: larger than {MAX_PARAM_BYTES >> 20} MB, not a model's param file")
+        self.input_blob, outputs = param_blobs((folder / PARAM).read_text(errors="replace"), folder / PARAM)
+        if len(outputs) != 2:
+            raise EdgesegError(f"{folder / PARAM}: expected 2 output blobs (preds, protos), found {len(outputs)}")
+        self.output_blobs = outputs
+        self.net = ncnn.Net()
+        options = self.net.opt
+        options.num_threads = threads()
+        if meta.precision == "fp32":
+            for flag in FLOAT_ONLY:
+                setattr(options, flag, False)
+        kind, index = parse_device(device)
+        if kind == "cuda":
+            if ncnn.get_gpu_count() <= index:
+                raise EdgesegError(
+                    f"{path}: device {device!r} needs a Vulkan GPU; this ncnn build sees {ncnn.get_gpu_count()} (use --device cpu)"
+                )
+            options.use_vulkan_compute = True
+            self.net.set_vulkan_device(index)
+        if self.net.load_param(str(folder / PARAM)) != 0 or self.net.load_model(str(folder / WEIGHTS)) != 0:
+            raise EdgesegError(f"{folder}: ncnn cannot load {PARAM} / {WEIGHTS} (damaged, or written by a newer ncnn)")
+        super().__init__(path, meta, device)
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32, image by image."""
+        import ncnn
+
+        preds, protos = [], []
+        channels = self.meta.head_shape[1]
+        for image in batch:
+            pixels = np.ascontiguousarray(image, dtype=np.float32)  # ncnn.Mat borrows this memory
+            extractor = self.net.create_extractor()
+            extractor.input(self.input_blob, ncnn.Mat(pixels))
+            outs = []
+            for blob in self.output_blobs:
+                status, mat = extractor.extract(blob)
+                if status != 0:
+                    raise EdgesegError(f"{self.path}: ncnn failed to compute blob {blob!r} (status {status})")
+                outs.append(np.array(mat, dtype=np.float32))
+            first, second = sorted(outs, key=np.ndim)  # preds (C, A) has rank 2, protos (nm, h, w) rank 3
+            if first.ndim != 2 or first.shape[0] != channels or second.shape[0] != self.meta.nm:
+                raise EdgesegError(
+                    f"{self.path}: outputs {first.shape} and {second.shape} do not match the metadata "
+                    f"(nc={self.meta.nc}, nm={self.meta.nm}: ({channels}, A) and ({self.meta.nm}, H/4, W/4))"
+                )
+            preds.append(first)
+            protos.append(second)
+        return np.stack(preds), np.stack(protos)
+
+
+def load(path: str, device: str = "cpu") -> NcnnBackend:
+    """Open an edgeseg ``*_ncnn_model`` folder with ncnn on ``device``.
+
+    Raises:
+        EdgesegError: ncnn is not installed (naming the extra), or the folder is unusable.
+    """
+    try:
+        import ncnn  # noqa: F401
+    except ModuleNotFoundError:
+        raise EdgesegError(f"{path}: NCNN models need the 'ncnn' package: install edgeseg[ncnn]") from None
+    return NcnnBackend(path, device)
