@@ -1,0 +1,46 @@
+"""Every registered target, at fp32: the export verifies against the .pt, and the runtime finds the .pt's detections.
+
+Parametrised over ``registered_targets()``, so a new target is covered the day it is
+registered. A target whose converter or runtime cannot be installed here is skipped with the
+export's own message (it names the extra); one that converts but cannot run here (CoreML off
+macOS) still has its metadata checked.
+"""
+
+import re
+
+import pytest
+
+from edgeseg.runtimes import load
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.targets import export
+from edgeseg.targets.registry import registered_targets
+
+import helpers
+
+IMGSZ = 160
+MISSING = re.compile(r"install edgeseg\[|TensorRT is not installed")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The calibrated model's checkpoint (BatchNorm gain 0.3: stable under every format's arithmetic)."""
+    return helpers.export_model(IMGSZ, bn_gain=0.3).save(tmp_path_factory.mktemp("parity") / "m.pt")
+
+
+@pytest.mark.parametrize("entry", registered_targets(), ids=lambda entry: entry.name)
+def test_fp32_artifact_finds_what_the_pt_finds(entry, checkpoint, tmp_path):
+    try:
+        artifact = export(checkpoint, entry.name, out=tmp_path / entry.artifact_name("m", "fp32"))
+    except EdgesegError as exc:
+        if MISSING.search(str(exc)):
+            pytest.skip(f"{entry.name}: {exc}")
+        raise
+    assert artifact.path.name.endswith(entry.suffix) and artifact.meta.precision == "fp32"
+    assert artifact.meta.names == load(checkpoint).names and artifact.meta.imgsz == (IMGSZ, IMGSZ)
+    if artifact.report.get("skipped"):
+        pytest.skip(f"{entry.name}: {artifact.report['skipped']} (metadata checked)")
+    assert artifact.report["passed"] and artifact.report["agreement"] >= 0.98
+    image = helpers.non_square_image()
+    helpers.same_objects(next(load(checkpoint).predict(image, imgsz=IMGSZ)), next(load(artifact.path).predict(image)))
