@@ -6,12 +6,13 @@ Importing ``edgeseg`` (or ``edgeseg.runtimes``) never imports torch; the first a
 Importing ``edgeseg`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set: torch's OpenMP
 threads then sleep instead of spinning while they wait, so training next to another CPU-bound
 process slows in proportion to the CPU it loses instead of several times more. OpenMP reads the
-variable once, when torch loads: import edgeseg before torch (the CLI always does).
+variable once, when torch loads: import edgeseg before torch (the CLI always does). Inference
+libraries with their own OpenMP load without it (``edgeseg.runtimes.openmp``).
 """
 
-import os
+from edgeseg.runtimes.openmp import default_passive_wait
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+default_passive_wait()
 
 from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes.version import __version__  # noqa: E402

@@ -232,6 +232,7 @@ class _Bench:
             path, export_s = artifact.path, artifact.seconds
         runtime = load(path, self.device)
         fmt, precision = (_target_of(path, runtime.backend.name), runtime.meta.precision) if export_s is None else candidate
+        fmt += " e2e" if runtime.meta.end2end else ""  # NMS in its graph
         row = _empty_row(fmt, precision, "ok", path)
         h, w = runtime.input_shape()
         row.update(imgsz=h if h == w else f"{h}x{w}", size_mb=artifact_size(path) / 1e6, export_s=export_s)

@@ -23,6 +23,7 @@ from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
 from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.openmp import spinning_wait
 
 PARAM, WEIGHTS, META_FILE = "model.ncnn.param", "model.ncnn.bin", "edgeseg.json"
 PARAM_MAGIC = "7767517"  # the first line of every ncnn param file
@@ -164,7 +165,8 @@ def load(path: str, device: str = "cpu") -> NcnnBackend:
         EdgesegError: ncnn is not installed (naming the extra), or the folder is unusable.
     """
     try:
-        import ncnn  # noqa: F401
+        with spinning_wait():  # ncnn's own OpenMP: ~3x slower with the passive policy edgeseg sets for torch
+            import ncnn  # noqa: F401
     except ModuleNotFoundError:
         raise EdgesegError(f"{path}: NCNN models need the 'ncnn' package: install edgeseg[ncnn]") from None
     return NcnnBackend(path, device)

@@ -60,6 +60,7 @@ def test_graph_is_standard_onnx_and_outputs_host_nms(plain, end2end):
     assert [o.name for o in model.graph.output] == ["detections", "protos"]
     assert end2end.meta.nms == {"conf": 0.001, "iou": 0.7, "max_det": 300} and end2end.meta.outputs == ["detections", "protos"]
     assert end2end.report["passed"] and end2end.report["agreement"] == 1.0
+    assert end2end.report["max_abs_diff"]["preds"] < 1e-3  # detections compared by position, not by near-tied rank
     raw, e2e = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (plain, end2end.path))
     for shape in [(IMGSZ, IMGSZ), (96, 224)]:  # dynamic batch and size
         batch = to_input_tensor([letterbox(im, shape)[0] for im in images()])
@@ -99,6 +100,9 @@ def test_runtime_gives_host_nms_results_in_predict_and_val(checkpoint, plain, en
     assert want["metrics/mAP50-95(M)"] > 0.1
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=0.002), key
+    rows = edgeseg.bench(checkpoint, str(data), targets=[str(plain), str(end2end.path)], runs=1, project=tmp_path, name="b")
+    assert [r["format"] for r in rows[1:]] == ["onnx", "onnx e2e"]  # the e2e row says NMS is in its graph
+    assert rows[2]["mask_map"] == pytest.approx(rows[1]["mask_map"], abs=0.002) and rows[1]["mask_map"] > 0.1
 
 
 def test_openvino_runs_the_onnx_and_builds_an_end2end_ir(checkpoint, plain, end2end, tmp_path):
