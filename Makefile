@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev,openvino,coreml,ncnn-export]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,export,dev,openvino,coreml,ncnn-export,executorch]"
 	touch $@
 
 demo: setup
@@ -80,3 +80,26 @@ tflite-check: setup
 	ops = operator_names(open('$(TFLITE_CHECK)/yolo11n-seg.tflite', 'rb').read()); \
 	flex = [o for o in ops if o.startswith('Flex')]; sys.exit(f'error: Flex ops {flex}') if flex else print(len(ops), 'builtin op codes')"
 	$(TFLITE_RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(TFLITE_CHECK)/yolo11n-seg.tflite
+
+# make rknn-venv    the rknn-toolkit2 converter venv (.venv-rknn): rknn-toolkit2 pins numpy <= 1.26.4,
+#                   onnx <= 1.18 and torch <= 2.4 (a CUDA build from PyPI); it needs torch only to import,
+#                   so it gets the CPU torch edgeseg pins, and its other requirements, without pip's resolver
+# make rknn-check   export fp16 and int8 RKNN folders, verified in rknn-toolkit2's simulator (the RKNN tests)
+RKNN_VENV ?= .venv-rknn
+RKNN_TOOLKIT := rknn-toolkit2==2.5.0
+RKNN_REQUIREMENTS := "numpy<=1.26.4" "onnx>=1.16.1,<=1.18.0" onnxruntime "protobuf>=4.21.6,<=4.25.4" psutil \
+	ruamel.yaml scipy tqdm opencv-python-headless fast-histogram "setuptools<70" torch==2.13.0
+
+.PHONY: rknn-venv rknn-check
+
+rknn-venv: $(RKNN_VENV)/.installed
+
+$(RKNN_VENV)/.installed:
+	$(PYTHON) -m venv $(RKNN_VENV)
+	$(RKNN_VENV)/bin/pip install --quiet --disable-pip-version-check $(RKNN_REQUIREMENTS)
+	$(RKNN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(RKNN_TOOLKIT)
+	$(RKNN_VENV)/bin/python -c "from rknn.api import RKNN"
+	touch $@
+
+rknn-check: setup rknn-venv
+	EDGESEG_RKNN_PYTHON=$(RKNN_VENV)/bin/python $(BIN)/python -m pytest -q tests/targets/test_export_rknn.py

@@ -1,8 +1,10 @@
 """What every target shares: the export job, atomic artifact writes, missing-extra messages, calibration images."""
 
+import importlib.util
 import logging
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,10 @@ class ExportJob:
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``, as the user gave it.
         simplify: simplify the graph where the target can.
         opset: the ONNX opset for graph-based targets.
+        platform: the chip a target compiles for (RKNN: ``rk3588`` …), else empty.
+        verifier: set by a target whose artifact cannot run on this machine but has a stand-in
+            that can (RKNN's simulator): a Backend that export verification uses instead of
+            loading the artifact; the exporter calls its ``close()`` when done.
     """
 
     net: object
@@ -55,6 +61,8 @@ class ExportJob:
     device: str
     simplify: bool
     opset: int
+    platform: str = ""
+    verifier: object = None
 
 
 def artifact_size(path: str | Path) -> int:
@@ -171,3 +179,26 @@ def calibration_images(job: "ExportJob") -> list[np.ndarray]:
         EdgesegError: as ``calibration_set``.
     """
     return [letterbox(image, job.imgsz)[0] for image in calibration_set(job.data, job.calib).images]
+
+
+def side_python(env_var: str, venv: str, module: str, install: str) -> str:
+    """The python of a converter that lives in its own venv (it pins packages edgeseg's venv cannot share).
+
+    ``$env_var`` when set; else ``<venv>/bin/python`` in the current folder or the source tree;
+    else this interpreter when it can import ``module``.
+
+    Raises:
+        EdgesegError: ``$env_var`` names no file, or none is found (the message says ``install``).
+    """
+    configured = os.environ.get(env_var)
+    if configured:
+        if not Path(configured).is_file():
+            raise EdgesegError(f"{env_var}={configured}: no such python")
+        return str(Path(configured).absolute())
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        candidate = root / venv / "bin" / "python"
+        if candidate.is_file():
+            return str(candidate)
+    if importlib.util.find_spec(module) is not None:
+        return sys.executable
+    raise EdgesegError(f"{install}, and set {env_var} to its python")

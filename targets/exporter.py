@@ -19,7 +19,7 @@ from edgeseg.runtimes import load
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_DETECTIONS, MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.runtime import check_thresholds
+from edgeseg.runtimes.runtime import Runtime, check_thresholds
 from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
 from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra
 from edgeseg.targets.registry import TargetEntry, target_entry
@@ -90,6 +90,23 @@ def _open_source(model) -> tuple:
     return load_network(path), path.parent, path.stem
 
 
+def _platform(entry: TargetEntry, platform: str | None) -> str:
+    """The chip to compile for: ``platform`` checked against the target's, its first by default; empty for other targets.
+
+    Raises:
+        EdgesegError: a platform for a target that has none, or one it does not know.
+    """
+    if not entry.platforms:
+        if platform:
+            raise EdgesegError(f"--platform {platform}: {entry.name} artifacts are not built for one chip (only rknn takes --platform)")
+        return ""
+    if platform is None:
+        return entry.platforms[0]
+    if platform.lower() not in entry.platforms:
+        raise EdgesegError(f"{entry.name} builds for {', '.join(entry.platforms)}, not {platform!r}")
+    return platform.lower()
+
+
 def _destination(out, entry: TargetEntry, folder: Path, stem: str, precision: str) -> Path:
     """Where the artifact goes: ``out``, a default name inside an existing folder ``out``, or beside the source.
 
@@ -125,6 +142,7 @@ def export(
     conf: float = VAL_CONF,
     iou: float = VAL_IOU,
     max_det: int = VAL_MAX_DET,
+    platform: str | None = None,
 ) -> Artifact:
     """Export a model to a deployable artifact and verify it against the PyTorch model.
 
@@ -151,6 +169,8 @@ def export(
         conf, iou, max_det: with ``end2end``, the graph's NMS settings: the lowest score it
             reports (the default keeps what ``Runtime.val`` counts), the IoU above which a box
             is suppressed, and the detections per image (rows of its ``detections`` output).
+        platform: the chip, for a target that compiles for one (RKNN: ``rk3588``, ``rk3566`` …;
+            default: the first of the target's ``platforms``).
 
     Returns:
         The Artifact.
@@ -161,6 +181,7 @@ def export(
     """
     start = time.perf_counter()
     entry = target_entry(target, precision)
+    platform = _platform(entry, platform)
     if batch < 1:
         raise EdgesegError(f"batch must be >= 1, got {batch}")
     if end2end:
@@ -211,21 +232,27 @@ def export(
             device=device,
             simplify=simplify,
             opset=opset,
+            platform=platform,
         )
-        with missing_extra(entry.extra):
-            entry.build(job)
-        if verify:
-            sample = verification_set(data, checkpoint)
-            reference = network_runtime(net, hw, source.source, device)
-            tolerance = entry.tolerances.get(precision)
-            report = verify_artifact(reference, load(staged, device), sample.images, precision, hw, tolerance, sample.labels)
-            report["images_from"] = sample.source
-            LOGGER.info(format_report(report))
-            if report["failures"]:
-                raise EdgesegError(
-                    f"export failed verification: {'; '.join(report['failures'])} "
-                    f"({dest.name} not written; verify=False / --no-verify keeps it)"
-                )
+        try:
+            with missing_extra(entry.extra):
+                entry.build(job)
+            if verify:
+                sample = verification_set(data, checkpoint)
+                reference = network_runtime(net, hw, source.source, device)
+                tolerance = entry.tolerances.get(precision)
+                artifact = Runtime(job.verifier) if job.verifier else load(staged, device)
+                report = verify_artifact(reference, artifact, sample.images, precision, hw, tolerance, sample.labels)
+                report["images_from"] = sample.source
+                LOGGER.info(format_report(report))
+                if report["failures"]:
+                    raise EdgesegError(
+                        f"export failed verification: {'; '.join(report['failures'])} "
+                        f"({dest.name} not written; verify=False / --no-verify keeps it)"
+                    )
+        finally:
+            if job.verifier is not None:
+                job.verifier.close()
     report_path = dest.with_name(dest.name + ".verify.json")
     if report is None:
         report_path.unlink(missing_ok=True)

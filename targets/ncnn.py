@@ -14,10 +14,10 @@ the staging folder and are deleted with it.
 """
 
 import dataclasses
-import json
 import subprocess
 
-from edgeseg.runtimes.backends.ncnn import META_FILE, PARAM, WEIGHTS
+from edgeseg.runtimes.backends.folder_meta import write_folder_meta
+from edgeseg.runtimes.backends.ncnn import PARAM, WEIGHTS
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob
@@ -57,4 +57,4 @@ def build(job: ExportJob) -> None:
     job.path.mkdir()
     for name in (PARAM, WEIGHTS):
         (scratch / name).replace(job.path / name)
-    (job.path / META_FILE).write_text(json.dumps(json.loads(job.meta.to_json()), indent=1) + "\n")
+    write_folder_meta(job.path, job.meta)

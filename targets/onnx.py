@@ -11,6 +11,7 @@ outputs stay float32.
 
 import io
 import warnings
+from pathlib import Path
 
 import onnx
 import onnxslim
@@ -88,6 +89,37 @@ def trace(job: ExportJob) -> onnx.ModelProto:
             dynamo=False,
         )
     return onnx.load_from_string(buffer.getvalue())
+
+
+def converter_graph(job: ExportJob, path: Path) -> list[str]:
+    """Write the simplified fp32 ONNX graph a converter (onnx2tf, rknn-toolkit2) reads; return its output names.
+
+    int8 traces the network with its head in split mode (``Segment.split``: outputs
+    ``SPLIT_OUTPUTS``), fp32/fp16 the plain network (``preds``, ``protos``). onnx2tf needs the
+    simplified graph: unsimplified ``Split`` nodes become Flex ops.
+    """
+    net = job.net.float().cpu().eval()
+    head = net.head
+    head.split = job.precision == "int8"
+    names = head.output_names
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
+            torch.onnx.export(
+                net,
+                (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
+                buffer,
+                opset_version=job.opset,
+                input_names=["images"],
+                output_names=names,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        head.split = False
+    onnx.save(onnxslim.slim(onnx.load_from_string(buffer.getvalue())), str(path))
+    return names
 
 
 def build(job: ExportJob) -> None:

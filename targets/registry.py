@@ -25,6 +25,7 @@ class TargetEntry:
     extra: str
     suffix: str
     tolerances: dict = field(default_factory=dict)
+    platforms: tuple[str, ...] = ()
 
     def artifact_name(self, stem: str, precision: str) -> str:
         """``<stem><suffix>`` for fp32, ``<stem>-<precision><suffix>`` otherwise."""
@@ -41,6 +42,7 @@ def register_target(
     extra: str,
     suffix: str,
     tolerances: dict | None = None,
+    platforms: tuple[str, ...] = (),
 ) -> None:
     """Add a target, or replace the one registered under ``name``.
 
@@ -52,8 +54,10 @@ def register_target(
         suffix: how its artifact's name ends (``.onnx``, ``_openvino_model``); the runtime's
             backend registry must recognise it, since verification loads the artifact.
         tolerances: ``{precision: {check: limit}}`` overrides of ``verify.TOLERANCES``.
+        platforms: the chips it compiles for (``--platform``), the default first; empty when the
+            artifact is not built for one chip.
     """
-    _REGISTRY[name] = TargetEntry(name, build, tuple(precisions), extra, suffix, dict(tolerances or {}))
+    _REGISTRY[name] = TargetEntry(name, build, tuple(precisions), extra, suffix, dict(tolerances or {}), tuple(platforms))
 
 
 def lazy_build(module: str) -> Callable[[ExportJob], None]:
@@ -95,3 +99,8 @@ register_target("coreml", lazy_build("coreml"), ("fp32", "fp16", "int8"), "corem
 register_target("tensorrt", lazy_build("tensorrt"), ("fp32", "fp16", "int8"), "tensorrt", ".engine")
 register_target("tflite", lazy_build("tflite"), ("fp32", "fp16", "int8"), "tflite-export", ".tflite")
 register_target("ncnn", lazy_build("ncnn"), ("fp32", "fp16"), "ncnn-export", "_ncnn_model")
+register_target("executorch", lazy_build("executorch"), ("fp32",), "executorch", ".pte")
+# rknn-toolkit2 runs in its own venv (targets/rknn.py); this side needs the export extra only.
+# rk3588 first, the default; rk2118 is left out: rknn-toolkit2 2.5 crashed on the model's first conv.
+RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3566", "rk3568", "rk3562", "rv1126b", "rv1103", "rv1103b", "rv1106", "rv1106b")
+register_target("rknn", lazy_build("rknn"), ("fp16", "int8"), "export", "_rknn_model", platforms=RKNN_PLATFORMS)

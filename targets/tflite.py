@@ -18,26 +18,20 @@ mode, ``Segment.split``). fp16 holds half weights that the interpreter dequantis
 The ModelMeta is a ``metadata`` entry of the flatbuffer (``embed_metadata``).
 """
 
-import importlib.util
-import io
 import logging
 import os
 import shutil
 import subprocess
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxslim
-import torch
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.tflite import operator_names
 from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
-from edgeseg.targets.common import ExportJob, calibration_images
+from edgeseg.targets.common import ExportJob, calibration_images, side_python
+from edgeseg.targets.onnx import converter_graph
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -55,52 +49,10 @@ def converter_python() -> str:
     Raises:
         EdgesegError: none found, naming the extra to install.
     """
-    configured = os.environ.get(PYTHON_ENV)
-    if configured:
-        if not Path(configured).is_file():
-            raise EdgesegError(f"{PYTHON_ENV}={configured}: no such python")
-        return str(Path(configured).absolute())
-    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        candidate = root / VENV / "bin" / "python"
-        if candidate.is_file():
-            return str(candidate)
-    if importlib.util.find_spec("onnx2tf") is not None:
-        return sys.executable
-    raise EdgesegError(
-        f"TFLite export needs the onnx2tf converter: install edgeseg[tflite-export] in a separate venv "
-        f"(e.g. python -m venv {VENV}) and set {PYTHON_ENV} to its python"
-    )
-
-
-def to_onnx(job: ExportJob, path: Path) -> list[str]:
-    """Write the simplified fp32 ONNX graph onnx2tf converts; return its output names.
-
-    int8 traces the network with its head in split mode (``Segment.split``: outputs
-    ``SPLIT_OUTPUTS``), fp32/fp16 the plain network (``preds``, ``protos``). onnx2tf needs the
-    simplified graph: unsimplified ``Split`` nodes become Flex ops.
-    """
-    net = job.net.float().cpu().eval()
-    head = net.head
-    head.split = job.precision == "int8"
-    names = head.output_names
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
-            torch.onnx.export(
-                net,
-                (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
-                buffer,
-                opset_version=job.opset,
-                input_names=["images"],
-                output_names=names,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    finally:
-        head.split = False
-    onnx.save(onnxslim.slim(onnx.load_from_string(buffer.getvalue())), str(path))
-    return names
+    return side_python(
+        PYTHON_ENV, VENV, "onnx2tf",
+        f"TFLite export needs the onnx2tf converter: install edgeseg[tflite-export] in a separate venv (e.g. python -m venv {VENV})",
+    )  # fmt: skip
 
 
 def calibration_inputs(job: ExportJob) -> np.ndarray:
@@ -189,7 +141,7 @@ def build(job: ExportJob) -> None:
     python = converter_python()
     work = job.path.parent / "tflite-work"
     work.mkdir()
-    names = to_onnx(job, work / "model.onnx")
+    names = converter_graph(job, work / "model.onnx")
     data = convert(python, work / "model.onnx", work, job, calib).read_bytes()
     flex = [op for op in operator_names(data) if op.startswith("Flex")]
     if flex:

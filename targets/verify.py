@@ -429,7 +429,8 @@ def verify(
         (see ``map_delta``; None without labels), ``finite``, ``max_abs_diff`` (``preds``,
         ``protos``, ``boxes``, ``scores``, ``coefficients``; reported, not judged),
         ``tolerance``, ``checks`` (``check``, ``value``, ``limit``, ``at_least``, ``passed``),
-        ``failures`` (one line per failed check, naming it) and ``passed``. When the artifact
+        ``failures`` (one line per failed check, naming it), ``passed`` and ``backend`` (what ran
+        the artifact: its backend's name, e.g. ``rknn-simulator`` for a stand-in). When the artifact
         cannot run on this machine (``PredictUnavailable``, e.g. CoreML off macOS) only
         ``precision``, ``images``, ``imgsz``, ``skipped`` (``verification skipped: <why>``),
         ``failures`` ([]) and ``passed`` (None).
@@ -475,6 +476,7 @@ def verify(
         "finite": finite,
         "max_abs_diff": diff,
         "tolerance": limits,
+        "backend": artifact.backend.name,
     }
     report["checks"] = _checks(report, limits)
     report["failures"] = [_failure(check, report) for check in report["checks"] if not check["passed"]]
@@ -507,8 +509,10 @@ def format_report(report: dict) -> str:
     dets, diff, maps = report["detections"], report["max_abs_diff"], report["map"]
     h, w = report["imgsz"]
     conf = f"conf {report['conf']:.3g}" + (f" (lowered: few detections at {CONF:g})" if report["conf_lowered"] else "")
+    stand_in = report.get("backend", "")
+    ran = f" in the {stand_in.replace('-', ' ')}" if stand_in.endswith("simulator") else ""
     lines = [
-        f"verification ({report['precision']}, {report['images']} images at {h}x{w}, {conf}): "
+        f"verification ({report['precision']}, {report['images']} images at {h}x{w}, {conf}){ran}: "
         + ("passed" if report["passed"] else "FAILED"),
         f"  {'check':<16}{'value':>10}  {'limit':<10}",
     ]

@@ -93,3 +93,8 @@ def same_objects(a, b, box_tol: float = 0.5, min_mask_iou: float = 0.98) -> None
     ma, mb = a.masks[pa], b.masks[pb]
     iou = (ma & mb).sum((1, 2)) / np.maximum((ma | mb).sum((1, 2)), 1)
     assert iou.min() >= min_mask_iou, iou
+
+
+def mask_map(runtime, dataset) -> float:
+    """Mask mAP50-95 of a Runtime (``edgeseg.runtimes.load``) on the data YAML's val split, at the runtime's own size."""
+    return runtime.val(dataset, progress=False).seg.map

@@ -278,7 +278,7 @@ def _parse_imgsz(ctx, param, value):
 
 @main.command(context_settings={"show_default": True})
 @click.argument("model")
-@click.option("--target", default="onnx", help="Export target (onnx, ...) or a device preset (jetson, pi, mac, intel, cpu).")
+@click.option("--target", default="onnx", help="Export target (onnx, ...) or a device preset (jetson, pi, mac, intel, rockchip, cpu).")
 @click.option("--precision", default="fp32", help="fp32, fp16 or int8, as the target supports.")
 @click.option("--imgsz", callback=_parse_imgsz, help="Input size, 640 or height,width [default: the model's].")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Static batch size.")
@@ -293,6 +293,7 @@ def _parse_imgsz(ctx, param, value):
 @click.option("--simplify/--no-simplify", default=True, help="Simplify the ONNX graph.")
 @click.option("--opset", type=int, default=17, help="ONNX opset (17-20).")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N (tracing and verification).")
+@click.option("--platform", default=None, help="The chip, for targets built for one (rknn: rk3588, rk3576, rk3566, rk3568, rk3562, rv1103, rv1106 ...) [default: rk3588].")
 @click.option("--out", default=None, help="Artifact path or an existing folder [default: beside MODEL].")
 def export(model, **options) -> None:
     """Export MODEL (.pt) for deployment and verify the artifact against it."""
@@ -364,7 +365,7 @@ def check(data_yaml: str, out_png: str | None) -> None:
 @click.argument("model")
 @click.option("--data", "data_yaml", required=True, help="Data YAML: its val split gives mAP, drift and speed images.")
 @click.option("--targets", default=None, help="Comma-separated target[:precision] or artifact paths, or 'all' [default: onnx, or the preset's].")
-@click.option("--target", "preset", default=None, help="Device preset (jetson, pi, mac, intel, cpu): bench its candidates at its imgsz.")
+@click.option("--target", "preset", default=None, help="Device preset (jetson, pi, mac, intel, rockchip, cpu): bench its candidates at its imgsz.")
 @click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square export size [default: the preset's, else the model's].")
 @click.option("--dynamic", is_flag=True, help="Export with a dynamic batch (throughput tries batches 1, 2, 4, 8).")
 @click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")

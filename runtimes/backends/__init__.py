@@ -119,3 +119,5 @@ register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpack
 register_backend("tensorrt", suffix_matcher(".engine"), lazy_loader("tensorrt"), ".engine (TensorRT, NVIDIA GPU)")
 register_backend("tflite", suffix_matcher(".tflite"), lazy_loader("tflite"), ".tflite (LiteRT)")
 register_backend("ncnn", lambda p: p.is_dir() and p.name.endswith("_ncnn_model"), lazy_loader("ncnn"), "*_ncnn_model/ (NCNN)")
+register_backend("executorch", suffix_matcher(".pte"), lazy_loader("executorch"), ".pte (ExecuTorch, needs PyTorch)")
+register_backend("rknn", lambda p: p.is_dir() and p.name.endswith("_rknn_model"), lazy_loader("rknn"), "*_rknn_model/ (RKNN, on a Rockchip board)")

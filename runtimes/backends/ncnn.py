@@ -12,20 +12,18 @@ compute in half where the CPU can. Threads: ``EDGESEG_NCNN_THREADS``, else the u
 ``device`` ``cuda:N`` / ``N`` runs on Vulkan GPU N when the ncnn build has Vulkan.
 """
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.backends.folder_meta import META_FILE, read_folder_meta
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.openmp import spinning_wait
 
-PARAM, WEIGHTS, META_FILE = "model.ncnn.param", "model.ncnn.bin", "edgeseg.json"
+PARAM, WEIGHTS = "model.ncnn.param", "model.ncnn.bin"
 PARAM_MAGIC = "7767517"  # the first line of every ncnn param file
 MAX_PARAM_BYTES = 16 << 20  # a yolo11x-seg param file is ~60 kB
 THREADS_ENV = "EDGESEG_NCNN_THREADS"
@@ -72,23 +70,6 @@ def threads() -> int:
     return int(value)
 
 
-def read_meta(folder: Path) -> ModelMeta:
-    """The folder's ``edgeseg.json`` ModelMeta.
-
-    Raises:
-        EdgesegError: the file is missing, too large or unreadable.
-    """
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
-        raise EdgesegError(f"{folder}: no {META_FILE} (an edgeseg NCNN folder holds {PARAM}, {WEIGHTS} and {META_FILE})")
-    if meta_path.stat().st_size > MAX_METADATA_BYTES:
-        raise EdgesegError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata (at most {MAX_METADATA_BYTES})")
-    try:
-        return ModelMeta.from_json(meta_path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EdgesegError(f"{meta_path}: unreadable edgeseg metadata ({exc})") from None
-
-
 class NcnnBackend(Backend):
     """An ``ncnn.Net`` bound to the ``preds``/``protos`` contract, one image per extractor.
 
@@ -106,7 +87,7 @@ class NcnnBackend(Backend):
         for name in (PARAM, WEIGHTS):
             if not (folder / name).is_file():
                 raise EdgesegError(f"{folder}: no {name} (an edgeseg NCNN folder holds {PARAM}, {WEIGHTS} and {META_FILE})")
-        meta = read_meta(folder)
+        meta = read_folder_meta(folder, f"{PARAM}, {WEIGHTS}")
         if (folder / PARAM).stat().st_size > MAX_PARAM_BYTES:
             raise EdgesegError(f"{folder / PARAM}: larger than {MAX_PARAM_BYTES >> 20} MB, not a model's param file")
         self.input_blob, outputs = param_blobs((folder / PARAM).read_text(errors="replace"), folder / PARAM)

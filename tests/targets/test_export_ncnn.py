@@ -41,11 +41,6 @@ def fp32(checkpoint, dataset):
     return export(checkpoint, "ncnn", data=str(dataset))
 
 
-def mask_map(runtime, dataset) -> float:
-    """Mask mAP50-95 of ``runtime`` on ``dataset``'s val split."""
-    return runtime.val(dataset, imgsz=IMGSZ, progress=False).seg.map
-
-
 def test_fp32_folder_metadata_and_parity_with_the_pt(checkpoint, dataset, fp32):
     assert fp32.path == checkpoint.with_name("m_ncnn_model") and fp32.path.is_dir()
     assert sorted(p.name for p in fp32.path.iterdir()) == sorted([PARAM, WEIGHTS, META_FILE])
@@ -61,14 +56,14 @@ def test_fp32_folder_metadata_and_parity_with_the_pt(checkpoint, dataset, fp32):
     image = helpers.non_square_image()
     helpers.same_objects(next(reference.predict(image, imgsz=IMGSZ)), next(runtime.predict(image)))
     assert len(runtime.predict([image] * 3, batch=3, stream=False)) == 3  # run image by image
-    assert abs(mask_map(runtime, dataset) - mask_map(reference, dataset)) <= 0.002
+    assert abs(helpers.mask_map(runtime, dataset) - helpers.mask_map(reference, dataset)) <= 0.002
 
 
 def test_fp16_halves_the_weights_and_keeps_the_map(checkpoint, dataset, fp32, tmp_path):
     half = export(checkpoint, "ncnn", precision="fp16", data=str(dataset), out=tmp_path / "h_ncnn_model")
     assert half.report["passed"]
     assert (half.path / WEIGHTS).stat().st_size < 0.55 * (fp32.path / WEIGHTS).stat().st_size
-    assert abs(mask_map(load(half.path), dataset) - mask_map(load(fp32.path), dataset)) <= 0.01
+    assert abs(helpers.mask_map(load(half.path), dataset) - helpers.mask_map(load(fp32.path), dataset)) <= 0.01
 
 
 def test_unsupported_options_leave_nothing(checkpoint, tmp_path):

@@ -57,11 +57,6 @@ def dataset(tmp_path_factory, checkpoint):
     return helpers.self_labelled_dataset(tmp_path_factory.mktemp("synth"), checkpoint, 8, 6)
 
 
-def mask_map(model, dataset) -> float:
-    """Mask mAP50-95 of ``model`` on the dataset's val split."""
-    return load(model).val(dataset, batch=4, progress=False).seg.map
-
-
 # --------------------------------------------------------------------------------------
 # Without the converter
 # --------------------------------------------------------------------------------------
@@ -146,13 +141,13 @@ def check_artifact(artifact, precision: str) -> None:
 @needs_converter
 @pytest.mark.slow
 def test_fp32(checkpoint, dataset, tmp_path):
-    reference = mask_map(checkpoint, dataset)
+    reference = helpers.mask_map(load(checkpoint), dataset)
     fp32 = export(checkpoint, target="tflite", out=tmp_path)
     assert fp32.path.name == "m.tflite" and fp32.report["passed"]
     assert max(fp32.report["max_abs_diff"]["preds"], fp32.report["max_abs_diff"]["protos"]) <= 1e-3
     check_artifact(fp32, "fp32")
     assert fp32.meta.outputs == ["preds", "protos"]
-    assert abs(mask_map(fp32.path, dataset) - reference) <= 0.005
+    assert abs(helpers.mask_map(load(fp32.path), dataset) - reference) <= 0.005
 
 
 @needs_converter
@@ -198,4 +193,4 @@ def test_fp16_and_int8_accuracy_on_the_trained_checkpoint(precision, limit, tmp_
     """
     artifact = export(TRAINED, target="tflite", precision=precision, imgsz=320, data=str(TRAINED_DATA), calib=32, out=tmp_path)
     assert artifact.report["passed"]
-    assert abs(mask_map(artifact.path, TRAINED_DATA) - mask_map(TRAINED, TRAINED_DATA)) <= limit
+    assert abs(helpers.mask_map(load(artifact.path), TRAINED_DATA) - helpers.mask_map(load(TRAINED), TRAINED_DATA)) <= limit

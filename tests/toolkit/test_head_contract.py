@@ -15,7 +15,7 @@ import edgeseg
 from edgeseg.nn.head import Segment, float_kept_modules, head_module_name
 from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.targets import tflite as tflite_target
+from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob
 
 IMGSZ = (64, 96)  # non-square, so that a swapped anchor grid shows
@@ -120,7 +120,7 @@ def test_tflite_int8_graph_is_the_split_mode(fused, images, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     meta = ModelMeta(names=fused.names, imgsz=IMGSZ)
     job = ExportJob(fused, meta, tmp_path / "m.tflite", "int8", IMGSZ, 2, False, False, None, 1, "cpu", True, 17)
-    names = tflite_target.to_onnx(job, tmp_path / "m.onnx")
+    names = onnx_target.converter_graph(job, tmp_path / "m.onnx")
     assert names == OLD_SPLIT_OUTPUTS and not fused.head.split
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     assert [o.name for o in graph.output] == OLD_SPLIT_OUTPUTS
@@ -130,7 +130,7 @@ def test_tflite_int8_graph_is_the_split_mode(fused, images, tmp_path):
         expected = expected.numpy()
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * np.abs(expected).max())  # onnxruntime's float32 kernels
-    assert tflite_target.to_onnx(dataclasses.replace(job, precision="fp32"), tmp_path / "f.onnx") == OUTPUTS
+    assert onnx_target.converter_graph(dataclasses.replace(job, precision="fp32"), tmp_path / "f.onnx") == OUTPUTS
 
 
 def test_float_kept_names_resolve_to_the_head(net):

@@ -147,9 +147,10 @@ def test_presets_resolve_to_registered_targets(name, target, precision):
 
 
 def test_preset_table_names_the_devices():
-    assert preset_names() == ["jetson", "pi", "mac", "intel", "cpu"]
+    assert preset_names() == ["jetson", "pi", "mac", "intel", "rockchip", "cpu"]
     chosen = {p.name: (p.target, p.precision, p.imgsz) for p in presets().values()}
     assert chosen["pi"] == ("tflite", "int8", 320) and chosen["cpu"] == ("onnx", "fp32", 640)
+    assert chosen["rockchip"] == ("rknn", "int8", 640) and ("ncnn", "fp16") in preset("pi").candidates
     with pytest.raises(EdgesegError, match="unknown device preset 'tv'"):
         preset("tv")
 

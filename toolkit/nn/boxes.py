@@ -34,7 +34,8 @@ def make_anchors(
         sy = torch.arange(h, device=device).to(dtype) + offset
         gy, gx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((gx, gy), -1).view(-1, 2))
-        stride_rows.append(torch.full((h * w, 1), float(stride), dtype=dtype, device=device))
+        # a product, not float(stride): torch.export cannot read a buffer's value while it captures the graph
+        stride_rows.append(torch.ones(h * w, 1, dtype=dtype, device=device) * stride)
     return torch.cat(points), torch.cat(stride_rows)
 
 

@@ -1,0 +1,36 @@
+"""The ModelMeta as ``edgeseg.json`` beside the model files, for folder artifacts whose files have no room for it (NCNN, RKNN)."""
+
+import json
+from pathlib import Path
+
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta import ModelMeta
+
+META_FILE = "edgeseg.json"
+
+
+def read_folder_meta(folder: Path, holds: str) -> ModelMeta:
+    """The ModelMeta of ``folder/edgeseg.json``.
+
+    Args:
+        folder: the artifact folder.
+        holds: what such a folder holds, for the message when the file is missing (e.g. ``model.rknn``).
+
+    Raises:
+        EdgesegError: the file is missing, too large or unreadable.
+    """
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise EdgesegError(f"{folder}: no {META_FILE} (an edgeseg folder of this kind holds {holds} and {META_FILE})")
+    if meta_path.stat().st_size > MAX_METADATA_BYTES:
+        raise EdgesegError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata (at most {MAX_METADATA_BYTES})")
+    try:
+        return ModelMeta.from_json(meta_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EdgesegError(f"{meta_path}: unreadable edgeseg metadata ({exc})") from None
+
+
+def write_folder_meta(folder: Path, meta: ModelMeta) -> None:
+    """Write ``folder/edgeseg.json`` (indented, readable by a person)."""
+    (folder / META_FILE).write_text(json.dumps(json.loads(meta.to_json()), indent=1) + "\n")
