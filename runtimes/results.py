@@ -39,6 +39,7 @@ class Results:
         path: optional source path.
         speed: milliseconds per stage (``preprocess``, ``inference``, ``postprocess``), filled
             by the runtime.
+        track_ids: (N,) int64 track ids from ``Runtime.track``, or None for untracked results.
     """
 
     boxes: np.ndarray
@@ -50,6 +51,7 @@ class Results:
     image: np.ndarray | None = None
     path: str | None = None
     speed: dict[str, float] = field(default_factory=dict)
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -58,6 +60,10 @@ class Results:
         self.masks = np.asarray(self.masks, dtype=bool).reshape(-1, *self.orig_shape)
         self.orig_shape = (int(self.orig_shape[0]), int(self.orig_shape[1]))
         n = len(self.boxes)
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+            if len(self.track_ids) != n:
+                raise ValueError(f"Results fields disagree: {n} boxes, {len(self.track_ids)} track ids")
         if not len(self.scores) == len(self.classes) == len(self.masks) == n:
             raise ValueError(
                 f"Results fields disagree: {n} boxes, {len(self.scores)} scores, "
@@ -76,6 +82,13 @@ class Results:
     def _name(self, cls: int) -> str:
         return self.names.get(int(cls), str(int(cls)))
 
+    def subset(self, keep: np.ndarray) -> "Results":
+        """The detections selected by ``keep`` ((N,) bool or indices), with the same image, path and speed."""
+        return Results(
+            self.boxes[keep], self.scores[keep], self.classes[keep], self.masks[keep], self.names, self.orig_shape,
+            self.image, self.path, self.speed, None if self.track_ids is None else self.track_ids[keep],
+        )  # fmt: skip
+
     def plot(
         self, boxes: bool = True, masks: bool = True, labels: bool = True, conf: bool = True, alpha: float = 0.5
     ) -> np.ndarray:
@@ -84,7 +97,7 @@ class Results:
         Args:
             boxes: draw the boxes.
             masks: blend each mask in its class colour.
-            labels: write "name" (plus " 0.87" with ``conf``) above each box.
+            labels: write "name" (plus " 0.87" with ``conf``) above each box, after "#id " for tracked results.
             conf: add the confidence to the labels.
             alpha: mask opacity in [0, 1].
 
@@ -110,6 +123,8 @@ class Results:
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, line, cv2.LINE_AA)
             if labels:
                 text = self._name(self.classes[i]) + (f" {self.scores[i]:.2f}" if conf else "")
+                if self.track_ids is not None:
+                    text = f"#{self.track_ids[i]} {text}"
                 self._draw_label(canvas, text, (x1, y1), color, line)
         return canvas
 
@@ -128,7 +143,7 @@ class Results:
         cv2.putText(canvas, text, (x, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thickness, cv2.LINE_AA)
 
     def to_json(self, decimals: int = 5) -> str:
-        """JSON list of detections: name, class, confidence, box{x1,y1,x2,y2} and segments{x,y}, source px."""
+        """JSON list of detections: name, class, confidence, box{x1,y1,x2,y2} and segments{x,y}, source px; track_id when tracked."""
         items = []
         for i, polygon in enumerate(self.polygons):
             x1, y1, x2, y2 = (round(float(v), decimals) for v in self.boxes[i])
@@ -144,6 +159,8 @@ class Results:
                     },
                 }
             )
+            if self.track_ids is not None:
+                items[-1]["track_id"] = int(self.track_ids[i])
         return json.dumps(items)
 
     def to_coco(self, image_id, category_ids=None) -> list[dict]:
@@ -173,9 +190,10 @@ class Results:
         return entries
 
     def save_txt(self, path: str | Path, save_conf: bool = False) -> None:
-        """Write YOLO-seg label lines ``cls x1 y1 x2 y2 ... [conf]``, normalised to the source size.
+        """Write YOLO-seg label lines ``cls x1 y1 x2 y2 ... [conf] [track id]``, normalised to the source size.
 
         One polygon per detection (empty masks are skipped), 6 decimals; the file is overwritten.
+        Tracked results end each line with the integer track id.
         """
         h0, w0 = self.orig_shape
         lines = []
@@ -184,5 +202,6 @@ class Results:
                 continue
             coords = (polygon / np.array([w0, h0], dtype=np.float32)).reshape(-1)
             values = " ".join(f"{v:.6f}" for v in coords)
-            lines.append(f"{int(self.classes[i])} {values}" + (f" {self.scores[i]:.6f}" if save_conf else ""))
+            line = f"{int(self.classes[i])} {values}" + (f" {self.scores[i]:.6f}" if save_conf else "")
+            lines.append(line + ("" if self.track_ids is None else f" {int(self.track_ids[i])}"))
         Path(path).write_text("".join(line + "\n" for line in lines))

@@ -53,11 +53,14 @@ class Runtime:
     Attributes:
         backend: the Backend.
         last_skipped: unreadable files (or videos without frames) skipped by the last ``predict``.
+        last_tracks: after ``track``, ``{sequence: [track summaries]}`` (``Track.summary``): one
+            entry per video (its path) and ``"images"`` for the still images and arrays.
     """
 
     def __init__(self, backend: Backend):
         self.backend = backend
         self.last_skipped = 0
+        self.last_tracks: dict[str, list[dict]] = {}
 
     @property
     def meta(self) -> ModelMeta:
@@ -140,6 +143,69 @@ class Runtime:
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
         results = self._stream(items, shape, size, options)
         return results if stream else list(results)
+
+    def track(
+        self,
+        source,
+        tracker=None,
+        conf: float = 0.1,
+        iou: float = 0.7,
+        imgsz=None,
+        max_det: int = 300,
+        classes=None,
+        agnostic: bool = False,
+        retina_masks: bool = False,
+        batch: int = 1,
+        stream: bool = True,
+    ):
+        """Segment and track objects through videos and image sequences (``edgeseg.runtimes.tracking``).
+
+        Each video in ``source`` gets its own tracker; still images and arrays, in source order,
+        form one sequence. Results keep only the detections that belong to a confirmed track, with
+        their ``track_ids``; a track's mask is its detection's mask.
+
+        Args:
+            source: as ``predict``.
+            tracker: a TrackerSettings, a tracker YAML path, or None for the defaults.
+            conf: the lowest score kept; the default 0.1 lets weak detections keep their tracks
+                (the tracker's ``low_score``).
+            iou, imgsz, max_det, classes, agnostic, retina_masks, batch: as ``predict``.
+            stream: return a generator (True) or a list.
+
+        Returns:
+            Results per frame, in source order, with ``track_ids``; ``last_tracks`` is set when
+            the iteration ends (or the generator is closed).
+
+        Raises:
+            EdgesegError: as ``predict``, or unreadable tracker settings.
+        """
+        from edgeseg.runtimes.tracking import TrackerSettings
+
+        if tracker is None or isinstance(tracker, TrackerSettings):
+            settings = tracker or TrackerSettings()
+        else:
+            settings = TrackerSettings.from_yaml(tracker)
+        detections = self.predict(source, conf, iou, imgsz, max_det, classes, agnostic, retina_masks, batch, stream=True)
+        results = self._tracked(detections, settings)
+        return results if stream else list(results)
+
+    def _tracked(self, detections, settings):
+        """``detections`` (Results per frame) with track ids, one ByteTracker per sequence; fills ``last_tracks``."""
+        from edgeseg.runtimes.tracking import ByteTracker
+
+        self.last_tracks = {}
+        trackers: dict[str, ByteTracker] = {}
+        try:
+            for result in detections:
+                head, _, frame = (result.path or "").rpartition("#")
+                sequence = head if head and frame.isdigit() else "images"
+                if sequence not in trackers:
+                    trackers[sequence] = ByteTracker(settings)
+                ids = trackers[sequence].update(result.boxes, result.scores, result.classes, result.masks)
+                result.track_ids = ids
+                yield result.subset(ids >= 0)
+        finally:
+            self.last_tracks = {sequence: tracker.summaries() for sequence, tracker in trackers.items()}
 
     def _warn_end2end(self, conf: float, iou: float, max_det: int, agnostic: bool = False) -> None:
         """Log which asked-for settings an end-to-end artifact cannot honour: its graph did NMS with its own."""

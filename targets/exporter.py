@@ -215,7 +215,8 @@ def export(
         nms={"conf": float(conf), "iou": float(iou), "max_det": int(max_det)} if end2end else {},
     )
     dest = _destination(out, entry, folder, stem, precision)
-    LOGGER.info(f"{source.source}: exporting to {dest} ({target} {precision}, {hw[0]}x{hw[1]}, batch {'dynamic' if dynamic else batch})")
+    chip = f" for {platform}" if platform else ""
+    LOGGER.info(f"{source.source}: exporting to {dest} ({target} {precision}{chip}, {hw[0]}x{hw[1]}, batch {'dynamic' if dynamic else batch})")
     report = None
     with atomic_output(dest) as staged:
         job = ExportJob(

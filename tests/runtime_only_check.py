@@ -1,4 +1,4 @@
-"""Runtime-only install check: an exported model runs predict, val and save where torch is not installed.
+"""Runtime-only install check: an exported model runs predict, track, val and save where torch is not installed.
 
     python tests/runtime_only_check.py model.onnx
 
@@ -18,7 +18,7 @@ from edgeseg.runtimes.errors import EdgesegError
 
 
 def main(model: str) -> None:
-    """Predict on, save and validate ``model`` over a 4-image synthetic val split; fail if torch was imported."""
+    """Predict on, track through, save and validate ``model`` over a 4-image synthetic val split; fail if torch was imported."""
     with tempfile.TemporaryDirectory() as tmp:
         data = synthesize(tmp, n_train=1, n_val=4, progress=False)
         runtime = edgeseg.runtimes.load(model)
@@ -26,6 +26,8 @@ def main(model: str) -> None:
         folder = edgeseg.runtimes.save_results(results, Path(tmp) / "predict", txt=True, coco=True)
         saved = sorted(p.name for p in folder.iterdir())
         metrics = runtime.val(data, progress=False)
+        tracked = list(runtime.track(Path(tmp) / "images" / "val"))
+    assert all(r.track_ids is not None for r in tracked) and "images" in runtime.last_tracks, "track gave no ids"
     assert len(results) == 4, f"expected 4 results, got {len(results)}"
     assert len(saved) == 6 and "predictions.json" in saved and "labels" in saved, f"saved {saved}"
     assert metrics.seg.seen == 4, f"val saw {metrics.seg.seen} images, expected 4"
@@ -40,7 +42,8 @@ def main(model: str) -> None:
     assert "torch" not in sys.modules, "torch was imported"
     print(
         f"runtime-only check passed: {runtime!r}; predict: {len(results)} images, "
-        f"{sum(map(len, results))} detections, saved {len(saved)} entries; val: 4 images, mask mAP50-95 {metrics.seg.map:.3f}; torch not imported"
+        f"{sum(map(len, results))} detections, saved {len(saved)} entries; track: {len(runtime.last_tracks['images'])} tracks; "
+        f"val: 4 images, mask mAP50-95 {metrics.seg.map:.3f}; torch not imported"
     )
 
 

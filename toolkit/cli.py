@@ -209,8 +209,6 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
     """Segment SOURCE (image, folder, glob or video) with MODEL (.pt, .onnx, ...) and save the results."""
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from edgeseg.runtimes import load
     from edgeseg.runtimes.save import ResultSaver
 
@@ -219,9 +217,16 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
     saver = ResultSaver(
         Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf
     )
+    _save_and_report(results, saver, runtime, "predict")
+
+
+def _save_and_report(results, saver, runtime, desc: str) -> None:
+    """Give every Results to ``saver`` under a progress bar, then print per-image lines (few images) and the totals."""
+    from tqdm import tqdm
+
     lines, n_images, n_dets, speed = [], 0, 0, {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
     try:
-        for result in tqdm(results, desc="predict", unit="img", leave=False):
+        for result in tqdm(results, desc=desc, unit="img", leave=False):
             saver.add(result)
             n_images += 1
             n_dets += len(result)
@@ -242,6 +247,45 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
     )
     if saver.folder is not None:
         click.echo(f"results saved to {saver.folder}")
+
+
+@main.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.argument("source")
+@click.option("--tracker", default=None, help="Tracker settings YAML (high_score, low_score, new_track_score, track_buffer, match_cost, fuse_score, association).")
+@click.option("--association", type=click.Choice(["box", "mask"]), default=None, help="Match tracks by box IoU or mask IoU [default: the tracker's, box].")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.1, help="Lowest score kept (weak detections keep tracks alive).")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
+@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's].")
+@click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per frame.")
+@click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL [default: onnxruntime].")
+@click.option("--save/--no-save", default=True, help="Write annotated frames and videos, with track ids.")
+@click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt, the track id last on each line.")
+@click.option("--project", default="runs/track", help="Parent folder of runs.")
+@click.option("--name", default="track", help="Run folder name (track, track2, ...).")
+def track(model, source, tracker, association, device, engine, save, save_txt, project, name, **options) -> None:
+    """Segment and track objects in SOURCE (video, folder or glob of frames) with MODEL; tracks.json summarises each track."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from edgeseg.runtimes import load
+    from edgeseg.runtimes.save import ResultSaver
+    from edgeseg.runtimes.tracking import TrackerSettings
+
+    settings = TrackerSettings() if tracker is None else TrackerSettings.from_yaml(tracker)
+    if association:
+        settings = dataclasses.replace(settings, association=association)
+    runtime = load(model, device, engine)
+    results = runtime.track(source, settings, **options)
+    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False)
+    _save_and_report(results, saver, runtime, "track")
+    for sequence, tracks in runtime.last_tracks.items():
+        click.echo(f"{sequence}: {len(tracks)} tracks")
+    if saver.folder is not None:
+        (saver.folder / "tracks.json").write_text(json.dumps(runtime.last_tracks, indent=1) + "\n")
 
 
 @main.command(context_settings={"show_default": True})

@@ -118,6 +118,13 @@ class Model:
         """
         return self._runtime(device).predict(source, **kwargs)
 
+    def track(self, source, device: str = "cpu", **kwargs):
+        """Segment and track objects in ``source`` with this network (``edgeseg.runtimes.Runtime.track``).
+
+        Same arguments and results as ``Runtime.track``: Results per frame with ``track_ids``.
+        """
+        return self._runtime(device).track(source, **kwargs)
+
     def val(self, data, device: str = "cpu", **kwargs):
         """Box and mask metrics of this network on a data YAML split (``Runtime.val``; no save needed).
 
