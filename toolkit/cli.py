@@ -163,6 +163,19 @@ def synth(out: str, n_train: int, n_val: int, seed: int) -> None:
     click.echo(f"wrote {n_train} train + {n_val} val images; data YAML: {yaml_path}")
 
 
+@data.command("synth-clip")
+@click.option("--out", "out", default="datasets/clip", show_default=True, help="Folder to write clip.avi and gt.txt to.")
+@click.option("--frames", type=click.IntRange(1), default=300, show_default=True, help="Frames in the clip.")
+@click.option("--objects", type=click.IntRange(1, 50), default=10, show_default=True, help="Moving objects (ids 1..N).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same clip.")
+def synth_clip(out: str, frames: int, objects: int, seed: int) -> None:
+    """Write a synthetic video of moving, occluding shapes (clip.avi) and its ground-truth tracks (gt.txt, MOTChallenge layout)."""
+    from edgeseg.data.synth_clip import write_clip
+
+    clip = write_clip(out, seed=seed, n_frames=frames, n_objects=objects)
+    click.echo(f"wrote {clip} ({frames} frames, {objects} objects) and its ground truth {clip.with_name('gt.txt')}")
+
+
 def _parse_classes(ctx, param, value):
     """``"0,2"`` → ``[0, 2]``; None stays None."""
     if value is None:
