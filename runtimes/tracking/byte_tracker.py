@@ -82,7 +82,7 @@ class TrackerSettings:
             raise EdgesegError(f"{path}: {exc}") from None
 
 
-@dataclass
+@dataclass(eq=False)  # tracks are compared by identity
 class Track:
     """One tracked object.
 
@@ -303,7 +303,7 @@ class ByteTracker:
         limit = self.settings.track_buffer
         old = [t for t in self.tracks if self.frame - t.last_frame > limit]
         tracked = [t for t in self.tracks if not t.lost and t.confirmed]
-        lost = [t for t in self.tracks if t.lost and t not in old]
+        lost = [t for t in self.tracks if t.lost and all(t is not o for o in old)]
         if tracked and lost:
             overlap = box_iou(np.stack([t.box for t in lost]), np.stack([t.box for t in tracked]))
             old += [t for t, row in zip(lost, overlap) if row.max() > DUPLICATE_IOU]
