@@ -83,12 +83,13 @@ tflite-check: setup
 
 # make rknn-venv    the rknn-toolkit2 converter venv (.venv-rknn): rknn-toolkit2 pins numpy <= 1.26.4,
 #                   onnx <= 1.18 and torch <= 2.4 (a CUDA build from PyPI); it needs torch only to import,
-#                   so it gets the CPU torch edgeseg pins, and its other requirements, without pip's resolver
+#                   so it gets the CPU torch edgeseg pins, and its other requirements, without pip's resolver;
+#                   setuptools < 81 still has the pkg_resources it imports (torch 2.13 needs >= 77)
 # make rknn-check   export fp16 and int8 RKNN folders, verified in rknn-toolkit2's simulator (the RKNN tests)
 RKNN_VENV ?= .venv-rknn
 RKNN_TOOLKIT := rknn-toolkit2==2.5.0
 RKNN_REQUIREMENTS := "numpy<=1.26.4" "onnx>=1.16.1,<=1.18.0" onnxruntime "protobuf>=4.21.6,<=4.25.4" psutil \
-	ruamel.yaml scipy tqdm opencv-python-headless fast-histogram "setuptools<70" torch==2.13.0
+	ruamel.yaml scipy tqdm opencv-python-headless fast-histogram "setuptools>=77,<81" torch==2.13.0
 
 .PHONY: rknn-venv rknn-check
 
