@@ -203,7 +203,7 @@ class Runtime:
                     trackers[sequence] = ByteTracker(settings)
                 ids = trackers[sequence].update(result.boxes, result.scores, result.classes, result.masks)
                 result.track_ids = ids
-                yield result.subset(ids >= 0)
+                yield result if (ids >= 0).all() else result.subset(ids >= 0)
         finally:
             self.last_tracks = {sequence: tracker.summaries() for sequence, tracker in trackers.items()}
 

@@ -65,6 +65,7 @@ class SimulatorBackend(Backend):
     """
 
     name = "rknn-simulator"
+    stand_in = "rknn-toolkit2's simulator"
 
     def __init__(self, worker: subprocess.Popen, path: str, meta, log: Path):
         self.worker, self.log = worker, log

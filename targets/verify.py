@@ -429,8 +429,9 @@ def verify(
         (see ``map_delta``; None without labels), ``finite``, ``max_abs_diff`` (``preds``,
         ``protos``, ``boxes``, ``scores``, ``coefficients``; reported, not judged),
         ``tolerance``, ``checks`` (``check``, ``value``, ``limit``, ``at_least``, ``passed``),
-        ``failures`` (one line per failed check, naming it), ``passed`` and ``backend`` (what ran
-        the artifact: its backend's name, e.g. ``rknn-simulator`` for a stand-in). When the artifact
+        ``failures`` (one line per failed check, naming it), ``passed``, ``backend`` (the name of
+        the backend that ran it) and ``stand_in`` (``Backend.stand_in``: what imitated the device,
+        e.g. rknn-toolkit2's simulator, else empty). When the artifact
         cannot run on this machine (``PredictUnavailable``, e.g. CoreML off macOS) only
         ``precision``, ``images``, ``imgsz``, ``skipped`` (``verification skipped: <why>``),
         ``failures`` ([]) and ``passed`` (None).
@@ -477,6 +478,7 @@ def verify(
         "max_abs_diff": diff,
         "tolerance": limits,
         "backend": artifact.backend.name,
+        "stand_in": artifact.backend.stand_in,
     }
     report["checks"] = _checks(report, limits)
     report["failures"] = [_failure(check, report) for check in report["checks"] if not check["passed"]]
@@ -509,8 +511,7 @@ def format_report(report: dict) -> str:
     dets, diff, maps = report["detections"], report["max_abs_diff"], report["map"]
     h, w = report["imgsz"]
     conf = f"conf {report['conf']:.3g}" + (f" (lowered: few detections at {CONF:g})" if report["conf_lowered"] else "")
-    stand_in = report.get("backend", "")
-    ran = f" in the {stand_in.replace('-', ' ')}" if stand_in.endswith("simulator") else ""
+    ran = f" in {report['stand_in']}" if report.get("stand_in") else ""
     lines = [
         f"verification ({report['precision']}, {report['images']} images at {h}x{w}, {conf}){ran}: "
         + ("passed" if report["passed"] else "FAILED"),

@@ -46,6 +46,7 @@ class Backend:
     """
 
     name = "backend"
+    stand_in = ""  # what imitates the device when the artifact itself cannot run here (a simulator), for reports
 
     def __init__(self, path: str, meta: ModelMeta, device: str = "cpu"):
         try:

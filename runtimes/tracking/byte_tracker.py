@@ -22,6 +22,7 @@ association a track's mask is moved by its predicted displacement before it is c
 
 from dataclasses import dataclass, field, fields
 
+import cv2
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
@@ -97,6 +98,7 @@ class Track:
         confirmed: matched on two frames (or born on the first frame).
         lost: unmatched on the latest frame.
         mask_areas: px of its mask on each matched frame.
+        mask_centre: (x, y) centre of its latest mask's bounding box in px, None without a mask.
     """
 
     track_id: int
@@ -111,6 +113,13 @@ class Track:
     confirmed: bool = False
     lost: bool = False
     mask_areas: list = field(default_factory=list)
+    mask_centre: tuple[float, float] | None = None
+
+    def take_mask(self, mask: np.ndarray) -> None:
+        """Keep ``mask`` (H0, W0) bool as its latest mask, with its area and centre (measured once, here)."""
+        x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+        self.mask, self.mask_centre = mask, (x + w / 2, y + h / 2) if w else None
+        self.mask_areas.append(int(np.count_nonzero(mask)))
 
     @property
     def box(self) -> np.ndarray:
@@ -269,10 +278,9 @@ class ByteTracker:
         """The track's latest mask moved to its predicted centre (an empty mask when it has none)."""
         if track.mask is None or track.mask.shape != tuple(shape):
             return np.zeros(shape, dtype=bool)
-        ys, xs = np.nonzero(track.mask)
-        if not len(xs):
+        if track.mask_centre is None:
             return track.mask
-        dx, dy = track.mean[0] - (xs.min() + xs.max() + 1) / 2, track.mean[1] - (ys.min() + ys.max() + 1) / 2
+        dx, dy = track.mean[0] - track.mask_centre[0], track.mean[1] - track.mask_centre[1]
         return shifted(track.mask, int(round(dx)), int(round(dy)))
 
     def _match(self, track: Track, det: int, boxes, scores, classes, masks, owner) -> None:
@@ -282,17 +290,17 @@ class ByteTracker:
         track.last_frame = self.frame
         track.frames_seen += 1
         if masks is not None:
-            track.mask = masks[det]
-            track.mask_areas.append(int(masks[det].sum()))
+            track.take_mask(masks[det])
         if track.confirmed:
             owner[det] = track.track_id
 
     def _start(self, det: int, boxes, scores, classes, masks, owner) -> None:
         """A new track from detection ``det``, confirmed at once on the first frame."""
         mean, covariance = kalman.initiate(kalman.xyxy_to_xyah(boxes[det : det + 1])[0])
-        mask = None if masks is None else masks[det]
-        track = Track(self._next_id, mean, covariance, int(classes[det]), float(scores[det]), mask, self.frame, self.frame,
-                      confirmed=self.frame == 1, mask_areas=[] if mask is None else [int(mask.sum())])  # fmt: skip
+        track = Track(self._next_id, mean, covariance, int(classes[det]), float(scores[det]), None, self.frame, self.frame,
+                      confirmed=self.frame == 1)  # fmt: skip
+        if masks is not None:
+            track.take_mask(masks[det])
         self._next_id += 1
         self.tracks.append(track)
         if track.confirmed:

@@ -33,7 +33,7 @@ from edgeseg.targets import rknn as rknn_target
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.onnx import converter_graph
 from edgeseg.targets.rknn_worker import read_array, write_array
-from edgeseg.targets.verify import verify
+from edgeseg.targets.verify import format_report, verify
 
 import helpers
 
@@ -236,6 +236,7 @@ def test_fp16_export_is_verified_in_the_simulator(checkpoint, dataset, tmp_path)
     assert sorted(p.name for p in artifact.path.iterdir()) == sorted([MODEL, META_FILE])
     report = artifact.report
     assert report["backend"] == "rknn-simulator" and report["passed"] and abs(report["map"]["delta"]["mask"]) <= 0.01
+    assert "in rknn-toolkit2's simulator: passed" in format_report(report).splitlines()[0]
     meta = json.loads((artifact.path / META_FILE).read_text())
     assert meta["extra"]["rknn"]["platform"] == "rk3588" and meta["extra"]["rknn"]["toolkit"].startswith("2.5")
     assert meta["outputs"] == ["preds", "protos"] and meta["precision"] == "fp16"
