@@ -14,6 +14,7 @@ from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.data_config import load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_IMGSZ
+from edgeseg.runtimes.live import LiveOptions
 from edgeseg.runtimes.loop import predict_batches
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.metrics import SegmentMetrics
@@ -53,13 +54,17 @@ class Runtime:
     Attributes:
         backend: the Backend.
         last_skipped: unreadable files (or videos without frames) skipped by the last ``predict``.
+        last_ended: the last ``predict``'s live sources that ended by themselves (lost or never
+            opened): one message each.
+        last_dropped: stale live frames the last ``predict`` dropped (``stream_buffer=False``).
         last_tracks: after ``track``, ``{sequence: [track summaries]}`` (``Track.summary``): one
             entry per video (its path) and ``"images"`` for the still images and arrays.
     """
 
     def __init__(self, backend: Backend):
         self.backend = backend
-        self.last_skipped = 0
+        self.last_skipped = self.last_dropped = 0
+        self.last_ended: list[str] = []
         self.last_tracks: dict[str, list[dict]] = {}
 
     @property
@@ -109,39 +114,51 @@ class Runtime:
         retina_masks: bool = False,
         batch: int = 1,
         stream: bool = True,
+        vid_stride: int = 1,
+        stream_buffer: bool = False,
+        reconnect: int = 3,
     ):
-        """Segment images, folders, globs, videos, arrays or a list of these.
+        """Segment images, folders, globs, videos, arrays, live streams or a list of these.
 
         The source is checked before anything runs (missing paths, unopenable video files raise
         here); unreadable files inside it are skipped with a warning naming each, counted in
-        ``last_skipped``.
+        ``last_skipped``. A live source that is lost is reopened up to ``reconnect`` times, then
+        ends with a warning (kept in ``last_ended``) and the results so far.
 
         Args:
-            source: see ``resolve_source``; arrays are (H, W, 3) BGR uint8 (gray and BGRA are converted).
+            source: see ``resolve_source``; arrays are (H, W, 3) BGR uint8 (gray and BGRA are
+                converted); live sources: a webcam index, an rtsp/rtmp/http(s) URL, a ``.streams`` file.
             conf, iou, max_det, classes, agnostic: see ``postprocess.non_max_suppression``.
             imgsz: input size, int or (h, w); see ``input_shape``.
             retina_masks: see ``postprocess.process_masks``.
             batch: images per inference call when the batch is dynamic (a static-batch artifact
                 uses its own batch size).
             stream: return a generator (True) or a list.
+            vid_stride: take every ``vid_stride``-th frame of videos and streams.
+            stream_buffer: process every frame of a live source (True) or only the newest one
+                when the model is slower than the source (False; dropped frames are counted in
+                ``last_dropped``).
+            reconnect: attempts to reopen a lost live source, ``edgeseg.runtimes.live.LiveOptions``.
 
         Returns:
             Results per image or video frame, in source order, with ``image`` (H0, W0, 3) BGR,
-            ``path`` (file path, ``"video.mp4#<frame index>"`` for frames, None for arrays) and
-            ``speed`` (ms per image for preprocess, inference, postprocess).
+            ``path`` (file path, ``"video.mp4#<frame index>"`` for frames, ``"<url>#<frame index>"``
+            or ``"webcam0#<frame index>"`` for live frames, None for arrays) and ``speed`` (ms per
+            image for preprocess, inference, postprocess).
 
         Raises:
-            EdgesegError: a bad source, or (while iterating) a source with nothing readable.
+            EdgesegError: a bad source or option, or (while iterating) a source with nothing readable.
         """
         if batch < 1:
             raise EdgesegError(f"batch must be >= 1, got {batch}")
+        live = LiveOptions(stream_buffer=stream_buffer, reconnect=reconnect, vid_stride=vid_stride)
         check_thresholds(conf, iou, max_det)
         self._warn_end2end(conf, iou, max_det, agnostic)
         shape = self.input_shape(imgsz)
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
-        results = self._stream(items, shape, size, options)
+        results = self._stream(items, live, shape, size, options)
         return results if stream else list(results)
 
     def track(
@@ -157,6 +174,9 @@ class Runtime:
         retina_masks: bool = False,
         batch: int = 1,
         stream: bool = True,
+        vid_stride: int = 1,
+        stream_buffer: bool = False,
+        reconnect: int = 3,
     ):
         """Segment and track objects through videos and image sequences (``edgeseg.runtimes.tracking``).
 
@@ -169,7 +189,8 @@ class Runtime:
             tracker: a TrackerSettings, a tracker YAML path, or None for the defaults.
             conf: the lowest score kept; the default 0.1 lets weak detections keep their tracks
                 (the tracker's ``low_score``).
-            iou, imgsz, max_det, classes, agnostic, retina_masks, batch: as ``predict``.
+            iou, imgsz, max_det, classes, agnostic, retina_masks, batch, vid_stride,
+                stream_buffer, reconnect: as ``predict``.
             stream: return a generator (True) or a list.
 
         Returns:
@@ -185,7 +206,10 @@ class Runtime:
             settings = tracker or TrackerSettings()
         else:
             settings = TrackerSettings.from_yaml(tracker)
-        detections = self.predict(source, conf, iou, imgsz, max_det, classes, agnostic, retina_masks, batch, stream=True)
+        detections = self.predict(
+            source, conf, iou, imgsz, max_det, classes, agnostic, retina_masks, batch,
+            vid_stride=vid_stride, stream_buffer=stream_buffer, reconnect=reconnect,
+        )  # fmt: skip
         results = self._tracked(detections, settings)
         return results if stream else list(results)
 
@@ -225,14 +249,18 @@ class Runtime:
                 f"{', '.join(limits)}; re-export with --end2end --conf/--iou/--max-det to change them"
             )
 
-    def _stream(self, items, shape: tuple[int, int], size: int, options: dict):
+    def _stream(self, items, live: LiveOptions, shape: tuple[int, int], size: int, options: dict):
         """Generator of Results over ``items`` through the one batch loop, ``size`` images per inference call."""
-        frames = SourceFrames(items)
-        self.last_skipped = seen = 0
-        for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, **options):
-            self.last_skipped = frames.skipped
-            seen += len(results)
-            yield from results
+        frames = SourceFrames(items, live)
+        self.last_skipped = self.last_dropped = seen = 0
+        self.last_ended = frames.ended
+        try:
+            for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, **options):
+                self.last_skipped = frames.skipped
+                seen += len(results)
+                yield from results
+        finally:
+            self.last_dropped = frames.dropped
         self.last_skipped = frames.skipped
         if self.last_skipped:
             LOGGER.warning(f"{self.last_skipped} unreadable source file(s) skipped")

@@ -11,7 +11,9 @@ Layout of a run folder (``save_dir``, or ``save_dir2``, ``save_dir3``, … when 
 on the first write, so nothing is created when there is nothing to save):
 
 - ``<name>``: each annotated image, under its source file name (``Results.plot``).
-- ``<stem>.mp4``: each annotated video (mp4v), at the source video's frame rate.
+- ``<stem>.mp4``: each annotated video (mp4v), at the source video's frame rate; a live
+  source's video is named after its URL (scheme and credentials left out, other characters
+  than letters, digits, ``.`` and ``-`` made ``_``) or ``webcam0``, at DEFAULT_FPS.
 - ``labels/<stem>.txt``: YOLO-seg label lines (``Results.save_txt``); a video frame's file is
   ``labels/<stem>_<frame index>.txt``.
 - ``predictions.json``: COCO results (``Results.to_coco``) of all images, written atomically on
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write_text, ensure_folder
+from edgeseg.runtimes.live import is_live_name
 from edgeseg.runtimes.paths import increment_path
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.sources import VIDEO_SUFFIXES
@@ -98,8 +102,7 @@ class ResultSaver:
         self.folder: Path | None = None
         self._entries: list[dict] = []
         self._arrays = 0  # results without a path seen so far
-        self._video: str | None = None
-        self._writer = None
+        self._writers: dict = {}  # source video or live source → its open cv2.VideoWriter
 
     def __enter__(self) -> ResultSaver:
         return self
@@ -111,7 +114,7 @@ class ResultSaver:
         """Save one ``Results``: an image, a video frame (path ``"<video>#<frame index>"``) or an array.
 
         Frames of one video must arrive in order and together; each new video (or a frame index
-        0) starts a new ``<stem>.mp4``.
+        0) starts a new ``<stem>.mp4``. Frames of several live sources may arrive interleaved.
 
         Raises:
             EdgesegError: ``result`` is not a Results, or a file or folder cannot be written (the
@@ -125,9 +128,9 @@ class ResultSaver:
             self.folder = increment_path(self.save_dir, exist_ok=self.exist_ok)
         if result.path:
             video, _, frame = result.path.rpartition("#")
-            is_frame = Path(video).suffix.lower() in VIDEO_SUFFIXES and frame.isdecimal()
+            is_frame = (Path(video).suffix.lower() in VIDEO_SUFFIXES or is_live_name(video)) and frame.isdecimal()
             name = Path(result.path).name
-            stem = f"{Path(video).stem}_{frame}" if is_frame else Path(result.path).stem
+            stem = f"{_video_stem(video)}_{frame}" if is_frame else Path(result.path).stem
         else:
             video, frame, is_frame = "", "", False
             name = f"image{self._arrays}.jpg"
@@ -151,28 +154,33 @@ class ResultSaver:
     def _write_frame(self, video: str, index: int, frame: np.ndarray) -> None:
         """Append an (H, W, 3) uint8 BGR frame to ``<stem>.mp4``, opening a writer at the source fps for a new video.
 
+        A new video file finishes the previous video files' writers (live sources' stay open).
+
         Raises:
             EdgesegError: the video file cannot be opened for writing.
         """
-        if video != self._video or index == 0:
-            self._close_video()
-            capture = cv2.VideoCapture(video)
-            fps = capture.get(cv2.CAP_PROP_FPS)
-            capture.release()
-            fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+        live = is_live_name(video)
+        writer = self._writers.get(video)
+        if writer is None or index == 0:
+            self._close_videos(lambda name: name == video or not (live or is_live_name(name)))
+            fps = DEFAULT_FPS
+            if not live:
+                capture = cv2.VideoCapture(video)
+                fps = capture.get(cv2.CAP_PROP_FPS)
+                capture.release()
+                fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
             h, w = frame.shape[:2]
-            out = self.folder / f"{Path(video).stem}.mp4"
+            out = self.folder / f"{_video_stem(video)}.mp4"
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             if not writer.isOpened():
                 raise EdgesegError(f"{out}: could not open the video file for writing")
-            self._video, self._writer = video, writer
-        self._writer.write(frame)
+            self._writers[video] = writer
+        writer.write(frame)
 
-    def _close_video(self) -> None:
-        """Finish the current video file, if any."""
-        if self._writer is not None:
-            self._writer.release()
-        self._video, self._writer = None, None
+    def _close_videos(self, which=lambda name: True) -> None:
+        """Finish the open video files whose source ``which(name)`` selects (all by default)."""
+        for name in [name for name in self._writers if which(name)]:
+            self._writers.pop(name).release()
 
     def close(self) -> Path | None:
         """Finish the open video and write ``predictions.json`` (atomically; ``[]`` when there were no detections).
@@ -185,7 +193,7 @@ class ResultSaver:
         Raises:
             EdgesegError: ``predictions.json`` cannot be written (the message names it).
         """
-        self._close_video()
+        self._close_videos()
         if self.coco and self.folder is not None:
             path = self.folder / COCO_FILE
             try:
@@ -236,6 +244,14 @@ def save_results(
         for result in results:
             saver.add(result)
     return saver.folder
+
+
+def _video_stem(video: str) -> str:
+    """The file stem of a video's annotated copy: the file's stem, or a live source's name made file-safe."""
+    if not is_live_name(video):
+        return Path(video).stem
+    address = re.sub(r"^[a-z]+://([^/@]*@)?", "", video, flags=re.IGNORECASE)
+    return re.sub(r"[^\w.-]+", "_", address).strip("_") or "stream"
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:

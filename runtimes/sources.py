@@ -1,7 +1,8 @@
-"""Sources: what ``predict`` reads (images, folders, globs, videos, arrays) and the images of a dataset split.
+"""Sources: what ``predict`` reads (images, folders, globs, videos, arrays, live streams) and the images of a dataset split.
 
 ``resolve_source`` checks a predict source before anything runs; ``SourceFrames`` decodes it
-lazily, skipping and counting unreadable files; ``split_images`` is the one way any caller
+lazily, skipping and counting unreadable files, and reads live sources through
+``edgeseg.runtimes.live``; ``split_images`` is the one way any caller
 (calibration, export verification, bench) takes "the first N readable images of a split".
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from edgeseg.runtimes.data_config import IMG_SUFFIXES, img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image, read_image
+from edgeseg.runtimes.live import LiveFrames, LiveOptions, is_live, live_sources
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -55,27 +57,39 @@ def _file_item(path: Path) -> tuple[str, object]:
 
 
 def resolve_source(source) -> list[tuple[str, object]]:
-    """Expand a predict source into ``("image", Path)``, ``("video", Path)`` and ``("array", BGR array)`` items.
+    """Expand a predict source into ``("image", Path)``, ``("video", Path)``, ``("array", BGR array)`` and ``("live", [names])`` items.
 
     Args:
         source: an image or video path, a folder (its images and videos, sorted, not recursive),
-            a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), or a list of these.
+            a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), a live source (a webcam
+            index, an ``rtsp://``, ``rtmp://``, ``http(s)://`` URL or a ``.streams`` file; see
+            ``edgeseg.runtimes.live``), or a list of these. The live sources of a list are read
+            together, at the place of the first one.
 
     Returns:
         The items in order. Folder and pattern entries are listed by name only; one that turns
-        out unreadable is skipped and counted when predict reaches it.
+        out unreadable is skipped and counted when predict reaches it. Live sources are opened
+        only when read.
 
     Raises:
         EdgesegError: a missing path, a path that is neither a file nor a folder, an unlistable
             folder, a pattern or folder without images/videos, a video file that cannot be
-            opened, an empty list or an unsupported type.
+            opened, a bad ``.streams`` file, an empty list or an unsupported type.
     """
     if isinstance(source, np.ndarray):
         return [("array", to_bgr(source))]
     if isinstance(source, (list, tuple)):
         if not source:
             raise EdgesegError("empty source list")
-        return [item for s in source for item in resolve_source(s)]
+        items = [item for s in source for item in resolve_source(s)]
+        if sum(kind == "live" for kind, _ in items) > 1:
+            first = next(i for i, (kind, _) in enumerate(items) if kind == "live")
+            live = [name for kind, names in items if kind == "live" for name in names]
+            rest = [item for item in items if item[0] != "live"]
+            items = rest[:first] + [("live", live)] + rest[first:]
+        return items
+    if is_live(source):
+        return [("live", live_sources(source))]
     if not isinstance(source, (str, Path)):
         raise EdgesegError(f"unsupported source type {type(source).__name__} (give a path, a glob, an array or a list)")
     path = Path(source)
@@ -127,19 +141,39 @@ def _folder_entries(folder: Path) -> list[Path]:
 class SourceFrames:
     """``(path, (H, W, 3) uint8 BGR image)`` pairs over ``resolve_source`` items, decoded lazily.
 
-    Arrays yield path None, video frames ``"video.mp4#<frame index>"``. Unreadable files, videos
-    that are not regular files, declare frames over MAX_IMAGE_PIXELS or give no frame are
-    skipped with a warning naming each, and counted in ``skipped``.
+    Arrays yield path None, video frames ``"video.mp4#<frame index>"``, live frames
+    ``"<source>#<frame index>"``. Unreadable files, videos that are not regular files, declare
+    frames over MAX_IMAGE_PIXELS or give no frame are skipped with a warning naming each, and
+    counted in ``skipped``; a live source that ends (lost, or never opened) is logged and listed
+    in ``ended``.
+
+    Args:
+        items: from ``resolve_source``.
+        live: LiveOptions for live sources; its ``vid_stride`` applies to video files too.
+
+    Attributes:
+        skipped: files skipped so far.
+        ended: one message per live source that ended by itself.
+        dropped: stale live frames dropped (``LiveOptions.stream_buffer=False``).
     """
 
-    def __init__(self, items: list[tuple[str, object]]):
+    def __init__(self, items: list[tuple[str, object]], live: LiveOptions | None = None):
         self.items = items
-        self.skipped = 0
+        self.live = live or LiveOptions()
+        self.skipped = self.dropped = 0
+        self.ended: list[str] = []
 
     def __iter__(self):
         for kind, value in self.items:
             if kind == "array":
                 yield None, value
+            elif kind == "live":
+                frames = LiveFrames(value, self.live)
+                try:
+                    yield from frames
+                finally:
+                    self.ended += frames.ended
+                    self.dropped += frames.dropped
             elif kind == "image":
                 try:
                     image = decode_image(value)
@@ -167,11 +201,13 @@ class SourceFrames:
             if w * h > MAX_IMAGE_PIXELS:
                 self._skip(path, f"frames of {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,}-pixel limit")
                 return
-            while capture.isOpened():
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                yield f"{path}#{index}", frame
+            stride = self.live.vid_stride
+            while capture.isOpened() and capture.grab():
+                if index % stride == 0:
+                    ok, frame = capture.retrieve()
+                    if not ok:
+                        break
+                    yield f"{path}#{index}", frame
                 index += 1
         finally:
             capture.release()

@@ -1,5 +1,7 @@
 """Test helpers: a train-free yolo11n-seg that makes real detections on given images."""
 
+import time
+
 import cv2
 import numpy as np
 import torch
@@ -7,7 +9,9 @@ import torch
 import edgeseg
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
 from edgeseg.runtimes import load
+from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.data_config import label_path
+from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 
 
@@ -98,3 +102,111 @@ def same_objects(a, b, box_tol: float = 0.5, min_mask_iou: float = 0.98) -> None
 def mask_map(runtime, dataset) -> float:
     """Mask mAP50-95 of a Runtime (``edgeseg.runtimes.load``) on the data YAML's val split, at the runtime's own size."""
     return runtime.val(dataset, progress=False).seg.map
+
+
+class BlobBackend(Backend):
+    """A detector that cannot be wrong: every bright blob of a colour channel is one detection of class 0.
+
+    Each blob's box (``cv2.connectedComponentsWithStats`` per channel), score 0.9 and a one-hot
+    mask coefficient for its channel fill one anchor column; ``protos`` are the channels'
+    brightness at 1/4 scale, positive inside blobs, so each mask is its blob. Objects drawn in
+    different channels stay apart where they overlap. It runs the runtime's whole pipeline
+    (letterbox, NMS, mask decoding) with known answers.
+    """
+
+    name = "blobs"
+
+    def __init__(self, imgsz: int = 160):
+        super().__init__("blobs", ModelMeta(names={0: "blob"}, imgsz=(imgsz, imgsz), nm=3), "cpu")
+
+    def _forward(self, batch):
+        preds = np.zeros((len(batch), 4 + 1 + 3, 64), np.float32)
+        for b, image in enumerate(batch):
+            column = 0
+            for channel in range(3):
+                count, _, stats, _ = cv2.connectedComponentsWithStats((image[channel] > 0.8).astype(np.uint8))
+                for x, y, w, h, _ in stats[1:count]:
+                    preds[b, :6, column] = [x + w / 2, y + h / 2, w, h, 0.9, 0]
+                    preds[b, 5 + channel, column] = 1.0
+                    column += 1
+        b, c, h, w = batch.shape
+        pooled = batch.reshape(b, c, h // 4, 4, w // 4, 4).mean((3, 5))  # 1/4 scale, as the model's prototypes
+        return preds, (pooled * 2 - 1.2).astype(np.float32)  # bright 0.8, gray 114/255: -0.75
+
+
+PATHS = [((10, 50), (170, 50)), ((170, 56), (10, 56)), ((90, 5), (90, 100))]  # crossing: each object in its own channel
+
+
+def position(path: int, t: int, n: int) -> tuple[float, float]:
+    """Top-left corner of ``PATHS[path]``'s square at frame ``t`` of ``n``."""
+    (x0, y0), (x1, y1) = PATHS[path]
+    return round(x0 + (x1 - x0) * t / (n - 1)), round(y0 + (y1 - y0) * t / (n - 1))
+
+
+def squares(n: int, size: int = 14) -> list[np.ndarray]:
+    """``n`` (120, 200) gray frames with one white ``size`` px square per ``PATHS`` entry, in channel 0, 1, 2."""
+    frames = []
+    for t in range(n):
+        frame = np.full((120, 200, 3), 114, np.uint8)
+        for path in range(len(PATHS)):
+            x, y = position(path, t, n)
+            frame[y : y + size, x : x + size, path] = 255
+        frames.append(frame)
+    return frames
+
+
+class MjpegServer:
+    """An MJPEG-over-HTTP stream on 127.0.0.1, as IP cameras serve it, that drops its connection on cue.
+
+    Connection k (from 0) sends ``frames[k * per_connection : (k + 1) * per_connection]`` then
+    closes; connections after ``connections`` get 404, so a reconnecting reader finds it gone.
+    Use as a context manager; ``url`` is the stream's address.
+
+    Args:
+        frames: (H, W, 3) uint8 BGR frames, in order.
+        per_connection: frames sent per connection.
+        connections: connections served before the stream is gone.
+        interval: seconds between frames.
+    """
+
+    def __init__(self, frames, per_connection: int, connections: int = 1, interval: float = 0.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
+        served = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                k = len(served)
+                served.append(self.path)
+                if k >= connections:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for jpeg in jpegs[k * per_connection : (k + 1) * per_connection]:
+                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                    try:
+                        self.wfile.write(head + jpeg + b"\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(interval)
+
+        self.served = served
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/stream.mjpg"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()

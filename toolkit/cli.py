@@ -195,6 +195,17 @@ def _counts(result) -> str:
 
 
 PER_IMAGE_LINES = 20  # print one line per image when there are at most this many
+
+
+def _live_options(command):
+    """The options of video and live sources, shared by ``predict`` and ``track``."""
+    for option in reversed([
+        click.option("--vid-stride", type=click.IntRange(1), default=1, help="Take every Nth frame of videos and streams."),
+        click.option("--stream-buffer", is_flag=True, help="Process every frame of a live source (default: only the newest when the model is slower)."),
+        click.option("--reconnect", type=click.IntRange(0), default=3, help="Attempts to reopen a lost live stream before it ends."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
 ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for name in names)]
 
 
@@ -218,8 +229,9 @@ ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for 
 @click.option("--show-conf/--hide-conf", default=True, help="Draw confidences.")
 @click.option("--project", default="runs/segment", help="Parent folder of runs.")
 @click.option("--name", default="predict", help="Run folder name (predict, predict2, ...).")
+@_live_options
 def predict(model, source, device, engine, save, save_txt, save_json, show_labels, show_conf, project, name, **options) -> None:
-    """Segment SOURCE (image, folder, glob or video) with MODEL (.pt, .onnx, ...) and save the results."""
+    """Segment SOURCE (image, folder, glob, video, webcam index, rtsp/rtmp/http(s) URL or .streams file) with MODEL (.pt, .onnx, ...) and save the results."""
     from pathlib import Path
 
     from edgeseg.runtimes import load
@@ -254,10 +266,13 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
         click.echo("\n".join(lines))
     pre, inf, post = (speed[k] / n_images for k in ("preprocess", "inference", "postprocess"))
     skipped = f", {runtime.last_skipped} skipped" if runtime.last_skipped else ""
+    dropped = f", {runtime.last_dropped} stale live frames dropped" if runtime.last_dropped else ""
     click.echo(
-        f"{n_images} images, {n_dets} detections{skipped}, {pre + inf + post:.1f} ms/img "
+        f"{n_images} images, {n_dets} detections{skipped}{dropped}, {pre + inf + post:.1f} ms/img "
         f"({pre:.1f} pre, {inf:.1f} infer, {post:.1f} post)"
     )
+    for message in runtime.last_ended:
+        click.echo(f"ended: {message}")
     if saver.folder is not None:
         click.echo(f"results saved to {saver.folder}")
 
@@ -278,13 +293,15 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt, the track id last on each line.")
 @click.option("--project", default="runs/track", help="Parent folder of runs.")
 @click.option("--name", default="track", help="Run folder name (track, track2, ...).")
+@_live_options
 def track(model, source, tracker, association, device, engine, save, save_txt, project, name, **options) -> None:
-    """Segment and track objects in SOURCE (video, folder or glob of frames) with MODEL; tracks.json summarises each track."""
+    """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track."""
     import dataclasses
     import json
     from pathlib import Path
 
     from edgeseg.runtimes import load
+    from edgeseg.runtimes.files import atomic_write_text
     from edgeseg.runtimes.save import ResultSaver
     from edgeseg.runtimes.tracking import TrackerSettings
 
@@ -298,7 +315,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, p
     for sequence, tracks in runtime.last_tracks.items():
         click.echo(f"{sequence}: {len(tracks)} tracks")
     if saver.folder is not None:
-        (saver.folder / "tracks.json").write_text(json.dumps(runtime.last_tracks, indent=1) + "\n")
+        atomic_write_text(saver.folder / "tracks.json", json.dumps(runtime.last_tracks, indent=1) + "\n")
 
 
 @main.command(context_settings={"show_default": True})

@@ -9,14 +9,13 @@ from click.testing import CliRunner
 
 from edgeseg.cli import main
 from edgeseg.runtimes import load
-from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.runtime import Runtime
 from edgeseg.runtimes.tracking import TrackerSettings
 
 import helpers
+from helpers import BlobBackend, position, squares
 
 IMGSZ = 160
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,57 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def checkpoint(tmp_path_factory):
     """The calibrated model's checkpoint (it finds the synthetic shapes)."""
     return helpers.export_model(IMGSZ).save(tmp_path_factory.mktemp("track") / "m.pt")
-
-
-class BlobBackend(Backend):
-    """A detector that cannot be wrong: every bright blob of a colour channel is one detection of class 0.
-
-    Each blob's box (``cv2.connectedComponentsWithStats`` per channel), score 0.9 and a one-hot
-    mask coefficient for its channel fill one anchor column; ``protos`` are the channels'
-    brightness at 1/4 scale, positive inside blobs, so each mask is its blob. Objects drawn in
-    different channels stay apart where they overlap. It runs the runtime's whole pipeline
-    (letterbox, NMS, mask decoding) with known answers.
-    """
-
-    name = "blobs"
-
-    def __init__(self):
-        super().__init__("blobs", ModelMeta(names={0: "blob"}, imgsz=(IMGSZ, IMGSZ), nm=3), "cpu")
-
-    def _forward(self, batch):
-        preds = np.zeros((len(batch), 4 + 1 + 3, 64), np.float32)
-        for b, image in enumerate(batch):
-            column = 0
-            for channel in range(3):
-                count, _, stats, _ = cv2.connectedComponentsWithStats((image[channel] > 0.8).astype(np.uint8))
-                for x, y, w, h, _ in stats[1:count]:
-                    preds[b, :6, column] = [x + w / 2, y + h / 2, w, h, 0.9, 0]
-                    preds[b, 5 + channel, column] = 1.0
-                    column += 1
-        b, c, h, w = batch.shape
-        pooled = batch.reshape(b, c, h // 4, 4, w // 4, 4).mean((3, 5))  # 1/4 scale, as the model's prototypes
-        return preds, (pooled * 2 - 1.2).astype(np.float32)  # bright 0.8, gray 114/255: -0.75
-
-
-PATHS = [((10, 50), (170, 50)), ((170, 56), (10, 56)), ((90, 5), (90, 100))]  # crossing: each object in its own channel
-
-
-def position(path: int, t: int, n: int) -> tuple[float, float]:
-    """Top-left corner of ``PATHS[path]``'s square at frame ``t`` of ``n``."""
-    (x0, y0), (x1, y1) = PATHS[path]
-    return round(x0 + (x1 - x0) * t / (n - 1)), round(y0 + (y1 - y0) * t / (n - 1))
-
-
-def squares(n: int, size: int = 14) -> list[np.ndarray]:
-    """``n`` (120, 200) gray frames with one white ``size`` px square per ``PATHS`` entry, in channel 0, 1, 2."""
-    frames = []
-    for t in range(n):
-        frame = np.full((120, 200, 3), 114, np.uint8)
-        for path in range(len(PATHS)):
-            x, y = position(path, t, n)
-            frame[y : y + size, x : x + size, path] = 255
-        frames.append(frame)
-    return frames
 
 
 @pytest.mark.parametrize("association", ["box", "mask"])
