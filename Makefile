@@ -36,8 +36,9 @@ test: setup
 layers: setup
 	VENV=$(VENV) .ci/layers
 
-# make runtime-check   export an ONNX model with .venv, then predict and val it in .venv-runtime:
-#                      the base install (no extras), where torch must not be importable
+# make runtime-check   export an ONNX model with .venv, then predict, track and val it in .venv-runtime:
+#                      the base install (no extras), where torch must not be importable; then the
+#                      same for an OpenVINO export with edgeseg[openvino] added
 RUNTIME_VENV ?= .venv-runtime
 RUNTIME_CHECK := runs/runtime-check
 
@@ -53,6 +54,11 @@ runtime-check: setup
 	print('saved', edgeseg.Model('yolo11n-seg.yaml', names=list(CLASS_NAMES)).save('$(RUNTIME_CHECK)/yolo11n-seg.pt'))"
 	$(BIN)/edgeseg export $(RUNTIME_CHECK)/yolo11n-seg.pt --imgsz 160
 	$(RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(RUNTIME_CHECK)/yolo11n-seg.onnx
+	$(BIN)/edgeseg export $(RUNTIME_CHECK)/yolo11n-seg.pt --target openvino --imgsz 160
+	$(RUNTIME_VENV)/bin/pip install --quiet --disable-pip-version-check ".[openvino]"
+	@if $(RUNTIME_VENV)/bin/python -c "import torch" 2>/dev/null; then \
+		echo "error: torch is importable in $(RUNTIME_VENV) after installing edgeseg[openvino]"; exit 1; fi
+	$(RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(RUNTIME_CHECK)/yolo11n-seg_openvino_model
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) runs datasets

@@ -66,8 +66,11 @@ def benchmark_images(n: int) -> list[np.ndarray]:
     return [render_sample(sample_rng(1, "val", i))[0] for i in range(n)]
 
 
-def calibrated_checkpoint(imgsz: int, images: list[np.ndarray], path: Path) -> Path:
-    """Save a train-free yolo11n-seg with realistic detection counts on ``images`` at ``imgsz``."""
+def calibrated_checkpoint(imgsz: int, images: list[np.ndarray], path: Path, shift: float = 0.0) -> Path:
+    """Save a train-free yolo11n-seg with realistic detection counts on ``images`` at ``imgsz``.
+
+    ``shift`` is added to ``logit_shift(imgsz)``: negative for fewer detections per image.
+    """
     import torch
 
     import edgeseg
@@ -91,7 +94,7 @@ def calibrated_checkpoint(imgsz: int, images: list[np.ndarray], path: Path) -> P
         hook.remove()
         mean, std = out.mean((0, 2, 3)), out.std((0, 2, 3))
         branch[-1].weight.data /= std[:, None, None, None]
-        branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std + logit_shift(imgsz)
+        branch[-1].bias.data[:] = (branch[-1].bias.data - mean) / std + logit_shift(imgsz) + shift
     return model.save(path)
 
 

@@ -8,6 +8,13 @@ generators, so an artifact is judged on exactly the steps a user's predict takes
 ``infer_batches`` reads and letterboxes the next batches on a background thread
 (``read_ahead``) while the current one runs through ``infer`` and post-processing: image decode
 and letterbox release the GIL, as do the engines, so they overlap.
+
+``predict_batches(pipeline=True)`` goes further: decode + letterbox, ``infer`` and
+post-processing each run on their own thread, one batch apart, joined by queues one batch deep,
+so the caller's own work on the results (drawing, encoding a video, tracking) overlaps with the
+next inference as well. Each stage is one thread taking batches in order, so the results come
+in source order and are the very ones the sequential loop gives; at most one batch per stage
+and one per queue is held, so memory stays flat however long the stream.
 """
 
 import queue
@@ -36,7 +43,8 @@ def read_ahead(items: Iterable[Item], depth: int = READ_AHEAD) -> Iterator[Item]
     asked for, so a single image costs no thread. An exception raised while producing is raised
     here, at its place in the sequence. When the consumer stops early (``close()``, garbage
     collection, an exception), the producer thread is told to stop and joined; it finishes the
-    item it is producing first.
+    item it is producing first, then closes ``items`` (so a chained ``read_ahead`` stops its own
+    thread in turn).
     """
     items = iter(items)
     for first in items:
@@ -65,6 +73,10 @@ def read_ahead(items: Iterable[Item], depth: int = READ_AHEAD) -> Iterator[Item]
         except BaseException as exc:  # handed to the consumer, which raises it
             put((False, exc))
             return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a chained stage (another read_ahead) stops its own thread
+                close()
         put((False, None))
 
     thread = threading.Thread(target=produce, name="edgeseg-read-ahead", daemon=True)
@@ -116,10 +128,15 @@ def batches(frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int],
 
 
 def infer_batches(
-    infer: Infer, frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int
+    infer: Infer, frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int, ahead: bool = True
 ) -> Iterator[tuple[Batch, tuple[np.ndarray, np.ndarray], float]]:
-    """``batches`` (read ahead) run through ``infer``: yields (Batch, (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)), seconds of infer)."""
-    for batch in read_ahead(batches(frames, shape, size)):
+    """``batches`` run through ``infer``: yields (Batch, (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)), seconds of infer).
+
+    With ``ahead`` the next batch is read and letterboxed on a background thread (``read_ahead``)
+    while this one is inferred; without, each step waits for the one before.
+    """
+    prepared = batches(frames, shape, size)
+    for batch in read_ahead(prepared) if ahead else prepared:
         start = time.perf_counter()
         outputs = infer(batch.tensor)
         yield batch, outputs, time.perf_counter() - start
@@ -132,6 +149,7 @@ def predict_batches(
     size: int,
     nc: int,
     names: dict[int, str] | None = None,
+    pipeline: bool = True,
     **options,
 ) -> Iterator[list[Results]]:
     """The whole loop: yields one list of Results per batch, in ``frames`` order.
@@ -146,14 +164,23 @@ def predict_batches(
             (``edgeseg.runtimes.postprocess.postprocess``).
 
     Each Results carries ``speed``: ms per image of ``preprocess``, ``inference`` and ``postprocess``.
+    The first batch goes through every step on the calling thread; the stages' threads start
+    when the second is asked for.
     """
-    for batch, (preds, protos), inferred in infer_batches(infer, frames, shape, size):
+    inferred = infer_batches(infer, frames, shape, size, ahead=pipeline)
+    processed = _postprocessed(read_ahead(inferred) if pipeline else inferred, shape, nc, names, options)
+    yield from read_ahead(processed) if pipeline else processed
+
+
+def _postprocessed(inferred, shape: tuple[int, int], nc: int, names, options: dict) -> Iterator[list[Results]]:
+    """``infer_batches`` output post-processed into one list of Results per batch, with their ``speed``."""
+    for batch, (preds, protos), seconds in inferred:
         start = time.perf_counter()
         results = postprocess(preds, protos, batch.infos, shape, nc=nc, names=names, images=batch.images, paths=batch.paths, **options)
         per_image = 1000 / len(batch.images)
         speed = {
             "preprocess": batch.seconds * per_image,
-            "inference": inferred * per_image,
+            "inference": seconds * per_image,
             "postprocess": (time.perf_counter() - start) * per_image,
         }
         for result in results:

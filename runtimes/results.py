@@ -19,9 +19,33 @@ _HEX = (
 PALETTE = tuple((int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _HEX)
 
 
+def _solid(shape: tuple[int, int, int], color: tuple[int, int, int]) -> np.ndarray:
+    """An (H, W, 3) uint8 image of one BGR ``color`` (filled by OpenCV: ~20x faster than numpy's broadcast fill)."""
+    image = np.empty(shape, np.uint8)
+    cv2.rectangle(image, (0, 0), (shape[1], shape[0]), color, cv2.FILLED)
+    return image
+
+
 def class_color(cls: int) -> tuple[int, int, int]:
     """Fixed BGR colour of a class id."""
     return PALETTE[int(cls) % len(PALETTE)]
+
+
+def draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], color, line: int) -> None:
+    """Write ``text`` on a filled box in BGR ``color`` above (or, near the top edge, below) ``corner`` (x, y) of an (H, W, 3) uint8 canvas, in place.
+
+    ``line`` is the box outline width in pixels; the text scale follows it.
+    """
+    scale, thickness = line / 3, max(line - 1, 1)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x, y = corner
+    above = y - th - 3 >= 0
+    y2 = y - th - 3 if above else y + th + 3
+    cv2.rectangle(canvas, (x, y), (x + tw, y2), color, -1, cv2.LINE_AA)
+    luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+    ink = (0, 0, 0) if luma > 160 else (255, 255, 255)
+    baseline = y - 2 if above else y + th + 2
+    cv2.putText(canvas, text, (x, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thickness, cv2.LINE_AA)
 
 
 @dataclass
@@ -112,9 +136,9 @@ class Results:
                 x, y, w, h = cv2.boundingRect(self.masks[i].view(np.uint8))
                 if w == 0:
                     continue
-                region, mask = canvas[y : y + h, x : x + w], self.masks[i, y : y + h, x : x + w]
-                color = np.array(class_color(self.classes[i]), dtype=np.float32)
-                region[mask] = (region[mask] * (1 - alpha) + color * alpha).round().astype(np.uint8)
+                region = canvas[y : y + h, x : x + w]  # a view: OpenCV writes the tint into the canvas
+                tinted = cv2.addWeighted(region, 1 - alpha, _solid(region.shape, class_color(self.classes[i])), alpha, 0)
+                cv2.copyTo(tinted, self.masks[i, y : y + h, x : x + w].view(np.uint8), region)
         line = max(round((h0 + w0) / 2 * 0.003), 2)
         for i in order:
             color = class_color(self.classes[i])
@@ -125,22 +149,8 @@ class Results:
                 text = self._name(self.classes[i]) + (f" {self.scores[i]:.2f}" if conf else "")
                 if self.track_ids is not None:
                     text = f"#{self.track_ids[i]} {text}"
-                self._draw_label(canvas, text, (x1, y1), color, line)
+                draw_label(canvas, text, (x1, y1), color, line)
         return canvas
-
-    @staticmethod
-    def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], color, line: int) -> None:
-        """Filled label box in ``color`` with ``text`` above (or, near the top edge, below) ``corner``."""
-        scale, thickness = line / 3, max(line - 1, 1)
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        x, y = corner
-        above = y - th - 3 >= 0
-        y2 = y - th - 3 if above else y + th + 3
-        cv2.rectangle(canvas, (x, y), (x + tw, y2), color, -1, cv2.LINE_AA)
-        luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
-        ink = (0, 0, 0) if luma > 160 else (255, 255, 255)
-        baseline = y - 2 if above else y + th + 2
-        cv2.putText(canvas, text, (x, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thickness, cv2.LINE_AA)
 
     def to_json(self, decimals: int = 5) -> str:
         """JSON list of detections: name, class, confidence, box{x1,y1,x2,y2} and segments{x,y}, source px; track_id when tracked."""

@@ -18,7 +18,7 @@ from edgeseg.runtimes.live import LiveOptions
 from edgeseg.runtimes.loop import predict_batches
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.metrics import SegmentMetrics
-from edgeseg.runtimes.sources import SourceFrames, resolve_source
+from edgeseg.runtimes.sources import SourceFrames, resolve_source, sequence_of
 from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
 
 LOGGER = logging.getLogger("edgeseg")
@@ -117,6 +117,7 @@ class Runtime:
         vid_stride: int = 1,
         stream_buffer: bool = False,
         reconnect: int = 3,
+        pipeline: bool = True,
     ):
         """Segment images, folders, globs, videos, arrays, live streams or a list of these.
 
@@ -139,6 +140,11 @@ class Runtime:
                 when the model is slower than the source (False; dropped frames are counted in
                 ``last_dropped``).
             reconnect: attempts to reopen a lost live source, ``edgeseg.runtimes.live.LiveOptions``.
+            pipeline: decode + letterbox, inference and post-processing on three threads, so
+                they overlap with each other and with the caller's work on the results
+                (``edgeseg.runtimes.loop.predict_batches``); False does one step at a time. The
+                results are the same either way; a live source's frames wait up to three
+                batches longer in the pipeline.
 
         Returns:
             Results per image or video frame, in source order, with ``image`` (H0, W0, 3) BGR,
@@ -158,6 +164,7 @@ class Runtime:
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
+        options["pipeline"] = pipeline
         results = self._stream(items, live, shape, size, options)
         return results if stream else list(results)
 
@@ -177,6 +184,7 @@ class Runtime:
         vid_stride: int = 1,
         stream_buffer: bool = False,
         reconnect: int = 3,
+        pipeline: bool = True,
     ):
         """Segment and track objects through videos and image sequences (``edgeseg.runtimes.tracking``).
 
@@ -190,7 +198,7 @@ class Runtime:
             conf: the lowest score kept; the default 0.1 lets weak detections keep their tracks
                 (the tracker's ``low_score``).
             iou, imgsz, max_det, classes, agnostic, retina_masks, batch, vid_stride,
-                stream_buffer, reconnect: as ``predict``.
+                stream_buffer, reconnect, pipeline: as ``predict``.
             stream: return a generator (True) or a list.
 
         Returns:
@@ -208,7 +216,7 @@ class Runtime:
             settings = TrackerSettings.from_yaml(tracker)
         detections = self.predict(
             source, conf, iou, imgsz, max_det, classes, agnostic, retina_masks, batch,
-            vid_stride=vid_stride, stream_buffer=stream_buffer, reconnect=reconnect,
+            vid_stride=vid_stride, stream_buffer=stream_buffer, reconnect=reconnect, pipeline=pipeline,
         )  # fmt: skip
         results = self._tracked(detections, settings)
         return results if stream else list(results)
@@ -221,8 +229,7 @@ class Runtime:
         trackers: dict[str, ByteTracker] = {}
         try:
             for result in detections:
-                head, _, frame = (result.path or "").rpartition("#")
-                sequence = head if head and frame.isdigit() else "images"
+                sequence = sequence_of(result.path)
                 if sequence not in trackers:
                     trackers[sequence] = ByteTracker(settings)
                 ids = trackers[sequence].update(result.boxes, result.scores, result.classes, result.masks)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -79,6 +79,9 @@ class ResultSaver:
         show_conf: add confidences to the drawn labels.
         exist_ok: write into ``save_dir`` itself even if it exists (files of the same name are
             replaced).
+        annotate: called as ``annotate(result, image)`` with each annotated (H, W, 3) uint8 BGR
+            image before it is written, to draw more on it (``edgeseg track`` draws trails and
+            counting zones); returns the image to write.
 
     Attributes:
         folder: the run folder (``Path``) once something was written, else None.
@@ -94,8 +97,10 @@ class ResultSaver:
         show_labels: bool = True,
         show_conf: bool = True,
         exist_ok: bool = False,
+        annotate: Callable[[Results, np.ndarray], np.ndarray] | None = None,
     ):
         self.save_dir = Path(save_dir)
+        self.annotate = annotate
         self.images, self.txt, self.coco = images, txt, coco
         self.show_labels, self.show_conf = show_labels, show_conf
         self.exist_ok = exist_ok
@@ -138,6 +143,8 @@ class ResultSaver:
             self._arrays += 1
         if self.images:
             plotted = result.plot(labels=self.show_labels, conf=self.show_conf)
+            if self.annotate is not None:
+                plotted = self.annotate(result, plotted)
             if is_frame:
                 self._write_frame(video, int(frame), plotted)
             else:

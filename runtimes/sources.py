@@ -25,6 +25,12 @@ LOGGER = logging.getLogger("edgeseg")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
 
 
+def sequence_of(path: str | None) -> str:
+    """The sequence a Results' ``path`` belongs to: its video or live source (``"<source>#<frame index>"``), else ``"images"``."""
+    head, _, frame = (path or "").rpartition("#")
+    return head if head and frame.isdigit() else "images"
+
+
 def to_bgr(array: np.ndarray) -> np.ndarray:
     """An (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA uint8 array as (H, W, 3) uint8 BGR.
 

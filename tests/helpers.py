@@ -64,6 +64,17 @@ def write_video(path, spec: tuple, n_frames: int, fps: float = 10.0, fourcc: str
     return path
 
 
+def write_frames(path, frames: list[np.ndarray], fps: float = 10.0, fourcc: str = "MJPG"):
+    """A video of ``frames`` ((H, W, 3) uint8 BGR, all one size) at ``fps``; returns ``path``."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def self_labelled_dataset(folder, checkpoint, n_train: int, n_val: int):
     """``synthesize(folder, n_train, n_val)``'s data YAML with ``checkpoint``'s own predictions as val labels (non-trivial mAP)."""
     yaml_path = synthesize(folder, n_train, n_val, progress=False)

@@ -186,6 +186,30 @@ def _parse_classes(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated class ids such as 0,2; got {value!r}") from None
 
 
+def _parse_shapes(ctx, param, values):
+    """``--zone``/``--line`` values ``"[name:]x,y x,y ..."`` → PolygonZone / LineZone objects, named ``zone1``, ``line1``, ... by default."""
+    from edgeseg.runtimes.tracking import LineZone, PolygonZone
+
+    kind = param.name  # "zone" or "line"
+    shapes = []
+    for number, value in enumerate(values, start=1):
+        name, _, points = value.rpartition(":") if ":" in value else ("", "", value)
+        try:
+            xy = [tuple(float(v) for v in point.split(",")) for point in points.split()]
+            if any(len(point) != 2 for point in xy):
+                raise ValueError("every point is x,y")
+            if kind == "line":
+                if len(xy) != 2:
+                    raise ValueError(f"a line needs 2 points, got {len(xy)}")
+                shapes.append(LineZone(*xy, name=name or f"line{number}"))
+            else:
+                shapes.append(PolygonZone(xy, name=name or f"zone{number}"))
+        except (TypeError, ValueError) as exc:
+            example = "0,160 480,160" if kind == "line" else "dock:0,0 200,0 200,120 0,120"
+            raise click.BadParameter(f"{value!r}: {exc} (expected [name:]x,y x,y{' x,y ...' if kind == 'zone' else ''} in source pixels, e.g. {example!r})") from None
+    return shapes
+
+
 def _counts(result) -> str:
     """``2 circle, 1 star`` (or ``no detections``) for one Results."""
     import numpy as np
@@ -198,11 +222,12 @@ PER_IMAGE_LINES = 20  # print one line per image when there are at most this man
 
 
 def _live_options(command):
-    """The options of video and live sources, shared by ``predict`` and ``track``."""
+    """The options of video and live sources and of the pipelined stream, shared by ``predict`` and ``track``."""
     for option in reversed([
         click.option("--vid-stride", type=click.IntRange(1), default=1, help="Take every Nth frame of videos and streams."),
         click.option("--stream-buffer", is_flag=True, help="Process every frame of a live source (default: only the newest when the model is slower)."),
         click.option("--reconnect", type=click.IntRange(0), default=3, help="Attempts to reopen a lost live stream before it ends."),
+        click.option("--pipeline/--no-pipeline", default=True, help="Decode, infer and post-process on their own threads, overlapping (same results)."),
     ]):  # fmt: skip
         command = option(command)
     return command
@@ -291,11 +316,14 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated frames and videos, with track ids.")
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt, the track id last on each line.")
+@click.option("--zone", multiple=True, callback=_parse_shapes, help="Count objects entering/leaving this polygon, by mask overlap: '[name:]x,y x,y x,y ...' in source pixels (repeatable).")
+@click.option("--line", multiple=True, callback=_parse_shapes, help="Count objects whose mask crosses this line: '[name:]x1,y1 x2,y2'; 'in' is onto its right-hand side looking from the first point (repeatable).")
+@click.option("--trail", type=click.IntRange(0), default=30, help="Frames of each track's path drawn on the saved video (0: none).")
 @click.option("--project", default="runs/track", help="Parent folder of runs.")
 @click.option("--name", default="track", help="Run folder name (track, track2, ...).")
 @_live_options
-def track(model, source, tracker, association, device, engine, save, save_txt, project, name, **options) -> None:
-    """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track."""
+def track(model, source, tracker, association, device, engine, save, save_txt, zone, line, trail, project, name, **options) -> None:
+    """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track, counts.json the --zone/--line counts."""
     import dataclasses
     import json
     from pathlib import Path
@@ -303,19 +331,49 @@ def track(model, source, tracker, association, device, engine, save, save_txt, p
     from edgeseg.runtimes import load
     from edgeseg.runtimes.files import atomic_write_text
     from edgeseg.runtimes.save import ResultSaver
-    from edgeseg.runtimes.tracking import TrackerSettings
+    from edgeseg.runtimes.sources import sequence_of
+    from edgeseg.runtimes.tracking import Trails, TrackerSettings, ZoneCounter
 
     settings = TrackerSettings() if tracker is None else TrackerSettings.from_yaml(tracker)
     if association:
         settings = dataclasses.replace(settings, association=association)
+    try:
+        counter = ZoneCounter([*zone, *line]) if zone or line else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--zone/--line") from None
+    trails = Trails(trail)
     runtime = load(model, device, engine)
-    results = runtime.track(source, settings, **options)
-    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False)
+
+    def counted(results):
+        for result in results:
+            trails.update(result)
+            if counter is not None:
+                counter.update(result)
+            yield result
+
+    def annotate(result, image):
+        trails.draw(image, result)
+        return image if counter is None else counter.draw(image, sequence_of(result.path))
+
+    results = counted(runtime.track(source, settings, **options))
+    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=annotate)
     _save_and_report(results, saver, runtime, "track")
     for sequence, tracks in runtime.last_tracks.items():
         click.echo(f"{sequence}: {len(tracks)} tracks")
+    if counter is not None:
+        for sequence, zones in counter.counts.items():
+            for zone_name, counts in zones.items():
+                click.echo(f"{sequence}: {zone_name}: " + "; ".join(f"{kind} {_by_class(by_class)}" for kind, by_class in counts.items()))
     if saver.folder is not None:
         atomic_write_text(saver.folder / "tracks.json", json.dumps(runtime.last_tracks, indent=1) + "\n")
+        if counter is not None:
+            atomic_write_text(saver.folder / "counts.json", json.dumps(counter.counts, indent=1) + "\n")
+
+
+def _by_class(counts: dict[str, int]) -> str:
+    """``{"circle": 2, "star": 1}`` → ``3 (2 circle, 1 star)``; ``{}`` → ``0``."""
+    total = sum(counts.values())
+    return f"{total} (" + ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) + ")" if total else "0"
 
 
 @main.command(context_settings={"show_default": True})

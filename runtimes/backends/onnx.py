@@ -55,6 +55,11 @@ class OnnxBackend(Backend):
     def __init__(self, path: str, device: str = "cpu"):
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Idle workers sleep instead of spinning, and work is handed out in small blocks, so that a
+        # worker preempted by another thread (a pipelined stream's decoding, post-processing and
+        # drawing) does not hold up the rest (benchmarks/stream_speed.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.dynamic_block_base", "4")
         options.intra_op_num_threads = usable_cpus()  # its default counts the machine's cores, not this process's share
         providers = _providers(device, path)
         try:

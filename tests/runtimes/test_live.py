@@ -80,11 +80,7 @@ def test_vid_stride_on_a_stream_and_on_a_video_file(tmp_path):
         results = list(Runtime(BlobBackend()).predict(server.url, stream_buffer=True, reconnect=0, vid_stride=3))
     assert [r.path.rpartition("#")[2] for r in results] == ["0", "3", "6", "9"]
     assert [frame_number(r) for r in results] == [0, 3, 6, 9]
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 120))
-    for frame in numbered_frames(7):
-        writer.write(frame)
-    writer.release()
+    video = helpers.write_frames(tmp_path / "clip.avi", numbered_frames(7))
     results = list(Runtime(BlobBackend()).predict(str(video), vid_stride=2))
     assert [r.path for r in results] == [f"{video}#{i}" for i in (0, 2, 4, 6)]
     assert [frame_number(r) for r in results] == [0, 2, 4, 6]

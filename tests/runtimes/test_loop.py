@@ -1,11 +1,20 @@
-"""read_ahead: the batch loop's background producer keeps order, raises in place and stops with its consumer."""
+"""read_ahead and the pipelined stream: order kept, errors raised in place, threads stopped with their consumer, results identical to the sequential loop."""
 
 import threading
 import time
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
+import edgeseg.runtimes
+from edgeseg.cli import main
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.loop import read_ahead
+from edgeseg.runtimes.runtime import Runtime
+
+import helpers
+from helpers import BlobBackend, squares
 
 
 def test_items_arrive_in_order_from_another_thread_after_the_first():
@@ -71,3 +80,86 @@ def _raise(exc):
 
 def test_an_empty_source_ends_at_once():
     assert list(read_ahead(iter(()))) == []
+
+
+class JitteryBlobs(BlobBackend):
+    """BlobBackend that takes a random 0-4 ms per call and logs when each call starts and which thread makes it."""
+
+    def __init__(self, fail_at: int | None = None):
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+        self.calls: list[tuple[float, str]] = []
+        self.fail_at = fail_at
+
+    def _forward(self, batch):
+        if len(self.calls) == self.fail_at:
+            raise EdgesegError("inference failed on purpose")
+        self.calls.append((time.perf_counter(), threading.current_thread().name))
+        time.sleep(self.rng.uniform(0, 0.004))
+        return super()._forward(batch)
+
+
+def _same(a, b) -> None:
+    assert [r.path for r in a] == [r.path for r in b]
+    for x, y in zip(a, b):
+        for field in ("boxes", "scores", "classes", "masks"):
+            np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+
+
+def test_pipelined_results_are_the_sequential_ones_in_source_order(tmp_path):
+    frames = squares(25)
+    video = helpers.write_frames(tmp_path / "clip.avi", frames)
+    for source, n in ((frames, 25), (str(video), 25), ([str(video), frames[0]], 26)):
+        sequential = list(Runtime(JitteryBlobs()).predict(source, pipeline=False))
+        assert len(sequential) == n and sum(map(len, sequential)) > 0
+        for batch in (1, 3):
+            pipelined = list(Runtime(JitteryBlobs()).predict(source, pipeline=True, batch=batch))
+            _same(pipelined, sequential)
+
+
+def test_the_next_inference_runs_while_the_caller_works_on_a_result():
+    backend, finished = JitteryBlobs(), []
+    for result in Runtime(backend).predict(squares(12), pipeline=True):
+        time.sleep(0.03)  # drawing, encoding, tracking ...
+        finished.append(time.perf_counter())
+    starts = [start for start, _ in backend.calls]
+    assert {thread for _, thread in backend.calls[2:]} == {"edgeseg-read-ahead"}  # not the caller's thread
+    overlapped = sum(starts[k + 1] < finished[k] for k in range(1, 11))
+    assert overlapped >= 9  # frame k + 1 is inferred while the caller still works on frame k
+
+    backend, finished = JitteryBlobs(), []
+    for result in Runtime(backend).predict(squares(12), pipeline=False):
+        time.sleep(0.03)
+        finished.append(time.perf_counter())
+    starts = [start for start, _ in backend.calls]
+    assert not any(starts[k + 1] < finished[k] for k in range(11))  # sequential: one step at a time
+    assert {thread for _, thread in backend.calls} == {threading.current_thread().name}
+
+
+def test_stopping_a_pipelined_stream_stops_every_stage_thread():
+    stream = Runtime(JitteryBlobs()).predict(squares(100), pipeline=True)
+    assert len([next(stream) for _ in range(3)]) == 3
+    stream.close()
+    assert not any(t.name == "edgeseg-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
+def test_an_inference_error_in_the_pipeline_is_raised_after_the_results_before_it():
+    got = []
+    with pytest.raises(EdgesegError, match="on purpose"):
+        for result in Runtime(JitteryBlobs(fail_at=5)).predict(squares(20), pipeline=True):
+            got.append(result)
+    assert len(got) == 5
+    assert not any(t.name == "edgeseg-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
+def test_cli_predict_writes_the_same_labels_with_and_without_the_pipeline(tmp_path, monkeypatch):
+    video = helpers.write_frames(tmp_path / "clip.avi", squares(12))
+    monkeypatch.setattr(edgeseg.runtimes, "load", lambda *args, **kwargs: Runtime(JitteryBlobs()))
+    labels = {}
+    for flag in ("--pipeline", "--no-pipeline"):
+        args = ["predict", "blobs.onnx", str(video), "--save-txt", "--no-save", "--project", str(tmp_path), "--name", flag]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert "12 images, 36 detections" in result.output
+        labels[flag] = {p.name: p.read_text() for p in (tmp_path / flag / "labels").iterdir()}
+    assert len(labels["--pipeline"]) == 12 and labels["--pipeline"] == labels["--no-pipeline"]
