@@ -4,8 +4,9 @@ Each frame (``ByteTracker.update``):
 
 1. every kept track (tracked or lost) is moved one frame ahead by its Kalman filter;
 2. high-score detections (``score >= high_score``) are matched to those tracks by IoU (box
-   IoU, or mask IoU with ``association="mask"``; multiplied by the detection's score when
-   ``fuse_score``), accepting pairs with cost ``1 - similarity <= match_cost``;
+   IoU, or with ``association="mask"`` mask IoU for the tracks matched on the previous frame
+   and box IoU for lost ones, whose last mask is stale; multiplied by the detection's score
+   when ``fuse_score``), accepting pairs with cost ``1 - similarity <= match_cost``;
 3. tracks left unmatched that were being tracked get a second chance on the low-score
    detections (``low_score <= score < high_score``) by box IoU (cost <= 0.5): an occluded
    object's weak detection keeps its track alive instead of starting a new one;
@@ -261,14 +262,17 @@ class ByteTracker:
             t.mean, t.covariance = mean, covariance
 
     def _cost(self, tracks: list[Track], dets: np.ndarray, boxes, scores, masks, association: str, fuse: bool) -> np.ndarray:
-        """(len(tracks), len(dets)) cost ``1 - similarity`` (box or mask IoU, times the score when ``fuse``)."""
+        """(len(tracks), len(dets)) cost ``1 - similarity`` (box IoU, or mask IoU for tracks not lost with ``association="mask"``; times the score when ``fuse``)."""
         if not tracks or not len(dets):
             return np.zeros((len(tracks), len(dets)))
+        similarity = box_iou(np.stack([t.box for t in tracks]), boxes[dets])
         if association == "mask":
-            moved = np.stack([self._moved_mask(t, masks.shape[1:]) for t in tracks])
-            similarity = mask_iou(moved, masks[dets])
-        else:
-            similarity = box_iou(np.stack([t.box for t in tracks]), boxes[dets])
+            # a lost track's last mask shows the object as it was frames ago (often half hidden or
+            # half out of the frame): its Kalman box is the better guess, so it keeps box IoU
+            seen = np.flatnonzero([not t.lost for t in tracks])
+            if len(seen):
+                moved = np.stack([self._moved_mask(tracks[i], masks.shape[1:]) for i in seen])
+                similarity[seen] = mask_iou(moved, masks[dets])
         if fuse:
             similarity = similarity * scores[dets][None]
         return 1 - similarity

@@ -97,6 +97,23 @@ def test_mask_association_follows_shapes_where_boxes_are_ambiguous():
         ByteTracker(TrackerSettings(association="mask")).update(box_ring[None], [0.9], [0])
 
 
+def test_mask_association_matches_lost_tracks_by_box_and_seen_ones_by_mask():
+    """A ring that comes back as a dot in the same box: a lost track takes it (its mask is stale), a track seen last frame does not."""
+    ring = disc(100, 60, 30) & ~disc(100, 60, 20)
+    dot = disc(100, 60, 8)
+    box = box_at(100, 60, 60, 60)
+    seen = ([box], [0.9], ring[None])
+    nothing = (np.zeros((0, 4)), [], np.zeros((0, H, W), bool))
+    back = ([box], [0.9], dot[None])
+    settings = TrackerSettings(association="mask")
+    after_a_gap = run(ByteTracker(settings), [seen] * 4 + [nothing] * 2 + [back])
+    assert [i.tolist() for i in after_a_gap] == [[1]] * 4 + [[], []] + [[1]]
+    at_once = run(ByteTracker(settings), [seen] * 4 + [back, back])
+    # seen on the previous frame, track 1 refuses the dot (mask IoU 0: it starts a new, unconfirmed
+    # track); lost from then on, it takes the dot back by its box on the next frame
+    assert [i.tolist() for i in at_once] == [[1]] * 4 + [[-1], [1]]
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="association must be"):
         TrackerSettings(association="centre")
