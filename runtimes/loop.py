@@ -10,17 +10,21 @@ generators, so an artifact is judged on exactly the steps a user's predict takes
 and letterbox release the GIL, as do the engines, so they overlap.
 
 ``predict_batches(pipeline=True)`` goes further: decode + letterbox, ``infer`` and
-post-processing each run on their own thread, one batch apart, joined by queues one batch deep,
-so the caller's own work on the results (drawing, encoding a video, tracking) overlaps with the
-next inference as well. Each stage is one thread taking batches in order, so the results come
-in source order and are the very ones the sequential loop gives; at most one batch per stage
-and one per queue is held, so memory stays flat however long the stream.
+post-processing each run on their own threads, joined by queues one batch deep, so the caller's
+own work on the results (drawing, encoding a video, tracking) overlaps with the next inference
+as well. ``infer`` runs on a pool (``run_ahead``) of one thread, or two for a backend that
+allows concurrent calls, whose results are taken in order; the other stages are one thread
+each. So the results come in source order and are the very ones the sequential loop gives; a
+bounded number of batches is held (one per stage and queue, two more in inference), so memory
+stays flat however long the stream.
 """
 
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import NamedTuple, TypeVar
 
@@ -32,6 +36,7 @@ from edgeseg.runtimes.results import Results
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 READ_AHEAD = 1  # batches prepared ahead of the one being inferred (each one costs its input tensor in memory)
 _POLL_S = 0.1  # how often a blocked producer checks whether the consumer has gone
 
@@ -150,6 +155,7 @@ def predict_batches(
     nc: int,
     names: dict[int, str] | None = None,
     pipeline: bool = True,
+    concurrency: int = 1,
     **options,
 ) -> Iterator[list[Results]]:
     """The whole loop: yields one list of Results per batch, in ``frames`` order.
@@ -167,9 +173,59 @@ def predict_batches(
     The first batch goes through every step on the calling thread; the stages' threads start
     when the second is asked for.
     """
-    inferred = infer_batches(infer, frames, shape, size, ahead=pipeline)
-    processed = _postprocessed(read_ahead(inferred) if pipeline else inferred, shape, nc, names, options)
+    if pipeline:
+        inferred = run_ahead(_timed(infer), read_ahead(batches(frames, shape, size)), concurrency)
+    else:
+        inferred = infer_batches(infer, frames, shape, size, ahead=False)
+    processed = _postprocessed(inferred, shape, nc, names, options)
     yield from read_ahead(processed) if pipeline else processed
+
+
+def _timed(infer: Infer) -> Callable[[Batch], tuple[Batch, tuple[np.ndarray, np.ndarray], float]]:
+    """``infer`` on a Batch's tensor, returning (Batch, outputs, seconds it took)."""
+
+    def run(batch: Batch):
+        start = time.perf_counter()
+        outputs = infer(batch.tensor)
+        return batch, outputs, time.perf_counter() - start
+
+    return run
+
+
+def run_ahead(fn: Callable[[Item], Result], items: Iterable[Item], workers: int = 1) -> Iterator[Result]:
+    """``fn(item)`` of each of ``items``, in order, computed on ``workers`` pool threads ahead of the consumer.
+
+    ``workers`` calls run at once and one more waits, so while the consumer works on a result the
+    next ones are being computed. ``items`` is read on the consumer's thread. An exception from
+    ``fn`` or from ``items`` is raised at its place, after the results before it. When the consumer
+    stops early the waiting calls are cancelled, the running ones finished, the pool shut down and
+    ``items`` closed.
+    """
+    items = iter(items)
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="edgeseg-run-ahead")
+    try:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except Exception as exc:  # the results before it first
+                while pending:
+                    yield pending.popleft().result()
+                raise exc
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _postprocessed(inferred, shape: tuple[int, int], nc: int, names, options: dict) -> Iterator[list[Results]]:

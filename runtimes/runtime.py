@@ -262,7 +262,8 @@ class Runtime:
         self.last_skipped = self.last_dropped = seen = 0
         self.last_ended = frames.ended
         try:
-            for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, **options):
+            concurrency = 2 if self.backend.concurrent else 1
+            for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, concurrency=concurrency, **options):
                 self.last_skipped = frames.skipped
                 seen += len(results)
                 yield from results

@@ -43,10 +43,13 @@ class Backend:
         meta: the artifact's ModelMeta; ``meta.batch`` is the static batch (0 = dynamic) and
             ``meta.dynamic`` tells whether the input height/width may vary.
         device: the device it runs on, as the user gave it.
+        concurrent: whether ``infer`` may run on two threads at once (the engine's session is
+            thread-safe), so that a pipelined stream infers two frames at a time.
     """
 
     name = "backend"
     stand_in = ""  # what imitates the device when the artifact itself cannot run here (a simulator), for reports
+    concurrent = False  # True when two threads may call ``infer`` at once (a pipelined stream then keeps two frames in flight)
 
     def __init__(self, path: str, meta: ModelMeta, device: str = "cpu"):
         try:

@@ -51,6 +51,7 @@ class OnnxBackend(Backend):
     """
 
     name = "onnxruntime"
+    concurrent = True  # InferenceSession.run is thread-safe
 
     def __init__(self, path: str, device: str = "cpu"):
         options = ort.SessionOptions()

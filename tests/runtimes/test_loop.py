@@ -83,20 +83,30 @@ def test_an_empty_source_ends_at_once():
 
 
 class JitteryBlobs(BlobBackend):
-    """BlobBackend that takes a random 0-4 ms per call and logs when each call starts and which thread makes it."""
+    """BlobBackend that takes a random 0-4 ms per call and logs when each call starts, which thread makes it and how many run at once."""
 
-    def __init__(self, fail_at: int | None = None):
+    def __init__(self, fail_at: int | None = None, concurrent: bool = False):
         super().__init__()
         self.rng = np.random.default_rng(0)
         self.calls: list[tuple[float, str]] = []
         self.fail_at = fail_at
+        self.concurrent = concurrent
+        self.lock, self.running, self.most_at_once = threading.Lock(), 0, 0
 
     def _forward(self, batch):
-        if len(self.calls) == self.fail_at:
-            raise EdgesegError("inference failed on purpose")
-        self.calls.append((time.perf_counter(), threading.current_thread().name))
-        time.sleep(self.rng.uniform(0, 0.004))
-        return super()._forward(batch)
+        with self.lock:
+            if len(self.calls) == self.fail_at:
+                raise EdgesegError("inference failed on purpose")
+            self.calls.append((time.perf_counter(), threading.current_thread().name))
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            pause = self.rng.uniform(0, 0.004)
+        time.sleep(pause)
+        try:
+            return super()._forward(batch)
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 def _same(a, b) -> None:
@@ -112,9 +122,11 @@ def test_pipelined_results_are_the_sequential_ones_in_source_order(tmp_path):
     for source, n in ((frames, 25), (str(video), 25), ([str(video), frames[0]], 26)):
         sequential = list(Runtime(JitteryBlobs()).predict(source, pipeline=False))
         assert len(sequential) == n and sum(map(len, sequential)) > 0
-        for batch in (1, 3):
-            pipelined = list(Runtime(JitteryBlobs()).predict(source, pipeline=True, batch=batch))
+        for batch, concurrent in ((1, False), (3, False), (1, True)):
+            backend = JitteryBlobs(concurrent=concurrent)
+            pipelined = list(Runtime(backend).predict(source, pipeline=True, batch=batch))
             _same(pipelined, sequential)
+            assert backend.most_at_once == (2 if concurrent and len(sequential) > 2 else 1)  # two frames in flight when allowed
 
 
 def test_the_next_inference_runs_while_the_caller_works_on_a_result():
@@ -123,7 +135,7 @@ def test_the_next_inference_runs_while_the_caller_works_on_a_result():
         time.sleep(0.03)  # drawing, encoding, tracking ...
         finished.append(time.perf_counter())
     starts = [start for start, _ in backend.calls]
-    assert {thread for _, thread in backend.calls[2:]} == {"edgeseg-read-ahead"}  # not the caller's thread
+    assert all(thread.startswith("edgeseg-run-ahead") for _, thread in backend.calls[2:])  # not the caller's thread
     overlapped = sum(starts[k + 1] < finished[k] for k in range(1, 11))
     assert overlapped >= 9  # frame k + 1 is inferred while the caller still works on frame k
 
@@ -140,7 +152,7 @@ def test_stopping_a_pipelined_stream_stops_every_stage_thread():
     stream = Runtime(JitteryBlobs()).predict(squares(100), pipeline=True)
     assert len([next(stream) for _ in range(3)]) == 3
     stream.close()
-    assert not any(t.name == "edgeseg-read-ahead" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name.startswith("edgeseg-") and t.is_alive() for t in threading.enumerate())
 
 
 def test_an_inference_error_in_the_pipeline_is_raised_after_the_results_before_it():
@@ -149,7 +161,7 @@ def test_an_inference_error_in_the_pipeline_is_raised_after_the_results_before_i
         for result in Runtime(JitteryBlobs(fail_at=5)).predict(squares(20), pipeline=True):
             got.append(result)
     assert len(got) == 5
-    assert not any(t.name == "edgeseg-read-ahead" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name.startswith("edgeseg-") and t.is_alive() for t in threading.enumerate())
 
 
 def test_cli_predict_writes_the_same_labels_with_and_without_the_pipeline(tmp_path, monkeypatch):
