@@ -333,6 +333,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
     from edgeseg.runtimes.save import ResultSaver
     from edgeseg.runtimes.sources import sequence_of
     from edgeseg.runtimes.tracking import Trails, TrackerSettings, ZoneCounter
+    from edgeseg.runtimes.tracking.zones import by_class
 
     settings = TrackerSettings() if tracker is None else TrackerSettings.from_yaml(tracker)
     if association:
@@ -363,17 +364,11 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
     if counter is not None:
         for sequence, zones in counter.counts.items():
             for zone_name, counts in zones.items():
-                click.echo(f"{sequence}: {zone_name}: " + "; ".join(f"{kind} {_by_class(by_class)}" for kind, by_class in counts.items()))
+                click.echo(f"{sequence}: {zone_name}: " + "; ".join(f"{kind} {by_class(n)}" for kind, n in counts.items()))
     if saver.folder is not None:
         atomic_write_text(saver.folder / "tracks.json", json.dumps(runtime.last_tracks, indent=1) + "\n")
         if counter is not None:
             atomic_write_text(saver.folder / "counts.json", json.dumps(counter.counts, indent=1) + "\n")
-
-
-def _by_class(counts: dict[str, int]) -> str:
-    """``{"circle": 2, "star": 1}`` → ``3 (2 circle, 1 star)``; ``{}`` → ``0``."""
-    total = sum(counts.values())
-    return f"{total} (" + ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) + ")" if total else "0"
 
 
 @main.command(context_settings={"show_default": True})

@@ -246,7 +246,7 @@ class ZoneCounter:
         return {sequence: {zone: {k: dict(v) for k, v in c.items()} for zone, c in zones.items()} for sequence, zones in self._counts.items()}
 
     def draw(self, canvas: np.ndarray, sequence: str) -> np.ndarray:
-        """Draw every zone with its name, and its counts in ``sequence`` so far in a panel at the top left, on an (H, W, 3) uint8 BGR canvas, in place; returns it."""
+        """Draw every zone with its name, and its counts in ``sequence`` so far (``in 3 (2 circle, 1 star)  out 0``, ``inside`` for polygons) in a panel at the top left, on an (H, W, 3) uint8 BGR canvas, in place; returns it."""
         counts = self._sequence_counts(sequence)
         scale = max(canvas.shape[0] / 720, 0.4)
         height = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1] + 8
@@ -254,14 +254,17 @@ class ZoneCounter:
             zone.draw(canvas)
             x, y = zone.label_at()
             draw_label(canvas, zone.name, (max(x, 0), max(y, 0)), ZONE_COLOR, 1)
-            c = counts[zone.name]
-            text = f"{zone.name}: in {sum(c['in'].values())}  out {sum(c['out'].values())}"
-            if "inside" in c:
-                text += f"  now {sum(c['inside'].values())}"
+            text = f"{zone.name}: " + "  ".join(f"{kind} {by_class(n)}" for kind, n in counts[zone.name].items())
             origin = (6, (row + 1) * height)
             cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ZONE_COLOR, 1, cv2.LINE_AA)
         return canvas
+
+
+def by_class(counts: dict[str, int]) -> str:
+    """``{"circle": 2, "star": 1}`` → ``3 (2 circle, 1 star)``; ``{}`` → ``0``."""
+    total = sum(counts.values())
+    return f"{total} (" + ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) + ")" if total else "0"
 
 
 class Trails:

@@ -12,6 +12,7 @@ from edgeseg.cli import main
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.runtime import Runtime
 from edgeseg.runtimes.tracking import LineZone, PolygonZone, Trails, ZoneCounter
+from edgeseg.runtimes.tracking.zones import by_class
 
 import helpers
 from helpers import PATHS, BlobBackend, squares
@@ -94,6 +95,15 @@ def test_bad_zones_and_untracked_results_are_refused():
     untracked = Results(np.zeros((0, 4)), [], [], np.zeros((0, H, W), bool), NAMES, (H, W))
     with pytest.raises(ValueError, match="track_ids"):
         ZoneCounter([LineZone((0, 0), (1, 1))]).update(untracked)
+
+
+def test_counts_read_per_class_on_the_video_and_in_the_summary():
+    assert by_class({"star": 1, "circle": 2}) == "3 (2 circle, 1 star)" and by_class({}) == "0"
+    counter = ZoneCounter([PolygonZone([(100, 0), (200, 0), (200, 120), (100, 120)], "z")])
+    run(counter, [frame((1, 0, 10, 10, 30, 30), (2, 1, 10, 50, 30, 70)), frame((1, 0, 150, 10, 170, 30), (2, 1, 150, 50, 170, 70))])
+    canvas = counter.draw(np.zeros((H, W, 3), np.uint8), "images")
+    assert (canvas[:14, :100] == (0, 215, 255)).all(-1).any()  # the panel line "z: in 2 (1 a, 1 b)  out 0  inside 2 (1 a, 1 b)"
+    assert counter.counts["images"]["z"]["in"] == {"a": 1, "b": 1}
 
 
 def test_trails_follow_mask_centres_and_forget_lost_tracks():
