@@ -246,16 +246,17 @@ class ZoneCounter:
         return {sequence: {zone: {k: dict(v) for k, v in c.items()} for zone, c in zones.items()} for sequence, zones in self._counts.items()}
 
     def draw(self, canvas: np.ndarray, sequence: str) -> np.ndarray:
-        """Draw every zone with its name, and its counts in ``sequence`` so far (``in 3 (2 circle, 1 star)  out 0``, ``inside`` for polygons) in a panel at the top left, on an (H, W, 3) uint8 BGR canvas, in place; returns it."""
+        """Draw every zone with its name, and its counts in ``sequence`` so far (``in 3 (2 circle, 1 star)  out 0``, ``inside`` for polygons) in a panel at the bottom left, on an (H, W, 3) uint8 BGR canvas, in place; returns it."""
         counts = self._sequence_counts(sequence)
-        scale = max(canvas.shape[0] / 720, 0.4)
+        scale = max(canvas.shape[0] / 640, 0.45)
         height = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1] + 8
+        bottom = canvas.shape[0] - 6 - height * (len(self.zones) - 1)  # the panel's first baseline
         for row, zone in enumerate(self.zones):
             zone.draw(canvas)
             x, y = zone.label_at()
             draw_label(canvas, zone.name, (max(x, 0), max(y, 0)), ZONE_COLOR, 1)
             text = f"{zone.name}: " + "  ".join(f"{kind} {by_class(n)}" for kind, n in counts[zone.name].items())
-            origin = (6, (row + 1) * height)
+            origin = (6, bottom + row * height)
             cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ZONE_COLOR, 1, cv2.LINE_AA)
         return canvas

@@ -102,7 +102,7 @@ def test_counts_read_per_class_on_the_video_and_in_the_summary():
     counter = ZoneCounter([PolygonZone([(100, 0), (200, 0), (200, 120), (100, 120)], "z")])
     run(counter, [frame((1, 0, 10, 10, 30, 30), (2, 1, 10, 50, 30, 70)), frame((1, 0, 150, 10, 170, 30), (2, 1, 150, 50, 170, 70))])
     canvas = counter.draw(np.zeros((H, W, 3), np.uint8), "images")
-    assert (canvas[:14, :100] == (0, 215, 255)).all(-1).any()  # the panel line "z: in 2 (1 a, 1 b)  out 0  inside 2 (1 a, 1 b)"
+    assert (canvas[-20:, :100] == (0, 215, 255)).all(-1).any()  # the panel line at the bottom "z: in 2 (1 a, 1 b)  out 0  inside 2 (1 a, 1 b)"
     assert counter.counts["images"]["z"]["in"] == {"a": 1, "b": 1}
 
 
