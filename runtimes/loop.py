@@ -166,12 +166,18 @@ def predict_batches(
         shape: the (H, W) model input in pixels.
         size: images per ``infer`` call.
         nc: number of classes; names: ``{class id: name}`` for the Results.
+        pipeline: run decode + letterbox, ``infer`` and post-processing on threads of their own
+            (see the module docstring), so they and the caller's work overlap; False runs every
+            step of a batch on the calling thread before the next batch is read. The results
+            are the same either way.
+        concurrency: with ``pipeline``, how many ``infer`` calls may run at once (2 for a
+            backend whose ``infer`` is thread-safe, ``Backend.concurrent``: on a CPU the
+            engine's own threads leave cores idle between layers, and a second batch fills them).
         options: ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``, ``retina_masks``
             (``edgeseg.runtimes.postprocess.postprocess``).
 
-    Each Results carries ``speed``: ms per image of ``preprocess``, ``inference`` and ``postprocess``.
-    The first batch goes through every step on the calling thread; the stages' threads start
-    when the second is asked for.
+    Each Results carries ``speed``: ms per image of ``preprocess`` (letterbox), ``inference``
+    (wall time of its ``infer`` call) and ``postprocess``.
     """
     if pipeline:
         inferred = run_ahead(_timed(infer), read_ahead(batches(frames, shape, size)), concurrency)

@@ -140,11 +140,12 @@ class Runtime:
                 when the model is slower than the source (False; dropped frames are counted in
                 ``last_dropped``).
             reconnect: attempts to reopen a lost live source, ``edgeseg.runtimes.live.LiveOptions``.
-            pipeline: decode + letterbox, inference and post-processing on three threads, so
-                they overlap with each other and with the caller's work on the results
-                (``edgeseg.runtimes.loop.predict_batches``); False does one step at a time. The
-                results are the same either way; a live source's frames wait up to three
-                batches longer in the pipeline.
+            pipeline: decode + letterbox, inference (two frames at a time where the backend
+                allows concurrent calls, ``Backend.concurrent``) and post-processing on threads
+                of their own, so they overlap with each other and with the caller's work on the
+                results (``edgeseg.runtimes.loop.predict_batches``); False does one step at a
+                time, the lowest latency per frame. The results are the same either way; a live
+                source's frames wait a few batches longer in the pipeline.
 
         Returns:
             Results per image or video frame, in source order, with ``image`` (H0, W0, 3) BGR,

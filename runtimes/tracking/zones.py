@@ -63,7 +63,7 @@ class PolygonZone:
     points: np.ndarray
     name: str = "zone"
     overlap: float = 0.5
-    _rasters: dict = field(default_factory=dict, init=False, repr=False)
+    _rasters: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (H, W) → the polygon rasterised, cropped to its box
 
     def __post_init__(self):
         self.points = _points(self.points, None, f"zone {self.name!r}")
