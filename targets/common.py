@@ -117,12 +117,18 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+def refuse_folder(dest: Path) -> None:
+    """Raise EdgesegError when ``dest`` is an existing folder (not a link), which a file artifact must not replace."""
+    if dest.is_dir() and not dest.is_symlink():
+        raise EdgesegError(f"{dest}: is an existing folder; the artifact is a file: give a file path or a folder name not ending like the artifact")
+
+
 def _check_replaceable(dest: Path, staged: Path) -> None:
     """Raise EdgesegError when putting ``staged`` at ``dest`` would destroy something that is not a previous artifact."""
     if not os.path.lexists(dest) or dest.is_symlink():
         return
-    if dest.is_dir() and not staged.is_dir():
-        raise EdgesegError(f"{dest}: is an existing folder; the artifact is a file: give a file path or a folder name not ending like the artifact")
+    if not staged.is_dir():
+        refuse_folder(dest)
     if staged.is_dir() and not dest.is_dir():
         raise EdgesegError(f"{dest}: is an existing file; the artifact is a folder: remove it or choose another --out")
     if staged.is_dir():

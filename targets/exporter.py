@@ -21,12 +21,13 @@ from edgeseg.runtimes.limits import MAX_DETECTIONS, MAX_IMGSZ
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.runtime import Runtime, check_thresholds
 from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
-from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra
+from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra, refuse_folder
 from edgeseg.targets.registry import TargetEntry, target_entry
 from edgeseg.targets.verify import format_report, save_report, verification_set
 from edgeseg.targets.verify import verify as verify_artifact
 
 LOGGER = logging.getLogger("edgeseg")
+FILE_SUFFIXES = (".onnx", ".engine", ".tflite", ".pte")  # the targets whose artifact is one file (the others are folders)
 
 
 @dataclass
@@ -215,6 +216,8 @@ def export(
         nms={"conf": float(conf), "iou": float(iou), "max_det": int(max_det)} if end2end else {},
     )
     dest = _destination(out, entry, folder, stem, precision)
+    if entry.suffix in FILE_SUFFIXES:
+        refuse_folder(dest)  # before the export's work, not after it
     chip = f" for {platform}" if platform else ""
     LOGGER.info(f"{source.source}: exporting to {dest} ({target} {precision}{chip}, {hw[0]}x{hw[1]}, batch {'dynamic' if dynamic else batch})")
     report = None
