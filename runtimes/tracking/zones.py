@@ -207,9 +207,10 @@ class ZoneCounter:
         sequence = sequence_of(result.path)
         counts = self._sequence_counts(sequence)
         events = []
+        ids = [int(i) for i in result.track_ids]
+        classes = [result.names.get(int(c), str(int(c))) for c in result.classes]
         for zone in self.zones:
             known = self._states[(sequence, zone.name)]
-            ids = [int(i) for i in result.track_ids]
             previous = [known.get(i) for i in ids]
             states = zone.states(result.masks, previous) if ids else []
             for i, (track_id, was, now) in enumerate(zip(ids, previous, states)):
@@ -218,15 +219,13 @@ class ZoneCounter:
                     continue
                 if isinstance(zone, LineZone) and not zone.counts_change(result.masks[i]):
                     continue
-                direction = "in" if now else "out"
-                name = result.names.get(int(result.classes[i]), str(int(result.classes[i])))
+                direction, name = "in" if now else "out", classes[i]
                 counts[zone.name][direction][name] = counts[zone.name][direction].get(name, 0) + 1
                 events.append({"zone": zone.name, "direction": direction, "track_id": track_id, "class": name})
             if isinstance(zone, PolygonZone):
                 inside: dict[str, int] = {}
-                for cls, now in zip(result.classes, states):
+                for name, now in zip(classes, states):
                     if now:
-                        name = result.names.get(int(cls), str(int(cls)))
                         inside[name] = inside.get(name, 0) + 1
                 counts[zone.name]["inside"] = inside
         return events
