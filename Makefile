@@ -36,6 +36,13 @@ test: setup
 layers: setup
 	VENV=$(VENV) .ci/layers
 
+# make device-wheels   the device install (base and [tflite]) resolves to binary wheels on aarch64 Linux
+#                      (cp310 Jetson, cp311 Pi) and macOS arm64 (cp310, cp311); resolution only, needs PyPI
+.PHONY: device-wheels
+
+device-wheels: setup
+	$(BIN)/python .ci/device_wheels.py
+
 # make runtime-check   export an ONNX model with .venv, then predict, track and val it in .venv-runtime:
 #                      the base install (no extras), where torch must not be importable; then the
 #                      same for an OpenVINO export with edgeseg[openvino] added

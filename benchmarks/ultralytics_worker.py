@@ -7,6 +7,7 @@ settings folder); edgeseg never imports it. Modes:
     export  --model last.pt --imgsz S                         ONNX, static batch 1, not simplified
     predict --model m.onnx --images x.npz --imgsz S --conf C --runs R --warmup N
     val     --model m.onnx --data D --imgsz S
+    detect  --model ARTIFACT --images x.npz [--f32]         ``YOLO(artifact).predict(image)`` with no other argument
 """
 
 import argparse
@@ -72,9 +73,53 @@ def val(args) -> dict:
     return {"seconds": seconds, "box_map": float(metrics.box.map), "mask_map": float(metrics.seg.map)}
 
 
+def f32_openvino() -> None:
+    """Make every OpenVINO compile in this process compute in f32, as OpenVINO does by default on a CPU without bf16.
+
+    On a CPU with bf16 (this machine's Xeon has AMX), OpenVINO's CPU default is bf16 and
+    Ultralytics compiles with that default; ``--f32`` shows what the same call gives on the
+    other CPUs, where the artifact is computed as written.
+    """
+    import openvino as ov
+
+    compile_model = ov.Core.compile_model
+
+    def compile_f32(self, model, device_name=None, config=None):
+        return compile_model(self, model, device_name, {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"})
+
+    ov.Core.compile_model = compile_f32
+
+
+def detect(args) -> dict:
+    """What Ultralytics makes of an artifact given nothing but its path: task, names, input size and each image's detections.
+
+    Detections per image: ``boxes`` (N, 4) xyxy px in the image, ``classes`` (N,), ``scores`` (N,).
+    """
+    from ultralytics import YOLO
+
+    if args.f32:
+        f32_openvino()
+    model = YOLO(args.model)
+    images = np.load(args.images)
+    out = []
+    for key in sorted(images.files):
+        result = model.predict(images[key], verbose=False)[0]
+        out.append(
+            {
+                "image": key,
+                "boxes": result.boxes.xyxy.cpu().numpy().tolist(),
+                "classes": result.boxes.cls.cpu().numpy().astype(int).tolist(),
+                "scores": result.boxes.conf.cpu().numpy().tolist(),
+                "masks": 0 if result.masks is None else len(result.masks),
+            }
+        )
+    names = {int(k): v for k, v in model.predictor.model.names.items()}
+    return {"task": model.task, "names": names, "imgsz": list(model.predictor.imgsz), "images": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["train", "export", "predict", "val"])
+    parser.add_argument("mode", choices=["train", "export", "predict", "val", "detect"])
     parser.add_argument("--data")
     parser.add_argument("--work")
     parser.add_argument("--name", default="ultralytics")
@@ -86,10 +131,11 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--f32", action="store_true", help="detect: OpenVINO computes in f32 (see f32_openvino)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as settings:
         os.environ.update(YOLO_OFFLINE="1", YOLO_CONFIG_DIR=settings, MPLCONFIGDIR=settings)
-        result = {"train": train, "export": export, "predict": predict, "val": val}[args.mode](args)
+        result = {"train": train, "export": export, "predict": predict, "val": val, "detect": detect}[args.mode](args)
     print(json.dumps(result))
 
 

@@ -17,12 +17,14 @@ from edgeseg.runtimes.save import ResultSaver, save_results
 __all__ = ["load", "Runtime", "Results", "ModelMeta", "ResultSaver", "save_results"]
 
 
-def load(path, device: str = "cpu", engine: str | None = None) -> Runtime:
+def load(path, device: str | None = None, engine: str | None = None) -> Runtime:
     """Open a model artifact for predict/val.
 
     Args:
         path: an edgeseg ``.pt`` checkpoint or ``.onnx`` file (or any registered format).
-        device: ``cpu``, or ``cuda``/``cuda:N``/``N`` where the backend supports it.
+        device: ``cpu``, or ``cuda``/``cuda:N``/``N`` where the backend supports it; None (the
+            default): the first CUDA GPU where the backend can use one (torch for ``.pt``, ONNX
+            Runtime with CUDA), else the CPU, logged.
         engine: for a file more than one engine can run (``.onnx``): ``onnxruntime`` (the
             default), ``openvino``, or ``auto``: the fastest installed one whose outputs match
             ONNX Runtime's, logged (``edgeseg.runtimes.backends.engines``).

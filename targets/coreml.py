@@ -6,7 +6,7 @@ runtime's letterbox, so the CoreML backend feeds it as it is (no per-image PIL c
 static batch size, and the /255 scale stays in one place, ``to_input_tensor``). Outputs ``preds``
 (B, 4 + nc + nm, A) and ``protos`` (B, nm, H / 4, W / 4), forced to float32 (without that an fp16
 package returns float16 arrays under generated names). The ModelMeta JSON is the package's
-user-defined metadata ``edgeseg``.
+user-defined metadata ``edgeseg``, with the plain keys the YOLO ecosystem reads beside it.
 
 Precisions: ``fp32`` computes in float32; ``fp16`` stores and computes in float16; ``int8`` is
 fp16 with its weights linearly quantised to int8 per output channel
@@ -22,6 +22,7 @@ import torch
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import META_KEY
+from edgeseg.runtimes.plain_meta import plain_strings
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.onnx import ExportWrapper
 
@@ -58,7 +59,7 @@ def convert(job: ExportJob) -> "ct.models.MLModel":
 
 
 def build(job: ExportJob) -> None:
-    """Write the ``.mlpackage`` at ``job.path`` with the ModelMeta in its user-defined metadata.
+    """Write the ``.mlpackage`` at ``job.path`` with the ModelMeta in its user-defined metadata (and the plain keys beside it).
 
     Raises:
         EdgesegError: ``dynamic`` or ``end2end`` asked for (not available for CoreML).
@@ -69,6 +70,7 @@ def build(job: ExportJob) -> None:
         raise EdgesegError("end2end CoreML (NMS in the graph) is not available; export without --end2end")
     model = convert(job)
     model.user_defined_metadata[META_KEY] = job.meta.to_json()
+    model.user_defined_metadata.update(plain_strings(job.meta))
     model.short_description = f"edgeseg YOLO-seg ({job.meta.nc} classes, {job.precision})"
     model.version = job.meta.version
     model.save(str(job.path))

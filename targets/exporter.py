@@ -137,7 +137,7 @@ def export(
     calib: int = 300,
     verify: bool = True,
     out=None,
-    device: str = "cpu",
+    device: str | None = None,
     simplify: bool = True,
     opset: int = 17,
     conf: float = VAL_CONF,
@@ -164,7 +164,8 @@ def export(
         out: the artifact path, or an existing folder for the default name (default: beside
             the checkpoint, ``<stem>.onnx``, ``<stem>-fp16.onnx`` …; the current folder for an
             in-memory model).
-        device: where to trace and verify: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        device: where to trace and verify: ``cpu``, ``cuda``, ``cuda:N`` or ``N``; None: the
+            first CUDA GPU torch sees, else the CPU (logged).
         simplify: simplify the graph (ONNX-based targets).
         opset: ONNX opset (ONNX-based targets).
         conf, iou, max_det: with ``end2end``, the graph's NMS settings: the lowest score it
@@ -192,9 +193,11 @@ def export(
     if dynamic and batch != 1:
         raise EdgesegError("a dynamic export takes any batch size; --batch sets a static one: give one of them")
     with missing_extra("export"):
+        from edgeseg.devices import default_device
         from edgeseg.nn.backend import network_runtime
         from edgeseg.train.distributed import check_devices
 
+        device = default_device(device)
         if len(check_devices(device)) > 1:
             raise EdgesegError(f"--device {device}: export runs on one device")
         source, folder, stem = _open_source(model)

@@ -21,6 +21,7 @@ from torch import nn
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
 from edgeseg.runtimes.meta import META_KEY
+from edgeseg.runtimes.plain_meta import plain_strings
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.end2end import End2End
 
@@ -91,23 +92,46 @@ def trace(job: ExportJob) -> onnx.ModelProto:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def converter_graph(job: ExportJob, path: Path) -> list[str]:
+class NormalizedBoxes(nn.Module):
+    """``net`` with the four box rows of ``preds`` divided by the input's (w, h, w, h): boxes in 0–1 of the input.
+
+    One per-channel multiply (1.0 on the score and coefficient rows, which stay bit for bit).
+    TFLite consumers (Ultralytics' LiteRT backend among them) expect normalised boxes and
+    multiply them back by the input size.
+    """
+
+    def __init__(self, net: nn.Module, imgsz: tuple[int, int], channels: int):
+        super().__init__()
+        self.net = net
+        h, w = imgsz
+        scale = torch.ones(1, channels, 1)
+        scale[0, :4, 0] = torch.tensor([1 / w, 1 / h, 1 / w, 1 / h])
+        self.register_buffer("scale", scale)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        preds, protos = self.net(images)
+        return preds * self.scale, protos
+
+
+def converter_graph(job: ExportJob, path: Path, normalize_boxes: bool = False) -> list[str]:
     """Write the simplified fp32 ONNX graph a converter (onnx2tf, rknn-toolkit2) reads; return its output names.
 
     int8 traces the network with its head in split mode (``Segment.split``: outputs
-    ``SPLIT_OUTPUTS``), fp32/fp16 the plain network (``preds``, ``protos``). onnx2tf needs the
-    simplified graph: unsimplified ``Split`` nodes become Flex ops.
+    ``SPLIT_OUTPUTS``), fp32/fp16 the plain network (``preds``, ``protos``), with boxes in 0–1 of
+    the input when ``normalize_boxes`` (``NormalizedBoxes``; the split head is left as it is).
+    onnx2tf needs the simplified graph: unsimplified ``Split`` nodes become Flex ops.
     """
     net = job.net.float().cpu().eval()
     head = net.head
     head.split = job.precision == "int8"
     names = head.output_names
+    traced = NormalizedBoxes(net, job.imgsz, job.meta.head_shape[1]) if normalize_boxes and not head.split else net
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
             torch.onnx.export(
-                net,
+                traced,
                 (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
                 buffer,
                 opset_version=job.opset,
@@ -125,6 +149,9 @@ def converter_graph(job: ExportJob, path: Path) -> list[str]:
 def build(job: ExportJob) -> None:
     """Write ``job.path``: the traced graph, simplified with onnxslim when ``job.simplify``, checked, metadata embedded.
 
+    ``metadata_props`` holds the ModelMeta as JSON under ``META_KEY`` and, beside it, the plain
+    keys the YOLO ecosystem reads (``edgeseg.runtimes.plain_meta``).
+
     Raises:
         EdgesegError: an opset outside 17–20.
     """
@@ -141,6 +168,8 @@ def build(job: ExportJob) -> None:
     # size are dynamic; declaring it lets consumers check the layout.
     model.graph.output[0].type.tensor_type.shape.dim[axis].dim_value = channels
     model.metadata_props.add(key=META_KEY, value=job.meta.to_json())
+    for key, value in plain_strings(job.meta).items():
+        model.metadata_props.add(key=key, value=value)
     model.producer_name = "edgeseg"
     model.producer_version = job.meta.version
     onnx.checker.check_model(model)

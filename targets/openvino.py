@@ -2,7 +2,8 @@
 
 The folder holds one IR with the ONNX graph's contract: input ``images`` (B, 3, H, W) float32 RGB
 in [0, 1], outputs ``preds`` (B, 4 + nc + nm, A) and ``protos`` (B, nm, H / 4, W / 4) float32, and
-the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``.
+the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``, and a
+``metadata.yaml`` with the plain keys the YOLO ecosystem's clients read.
 
 * fp32: float32 weights (``compress_to_fp16=False``);
 * fp16: weights stored as float16, decompressed to float32 at load (the backend computes in f32);
@@ -26,6 +27,7 @@ import openvino as ov
 
 from edgeseg.nn.head import float_kept_modules, head_module_name
 from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
+from edgeseg.runtimes.plain_meta import write_sidecar
 from edgeseg.runtimes.preprocess import to_input_tensor
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob, calibration_images
@@ -104,6 +106,9 @@ def quantize(model: ov.Model, batches: list[np.ndarray], patterns: list[str]) ->
 def build(job: ExportJob) -> None:
     """Write the ``job.path`` folder: the fp32 ONNX hub artifact converted to IR, quantised for int8, metadata in rt_info.
 
+    Beside the IR, ``metadata.yaml`` holds the plain keys the YOLO ecosystem reads
+    (``edgeseg.runtimes.plain_meta``).
+
     Raises:
         EdgesegError: int8 without usable calibration data, or a bad opset.
     """
@@ -117,3 +122,4 @@ def build(job: ExportJob) -> None:
     model.set_rt_info(job.meta.to_json(), RT_INFO_PATH)
     job.path.mkdir()
     ov.save_model(model, str(job.path / f"{ir_name(job.path.name)}.xml"), compress_to_fp16=job.precision == "fp16")
+    write_sidecar(job.path, job.meta)

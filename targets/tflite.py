@@ -12,23 +12,29 @@ The converter's python: ``EDGESEG_TFLITE_PYTHON``, else ``.venv-tflite/bin/pytho
 folder or the source tree, else this interpreter when it has onnx2tf.
 
 Artifact: input ``images`` (B, H, W, 3) float32 RGB in [0, 1] (int8: int8 with its scale),
-outputs ``preds`` (B, 4 + nc + nm, A) and ``protos`` (B, H / 4, W / 4, nm); int8 splits the head
+outputs ``preds`` (B, 4 + nc + nm, A), its boxes in 0–1 of the input (``meta.extra["boxes"] =
+"normalized"``, as TFLite consumers expect), and ``protos`` (B, H / 4, W / 4, nm); int8 splits the head
 into ``box_logits`` (DFL bins) / ``scores`` / ``coefficients`` / ``protos`` (the head's split
 mode, ``Segment.split``). fp16 holds half weights that the interpreter dequantises once at load.
-The ModelMeta is a ``metadata`` entry of the flatbuffer (``embed_metadata``).
+The ModelMeta is a ``metadata`` entry of the flatbuffer (``embed_metadata``); the plain keys the
+YOLO ecosystem reads follow the flatbuffer as a zip holding ``metadata.json`` (``append_plain_metadata``).
 """
 
+import io
+import json
 import logging
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.tflite import operator_names
-from edgeseg.runtimes.meta import META_KEY
+from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.plain_meta import plain_metadata
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.targets.common import ExportJob, calibration_images, side_python
 from edgeseg.targets.onnx import converter_graph
@@ -128,6 +134,19 @@ def embed_metadata(data: bytes, name: str, value: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+def append_plain_metadata(data: bytes, meta: ModelMeta) -> bytes:
+    """``data`` with a zip archive appended that holds ``metadata.json``: the plain keys (``plain_metadata``) as JSON.
+
+    This is where Ultralytics' LiteRT backend and the tools that follow it read a ``.tflite``'s
+    metadata; the interpreter reads the flatbuffer from the start of the file and ignores the tail.
+    """
+    buffer = io.BytesIO(data)
+    buffer.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", json.dumps(plain_metadata(meta), indent=2))
+    return buffer.getvalue()
+
+
 def build(job: ExportJob) -> None:
     """Write ``job.path``: ONNX → onnx2tf → .tflite with the ModelMeta embedded, checked to hold builtin ops only.
 
@@ -141,7 +160,7 @@ def build(job: ExportJob) -> None:
     python = converter_python()
     work = job.path.parent / "tflite-work"
     work.mkdir()
-    names = converter_graph(job, work / "model.onnx")
+    names = converter_graph(job, work / "model.onnx", normalize_boxes=True)
     data = convert(python, work / "model.onnx", work, job, calib).read_bytes()
     flex = [op for op in operator_names(data) if op.startswith("Flex")]
     if flex:
@@ -151,5 +170,7 @@ def build(job: ExportJob) -> None:
     job.meta.extra = {**job.meta.extra, "tensors": output_tensors(data, names)}
     if job.precision == "int8":
         job.meta.extra.update(reg_max=int(job.net.head.reg_max), strides=[int(s) for s in job.net.head.stride])
-    job.path.write_bytes(embed_metadata(data, META_KEY, job.meta.to_json().encode()))
+    else:
+        job.meta.extra["boxes"] = "normalized"
+    job.path.write_bytes(append_plain_metadata(embed_metadata(data, META_KEY, job.meta.to_json().encode()), job.meta))
     shutil.rmtree(work)

@@ -69,14 +69,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_mb
 
 
-def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: str, runs: int) -> dict:
+def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: str | None, runs: int) -> dict:
     """Latency, throughput and peak RSS of one artifact, in the calling process.
 
     Args:
         path: the artifact (any format ``edgeseg.runtimes.load`` opens).
         image_files: images to predict on, cycled (read into memory first).
         imgsz: square input size (None: the artifact's).
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``; None: the first CUDA GPU the backend can use, else the CPU.
         runs: timed single-image ``predict`` calls, after WARMUP untimed ones.
 
     Returns:
@@ -117,7 +117,7 @@ def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: 
     }
 
 
-def _speed_in_fresh_process(path: Path, image_files: list[str], imgsz: int | None, device: str, runs: int) -> dict:
+def _speed_in_fresh_process(path: Path, image_files: list[str], imgsz: int | None, device: str | None, runs: int) -> dict:
     """``measure_speed`` in a new interpreter (``python -m edgeseg.benchmark``), so RSS is per artifact.
 
     Raises:
@@ -177,7 +177,7 @@ def _target_of(path: Path, fallback: str) -> str:
 class _Bench:
     """The state shared by the rows of one bench: reference model, data, images, options."""
 
-    def __init__(self, model: Path, data: str, imgsz: int | None, device: str, runs: int, dynamic: bool):
+    def __init__(self, model: Path, data: str, imgsz: int | None, device: str | None, runs: int, dynamic: bool):
         from edgeseg.runtimes import load
         from edgeseg.runtimes.sources import split_images
         from edgeseg.targets.verify import MAX_IMAGES
@@ -264,7 +264,7 @@ def bench(
     imgsz: int | None = None,
     dynamic: bool = False,
     runs: int = 30,
-    device: str = "cpu",
+    device: str | None = None,
     project: str = "runs/bench",
     name: str = "bench",
     exist_ok: bool = False,
@@ -282,7 +282,8 @@ def bench(
         imgsz: square export and PyTorch input size in pixels (default: the preset's, else the model's).
         dynamic: export with a dynamic batch (throughput then tries batches 1/2/4/8).
         runs: timed single-image predict calls per artifact.
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``; None: the first CUDA GPU the checkpoint's and
+            each artifact's backend can use, else the CPU.
         project, name, exist_ok: results go to ``project/name`` (``name2`` … unless ``exist_ok``).
 
     Returns:

@@ -109,7 +109,7 @@ def info(model: str, imgsz: int | None, layers: bool) -> None:
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 100].")
 @click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square training size, a multiple of 32 [default: 640].")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Images per batch over all devices [default: 16].")
-@click.option("--device", default=None, help="cpu, 0, or 0,1 (several GPUs launch torchrun) [default: cpu].")
+@click.option("--device", default=None, help="cpu, 0, or 0,1 (several GPUs launch torchrun) [default: the first CUDA GPU, else cpu].")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes per device [default: 2].")
 @click.option("--threads", type=click.IntRange(0, 64), default=None, help="Torch threads per process; 0 = the CPUs this process may use (split between CPU DDP processes) [default: 0].")
 @click.option("--seed", type=int, default=None, help="Seed for shuffling, augmentation and init [default: 0].")
@@ -134,7 +134,8 @@ def train(data_yaml, run_val, resume, **options) -> None:
         overrides["data"] = data_yaml
     if run_val is not None:
         overrides["val"] = run_val
-    devices = distributed.check_devices(overrides.get("device", "cpu"))
+    # Without --device the run takes one device (the first CUDA GPU, else the CPU), so only a given list launches torchrun.
+    devices = distributed.check_devices(overrides["device"]) if "device" in overrides else ["default"]
     if len(devices) > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(distributed.launch(sys.argv[1:], len(devices)))
     from edgeseg.train.trainer import Trainer
@@ -245,7 +246,7 @@ ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for 
 @click.option("--agnostic", is_flag=True, help="Class-agnostic NMS.")
 @click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated images and videos.")
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt.")
@@ -312,7 +313,7 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's].")
 @click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per frame.")
 @click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated frames and videos, with track ids.")
 @click.option("--save-txt", is_flag=True, help="Write YOLO-seg labels/<stem>.txt, the track id last on each line.")
@@ -379,7 +380,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
 @click.option("--batch", type=click.IntRange(1), default=16, help="Images per inference call (dynamic-batch models).")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Confidence threshold.")
 @click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
 def val(model, data_yaml, split, imgsz, batch, conf, iou, device, engine) -> None:
     """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
@@ -419,7 +420,7 @@ def _parse_imgsz(ctx, param, value):
 @click.option("--verify/--no-verify", default=True, help="Compare with the PyTorch model; refuse the artifact beyond tolerance.")
 @click.option("--simplify/--no-simplify", default=True, help="Simplify the ONNX graph.")
 @click.option("--opset", type=int, default=17, help="ONNX opset (17-20).")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N (tracing and verification).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or N, for tracing and verification [default: the first CUDA GPU, else cpu].")
 @click.option("--platform", default=None, help="The chip, for targets built for one (rknn: rk3588, rk3576, rk3566, rk3568, rk3562, rv1103, rv1106 ...) [default: rk3588].")
 @click.option("--out", default=None, help="Artifact path or an existing folder [default: beside MODEL].")
 def export(model, **options) -> None:
@@ -496,7 +497,7 @@ def check(data_yaml: str, out_png: str | None) -> None:
 @click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square export size [default: the preset's, else the model's].")
 @click.option("--dynamic", is_flag=True, help="Export with a dynamic batch (throughput tries batches 1, 2, 4, 8).")
 @click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:N or N.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--project", default="runs/bench", help="Parent folder of bench runs.")
 @click.option("--name", default="bench", help="Run folder name (bench, bench2, ...).")
 @click.option("--exist-ok", is_flag=True, help="Reuse the run folder if it exists.")

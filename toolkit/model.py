@@ -15,12 +15,16 @@ class Model:
         names: class names for a YAML-built model, ``{id: name}`` or a list.
 
     Attributes:
-        net: the ``SegmentationModel`` (torch ``nn.Module``).
+        net: the ``SegmentationModel`` (torch ``nn.Module``); ``model`` is the same object under
+            Ultralytics' name.
+        task: ``"segment"``.
         names: ``{class id: name}``.
         imgsz: the square input size in pixels the model is meant for.
         checkpoint: the loaded checkpoint dict without its weights, or None for a YAML-built model.
         source_hash: the SHA-256 prefix of the checkpoint file as loaded ('' for a YAML-built model).
     """
+
+    task = "segment"
 
     def __init__(self, source: str | Path = "yolo11n-seg.yaml", nc: int | None = None, names=None):
         network = open_network(source, nc=nc, names=names)
@@ -35,6 +39,11 @@ class Model:
         read then), '' for a model built from a YAML.
         """
         return Network(self.net, network_meta(self.net, self.imgsz, self.source_hash), self.checkpoint, self.source)
+
+    @property
+    def model(self):
+        """The ``SegmentationModel`` (``nn.Module``) under Ultralytics' name: the same object as ``net``."""
+        return self.net
 
     @property
     def names(self) -> dict[int, str]:
@@ -110,7 +119,7 @@ class Model:
 
         return network_runtime(self.net, self.imgsz, self.source, device)
 
-    def predict(self, source, device: str = "cpu", **kwargs):
+    def predict(self, source, device: str | None = None, **kwargs):
         """Segment ``source`` with this network through the runtime pipeline.
 
         Same arguments and results as ``edgeseg.runtimes.Runtime.predict`` (a generator of
@@ -118,14 +127,14 @@ class Model:
         """
         return self._runtime(device).predict(source, **kwargs)
 
-    def track(self, source, device: str = "cpu", **kwargs):
+    def track(self, source, device: str | None = None, **kwargs):
         """Segment and track objects in ``source`` with this network (``edgeseg.runtimes.Runtime.track``).
 
         Same arguments and results as ``Runtime.track``: Results per frame with ``track_ids``.
         """
         return self._runtime(device).track(source, **kwargs)
 
-    def val(self, data, device: str = "cpu", **kwargs):
+    def val(self, data, device: str | None = None, **kwargs):
         """Box and mask metrics of this network on a data YAML split (``Runtime.val``; no save needed).
 
         Returns:
@@ -133,15 +142,28 @@ class Model:
         """
         return self._runtime(device).val(data, **kwargs)
 
-    def export(self, target: str = "onnx", **kwargs):
+    def export(self, target: str = "onnx", *, format: str | None = None, half: bool = False, int8: bool = False, nms: bool = False, **kwargs):
         """Export this network to a deployable artifact, verified against it (``edgeseg.targets.export``).
 
         Same keyword arguments as ``edgeseg.targets.export`` (``precision``, ``imgsz``, ``batch``,
-        ``dynamic``, ``verify``, ``out`` …); the network itself is left unchanged.
+        ``dynamic``, ``verify``, ``out`` …); the network itself is left unchanged. Ultralytics'
+        spellings are accepted too: ``format="openvino"`` for ``target``, ``half=True`` /
+        ``int8=True`` for ``precision="fp16"`` / ``"int8"``, ``nms=True`` for ``end2end=True``.
 
         Returns:
             The ``edgeseg.targets.Artifact`` (``.path``, ``.meta``, ``.report`` …).
+
+        Raises:
+            EdgesegError: both ``half`` and ``int8``, or one of them with a different ``precision``.
         """
+        from edgeseg.runtimes.errors import EdgesegError
         from edgeseg.targets import export
 
-        return export(self.network, target=target, **kwargs)
+        if half or int8:
+            wanted = "int8" if int8 else "fp16"
+            if (half and int8) or kwargs.get("precision", wanted) != wanted:
+                raise EdgesegError(f"give one precision: half={half}, int8={int8}, precision={kwargs.get('precision')!r}")
+            kwargs["precision"] = wanted
+        if nms:
+            kwargs["end2end"] = True
+        return export(self.network, target=format or target, **kwargs)

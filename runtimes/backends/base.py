@@ -1,10 +1,14 @@
 """The ``Backend`` contract: one model artifact behind ``infer(batch) -> (preds, protos)`` in numpy."""
 
+import logging
+
 import numpy as np
 
 from edgeseg.runtimes.end2end import detections_to_preds
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
+
+LOGGER = logging.getLogger("edgeseg")
 
 
 class PredictUnavailable(EdgesegError):
@@ -29,6 +33,21 @@ def parse_device(device: str | int) -> tuple[str, int]:
     if index.isdigit():
         return "cuda", int(index)
     raise EdgesegError(f"unknown device {device!r} (use 'cpu', 'cuda', 'cuda:N' or a GPU index 'N')")
+
+
+def choose_device(device: str | int | None, cuda_seen: bool, seen_by: str) -> str:
+    """``device`` as given, or for None the default a YOLO user expects: the first CUDA GPU when
+    ``seen_by`` (torch, onnxruntime, ...) sees one (``cuda_seen``), else the CPU; the choice is logged.
+
+    Returns:
+        ``"cpu"``, ``"cuda:0"`` or ``str(device)``.
+    """
+    if device is not None:
+        return str(device)
+    choice = "cuda:0" if cuda_seen else "cpu"
+    why = f"the first CUDA GPU {seen_by} sees" if cuda_seen else f"{seen_by} sees no CUDA GPU"
+    LOGGER.info(f"device: {choice} ({why}; --device cpu forces the CPU)")
+    return choice
 
 
 class Backend:

@@ -81,7 +81,7 @@ class CoreMLBackend(Backend):
         return np.asarray(out["preds"], np.float32), np.asarray(out["protos"], np.float32)
 
 
-def load(path: str, device: str = "cpu") -> CoreMLBackend:
+def load(path: str, device: str | None = None) -> CoreMLBackend:
     """Open an edgeseg ``.mlpackage``; ``device`` picks CoreML's compute units.
 
     Raises:
@@ -91,4 +91,4 @@ def load(path: str, device: str = "cpu") -> CoreMLBackend:
         import coremltools  # noqa: F401
     except ModuleNotFoundError:
         raise EdgesegError(f"{path}: CoreML packages need the 'coremltools' package: install edgeseg[coreml]") from None
-    return CoreMLBackend(path, device)
+    return CoreMLBackend(path, "cpu" if device is None else device)

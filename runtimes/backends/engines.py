@@ -29,7 +29,7 @@ def engine_names(path: str | Path) -> tuple[str, ...]:
     return ENGINES.get(Path(path).suffix.lower(), ())
 
 
-def open_engine(path: str, device: str, engine: str) -> Backend:
+def open_engine(path: str, device: str | None, engine: str) -> Backend:
     """``path`` on one named engine.
 
     Raises:
@@ -71,7 +71,7 @@ def median_ms(backend: Backend, batch: np.ndarray) -> float:
     return statistics.median(times)
 
 
-def fastest_engine(path: str, device: str) -> Backend:
+def fastest_engine(path: str, device: str | None) -> Backend:
     """The fastest installed engine for ``path`` whose outputs match the reference engine's.
 
     Engines that are not installed, cannot load the file or differ by more than MAX_DIFF are
@@ -99,7 +99,7 @@ def fastest_engine(path: str, device: str) -> Backend:
     return timed[best][0]
 
 
-def load_with_engine(path: str | Path, device: str, engine: str) -> Backend:
+def load_with_engine(path: str | Path, device: str | None, engine: str) -> Backend:
     """Open ``path`` on ``engine``: one of ``engine_names(path)``, or ``auto`` (``fastest_engine``).
 
     Raises:

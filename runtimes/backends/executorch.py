@@ -104,7 +104,7 @@ class ExecutorchBackend(Backend):
         return preds.numpy().copy(), protos.numpy().copy()
 
 
-def load(path: str, device: str = "cpu") -> ExecutorchBackend:
+def load(path: str, device: str | None = None) -> ExecutorchBackend:
     """Open an edgeseg ``.pte`` with ExecuTorch's runtime on ``device``.
 
     Raises:
@@ -121,4 +121,4 @@ def load(path: str, device: str = "cpu") -> ExecutorchBackend:
             f"{path}: ExecuTorch programs need the 'executorch' package and PyTorch ('{missing}' is missing): "
             "install edgeseg[executorch]"
         ) from None
-    return ExecutorchBackend(path, device)
+    return ExecutorchBackend(path, "cpu" if device is None else device)

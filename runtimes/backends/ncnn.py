@@ -139,7 +139,7 @@ class NcnnBackend(Backend):
         return np.stack(preds), np.stack(protos)
 
 
-def load(path: str, device: str = "cpu") -> NcnnBackend:
+def load(path: str, device: str | None = None) -> NcnnBackend:
     """Open an edgeseg ``*_ncnn_model`` folder with ncnn on ``device``.
 
     Raises:
@@ -150,4 +150,4 @@ def load(path: str, device: str = "cpu") -> NcnnBackend:
             import ncnn  # noqa: F401
     except ModuleNotFoundError:
         raise EdgesegError(f"{path}: NCNN models need the 'ncnn' package: install edgeseg[ncnn]") from None
-    return NcnnBackend(path, device)
+    return NcnnBackend(path, "cpu" if device is None else device)

@@ -7,9 +7,10 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.backends.base import Backend, choose_device, parse_device
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.plain_meta import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -39,7 +40,8 @@ def _describe(args) -> str:
 class OnnxBackend(Backend):
     """An ONNX Runtime session bound to the ``preds``/``protos`` contract.
 
-    The metadata is read from ``metadata_props[META_KEY]``. Without it, a model whose outputs
+    The metadata is read from ``metadata_props[META_KEY]``, else from the plain keys an
+    Ultralytics export carries (``edgeseg.runtimes.plain_meta``). Without either, a model whose outputs
     have the YOLO-seg layout still loads: nc = C - 4 - nm from the output shapes, the input size
     from the input shape (640 if dynamic) and class ids as names. Outputs are bound by the names
     the metadata lists, else by rank (rank 4 = protos). Static facts of the graph (batch, input
@@ -72,11 +74,7 @@ class OnnxBackend(Backend):
             raise EdgesegError(f"{path}: expected one (B, 3, H, W) image input, found {_describe(inputs)}")
         self.input_name = inputs[0].name
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        text = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        try:
-            meta = None if text is None else ModelMeta.from_json(text)
-        except ValueError as exc:
-            raise EdgesegError(f"{path}: unreadable '{META_KEY}' metadata ({exc})") from None
+        meta = meta_from_map(self.session.get_modelmeta().custom_metadata_map, path)
         preds, protos = self._bind(outputs, meta, path)
         self.output_names = [preds.name, protos.name]
         axis, size = meta.head_shape if meta is not None else (1, None)
@@ -118,6 +116,6 @@ class OnnxBackend(Backend):
         return preds.astype(np.float32, copy=False), protos.astype(np.float32, copy=False)
 
 
-def load(path: str, device: str = "cpu") -> OnnxBackend:
-    """Open ``path`` with ONNX Runtime on ``device``."""
-    return OnnxBackend(path, device)
+def load(path: str, device: str | None = None) -> OnnxBackend:
+    """Open ``path`` with ONNX Runtime on ``device``; None: the first CUDA GPU where onnxruntime has CUDA, else the CPU."""
+    return OnnxBackend(path, choose_device(device, "CUDAExecutionProvider" in ort.get_available_providers(), "onnxruntime"))

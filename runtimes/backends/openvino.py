@@ -18,6 +18,8 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.plain_meta import PLAIN_KEYS, SIDECAR, meta_from_map
+from edgeseg.runtimes.yaml_safe import load_yaml
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -63,6 +65,25 @@ def ir_files(path: Path) -> tuple[Path, Path]:
     return path, weights
 
 
+def plain_values(model, xml_or_onnx: Path, onnx_file: bool) -> dict:
+    """The plain metadata keys of an artifact without edgeseg's own: an ONNX file's ``metadata_props``
+    as OpenVINO exposes them (``rt_info["framework"]``), or the ``metadata.yaml`` beside an IR
+    (an Ultralytics export); ``{}`` when there are none.
+
+    Raises:
+        EdgesegError: a ``metadata.yaml`` that is not a YAML mapping (``edgeseg.runtimes.yaml_safe`` limits).
+    """
+    if onnx_file:
+        return {key: model.get_rt_info(["framework", key]).astype(str) for key in PLAIN_KEYS if model.has_rt_info(["framework", key])}
+    sidecar = xml_or_onnx.parent / SIDECAR
+    if not sidecar.is_file():
+        return {}
+    values = load_yaml(sidecar)
+    if not isinstance(values, dict):
+        raise EdgesegError(f"{sidecar}: not a YAML mapping of metadata keys")
+    return values
+
+
 def _describe(ports) -> str:
     """``name [shape], ...`` of model inputs or outputs, for messages."""
     return ", ".join(f"{p.get_any_name() if p.get_names() else '?'} {p.get_partial_shape()}" for p in ports)
@@ -76,7 +97,8 @@ def _dim(shape, i: int) -> int | None:
 class OpenVinoBackend(Backend):
     """A compiled OpenVINO model bound to the ``preds``/``protos`` contract.
 
-    The metadata is read from ``rt_info["model_info"]["edgeseg"]``; without it, an IR whose outputs
+    The metadata is read from ``rt_info["model_info"]["edgeseg"]``, else from the plain keys of
+    the ``metadata.yaml`` beside the IR (an Ultralytics export; ``plain_values``); without either, an IR whose outputs
     have the YOLO-seg layout still loads (nc from the output shapes, names = class ids), as in the
     ONNX backend. Static facts of the graph (batch, input size) take precedence over the metadata.
     Inference runs synchronously on one infer request. An ``AsyncInferQueue`` over a batch's
@@ -119,6 +141,8 @@ class OpenVinoBackend(Backend):
                 meta = ModelMeta.from_json(model.get_rt_info(meta_path).astype(str))
             except ValueError as exc:
                 raise EdgesegError(f"{path}: unreadable '{META_KEY}' rt_info metadata ({exc})") from None
+        else:
+            meta = meta_from_map(plain_values(model, Path(files[0]), onnx_file), path)
         preds, protos = self._bind(outputs, meta, path)
         axis, size = meta.head_shape if meta is not None else (1, None)
         channels, nm = _dim(preds.get_partial_shape(), axis), _dim(protos.get_partial_shape(), 1)
@@ -141,18 +165,19 @@ class OpenVinoBackend(Backend):
             self.compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
             raise EdgesegError(f"{path}: OpenVINO cannot compile it for {target} ({str(exc).strip().splitlines()[0]})") from None
-        self.outputs = [self.compiled.output(p.get_any_name()) for p in (preds, protos)]
+        self.outputs = [self.compiled.output(outputs.index(p)) for p in (preds, protos)]
         self.request = self.compiled.create_infer_request()
         super().__init__(path, meta, device)
 
     @staticmethod
     def _bind(outputs, meta: ModelMeta | None, path: str):
-        """(preds, protos) output ports: by the metadata's names when they are the outputs, else by rank."""
+        """(preds, protos) output ports: by the metadata's names when they are the outputs, else by rank
+        (an IR converted from a PyTorch model, as Ultralytics writes them, may leave an output unnamed)."""
         named = {name: o for o in outputs for name in o.get_names()}
         if meta is not None and len(outputs) == 2 and len(meta.outputs) == 2 and all(n in named for n in meta.outputs):
             return named[meta.outputs[0]], named[meta.outputs[1]]
         ranked = {o.get_partial_shape().rank.get_length(): o for o in outputs}
-        if len(outputs) != 2 or set(ranked) != {3, 4} or not all(o.get_names() for o in outputs):
+        if len(outputs) != 2 or set(ranked) != {3, 4}:
             raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
         return ranked[3], ranked[4]
 
@@ -162,7 +187,7 @@ class OpenVinoBackend(Backend):
         return tuple(np.array(results[port], dtype=np.float32) for port in self.outputs)
 
 
-def load(path: str, device: str = "cpu") -> OpenVinoBackend:
+def load(path: str, device: str | None = None) -> OpenVinoBackend:
     """Open an OpenVINO IR folder or ``.xml`` (or an ``.onnx`` file) on ``device``.
 
     Raises:
@@ -172,4 +197,4 @@ def load(path: str, device: str = "cpu") -> OpenVinoBackend:
         import openvino  # noqa: F401
     except ModuleNotFoundError:
         raise EdgesegError(f"{path}: OpenVINO models need the 'openvino' package: install edgeseg[openvino]") from None
-    return OpenVinoBackend(path, device)
+    return OpenVinoBackend(path, "cpu" if device is None else device)

@@ -118,11 +118,11 @@ class RknnBackend(Backend):
         return to_contract(outputs, self.meta, self.path)
 
 
-def load(path: str, device: str = "cpu") -> RknnBackend:
+def load(path: str, device: str | None = None) -> RknnBackend:
     """Open an edgeseg ``*_rknn_model`` folder on the board's NPU.
 
     Raises:
         PredictUnavailable: rknn-toolkit-lite2 is not installed (any machine but the board).
         EdgesegError: the folder is unusable, or the NPU cannot load or start the model.
     """
-    return RknnBackend(path, device)
+    return RknnBackend(path, "cpu" if device is None else device)

@@ -206,7 +206,7 @@ class TensorRTBackend(Backend):
             self.cudart.cudaFree(pointer)
 
 
-def load(path: str, device: str = "cpu") -> TensorRTBackend:
+def load(path: str, device: str | None = None) -> TensorRTBackend:
     """Open an ``.engine`` on GPU ``device``.
 
     Raises:
@@ -223,4 +223,4 @@ def load(path: str, device: str = "cpu") -> TensorRTBackend:
         import_cudart()
     except ImportError:
         raise EdgesegError(f"{path}: TensorRT engines need cuda-python: install edgeseg[tensorrt]") from None
-    return TensorRTBackend(path, device)
+    return TensorRTBackend(path, "cpu" if device is None else device)

@@ -261,7 +261,11 @@ class TfliteBackend(Backend):
         nc, nm = self.meta.nc, self.meta.nm
         protos = self._output("protos", nm)
         if "preds" in self.outputs:
-            return self._output("preds", 4 + nc + nm), protos
+            preds = self._output("preds", 4 + nc + nm)
+            if self.meta.extra.get("boxes") == "normalized":
+                h, w = self.meta.imgsz
+                preds[:, :4] *= np.array([w, h, w, h], np.float32)[None, :, None]
+            return preds, protos
         extra = self.meta.extra
         parts = (self._output("box_logits", 4 * extra["reg_max"]), self._output("scores", nc), self._output("coefficients", nm))
         return join_split_head(*parts, self.meta.imgsz, extra["strides"]), protos
@@ -272,7 +276,7 @@ def _describe(details: list[dict]) -> str:
     return ", ".join(f"{d['name']} {list(d['shape'])} {np.dtype(d['dtype']).name}" for d in details)
 
 
-def load(path: str, device: str = "cpu") -> TfliteBackend:
+def load(path: str, device: str | None = None) -> TfliteBackend:
     """Open ``path`` with the LiteRT interpreter (threads: ``EDGESEG_TFLITE_THREADS``, else ``usable_cpus()``)."""
     threads = os.environ.get("EDGESEG_TFLITE_THREADS")
-    return TfliteBackend(path, device, int(threads) if threads else None)
+    return TfliteBackend(path, "cpu" if device is None else device, int(threads) if threads else None)

@@ -20,6 +20,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn.checkpoint import file_hash
 from edgeseg.runtimes import ModelMeta, load
 from edgeseg.runtimes.meta import META_KEY
+from edgeseg.runtimes.plain_meta import plain_strings
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export, register_target
 from edgeseg.targets import onnx as onnx_target
@@ -99,7 +100,7 @@ def test_onnx_contract_and_metadata(checkpoint, exported):
     assert dims(model.graph.output[0]) == [1, 4 + NC + 32, ANCHORS]
     assert dims(model.graph.output[1]) == [1, 32, IMGSZ // 4, IMGSZ // 4]
     props = {p.key: p.value for p in model.metadata_props}
-    assert list(props) == [META_KEY]
+    assert list(props) == [META_KEY, *plain_strings(exported.meta)]  # edgeseg's JSON first, then the plain keys
     meta = ModelMeta.from_json(props[META_KEY])
     assert meta == exported.meta
     assert meta.names == dict(enumerate(CLASS_NAMES)) and meta.imgsz == (IMGSZ, IMGSZ)

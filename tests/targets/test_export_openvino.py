@@ -83,7 +83,7 @@ def torch_outputs(checkpoint, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def test_fp32_ir_folder_metadata_and_outputs(checkpoint, fp32, dataset, pt_map):
     folder = checkpoint.parent / "m_openvino_model"
-    assert fp32.path == folder and sorted(p.name for p in folder.iterdir()) == ["m.bin", "m.xml"]
+    assert fp32.path == folder and sorted(p.name for p in folder.iterdir()) == ["m.bin", "m.xml", "metadata.yaml"]
     assert fp32.report["passed"] and fp32.report["max_abs_diff"]["preds"] <= 1e-3 and fp32.report["agreement"] >= 0.99
     model = ov.Core().read_model(str(folder / "m.xml"))
     assert ModelMeta.from_json(model.get_rt_info(["model_info", "edgeseg"]).astype(str)) == fp32.meta

@@ -1,6 +1,8 @@
 """TFLite export and backend: head splitting, flatbuffer metadata/op list, bad input, and (with the converter) fp32/fp16/int8 artifacts."""
 
 import importlib.util
+import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,21 @@ def test_fp32(checkpoint, dataset, tmp_path):
     check_artifact(fp32, "fp32")
     assert fp32.meta.outputs == ["preds", "protos"]
     assert abs(helpers.mask_map(load(fp32.path), dataset) - reference) <= 0.005
+    # Boxes leave the interpreter in 0-1 of the input (as TFLite consumers expect) and the runtime scales them back.
+    backend = load(fp32.path).backend
+    assert fp32.meta.extra["boxes"] == "normalized"
+    batch = to_input_tensor([letterbox(helpers.non_square_image(), (IMGSZ, IMGSZ))[0]])
+    preds, _ = backend.infer(batch)
+    raw = backend.interpreter.get_tensor(backend.outputs["preds"]["index"])
+    raw = raw if raw.shape[1] == preds.shape[1] else raw.transpose(0, 2, 1)
+    np.testing.assert_allclose(raw[:, :4] * IMGSZ, preds[:, :4], rtol=1e-6)
+    np.testing.assert_array_equal(raw[:, 4:], preds[:, 4:])
+    # The plain keys, where Ultralytics' LiteRT backend reads them: a zip with metadata.json after the flatbuffer.
+    with zipfile.ZipFile(fp32.path) as archive:
+        assert archive.namelist() == ["metadata.json"]
+        plain = json.loads(archive.read("metadata.json"))
+    assert plain["names"] == {str(i): n for i, n in enumerate(CLASS_NAMES)} and plain["imgsz"] == [IMGSZ, IMGSZ]
+    assert (plain["task"], plain["stride"], plain["channels"], plain["end2end"]) == ("segment", 32, 3, False)
 
 
 @needs_converter

@@ -8,6 +8,7 @@ when a ``.pt`` is loaded, so a device without torch never imports it.
 import numpy as np
 import torch
 
+from edgeseg.devices import default_device
 from edgeseg.nn.model import SegmentationModel
 from edgeseg.nn.network import load_network, network_meta
 from edgeseg.runtimes.backends.base import Backend, parse_device
@@ -45,19 +46,19 @@ class TorchBackend(Backend):
         return preds.float().cpu().numpy(), protos.float().cpu().numpy()
 
 
-def load(path: str, device: str = "cpu") -> TorchBackend:
-    """Open a checkpoint with ``load_network`` (weights only), fuse Conv+BN and wrap it."""
+def load(path: str, device: str | None = None) -> TorchBackend:
+    """Open a checkpoint with ``load_network`` (weights only), fuse Conv+BN and wrap it on ``device`` (None: ``default_device``)."""
     network = load_network(path)
-    return TorchBackend(network.net.fuse(), network.meta, str(path), device)
+    return TorchBackend(network.net.fuse(), network.meta, str(path), default_device(device))
 
 
-def network_runtime(net: SegmentationModel, imgsz, source: str = "<memory>", device: str = "cpu") -> Runtime:
+def network_runtime(net: SegmentationModel, imgsz, source: str = "<memory>", device: str | None = None) -> Runtime:
     """A Runtime over an in-memory network (no file written): predict and val as for any artifact.
 
     Args:
         net: the network (not copied; put in eval mode on ``device``).
         imgsz: its input size in pixels, an int or (height, width).
         source: a label for messages.
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``; None: ``default_device`` (the first CUDA GPU, else the CPU).
     """
-    return Runtime(TorchBackend(net, network_meta(net, imgsz), source, device))
+    return Runtime(TorchBackend(net, network_meta(net, imgsz), source, default_device(device)))

@@ -11,6 +11,7 @@ import sys
 import torch
 import torch.distributed as dist
 
+from edgeseg.devices import default_device
 from edgeseg.runtimes.errors import EdgesegError
 
 
@@ -50,8 +51,8 @@ def check_devices(device: str | int | None) -> list[str]:
 
 
 def select_device(device: str | int | None, rank: int = -1) -> torch.device:
-    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU)."""
-    ids = check_devices(device)
+    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU); None: ``default_device``."""
+    ids = check_devices(default_device(device))
     if ids == ["cpu"]:
         return torch.device("cpu")
     index = int(ids[int(os.environ.get("LOCAL_RANK", 0))]) if rank >= 0 else int(ids[0])

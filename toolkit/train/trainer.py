@@ -44,7 +44,7 @@ DEFAULT_ARGS = {
     "imgsz": 640,
     "workers": 2,
     "threads": 0,
-    "device": "cpu",
+    "device": None,  # None: the first CUDA GPU torch sees, else the CPU (edgeseg.devices.default_device)
     "seed": 0,
     "deterministic": True,
     "optimizer": "auto",

@@ -1,0 +1,117 @@
+"""Plain metadata keys (the YOLO ecosystem's encoding): written beside edgeseg's own, read from genuine Ultralytics exports.
+
+The Ultralytics exports are the fixtures ``yolo11-seg-tiny-u8.4.190.onnx`` and
+``yolo11-seg-tiny-u8.4.190_openvino_model/``, made by Ultralytics 8.4.190 itself from the genuine
+checkpoint beside them (``tests/fixtures/ultralytics/make_exports.py``).
+"""
+
+import ast
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import edgeseg
+from edgeseg.runtimes import ModelMeta, load
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.plain_meta import meta_from_plain, plain_metadata, plain_strings
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "ultralytics"
+GENUINE_PT = FIXTURES / "yolo11-seg-tiny-u8.4.190.pt"
+GENUINE_ONNX = FIXTURES / "yolo11-seg-tiny-u8.4.190.onnx"
+GENUINE_OPENVINO = FIXTURES / "yolo11-seg-tiny-u8.4.190_openvino_model"
+NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star", 4: "hexagon"}
+IMGSZ = (128, 160)  # the non-square size the fixtures were exported at
+
+
+def ultralytics_reads(values: dict) -> dict:
+    """What Ultralytics 8.4's AutoBackend makes of string metadata: int() for three keys, a literal for the rest."""
+    out = dict(values)
+    for key, value in values.items():
+        if key in {"stride", "batch", "channels"}:
+            out[key] = int(value)
+        elif key in {"imgsz", "names", "args", "end2end"}:
+            out[key] = ast.literal_eval(value)
+    return out
+
+
+def test_plain_strings_read_as_ultralytics_reads_them():
+    meta = ModelMeta(names={0: "a b", 1: "it's"}, imgsz=(320, 480), stride=32, batch=0, dynamic=True, precision="fp16")
+    read = ultralytics_reads(plain_strings(meta))
+    assert read["names"] == {0: "a b", 1: "it's"} and read["imgsz"] == [320, 480]
+    assert (read["stride"], read["batch"], read["channels"], read["task"], read["end2end"]) == (32, 1, 3, "segment", False)
+    assert read["args"]["dynamic"] is True and read["args"]["half"] is True and read["args"]["quantize"] == 16
+    back = meta_from_plain(plain_strings(meta))
+    assert (back.names, back.imgsz, back.stride, back.precision, back.dynamic) == (meta.names, (320, 480), 32, "fp16", True)
+    assert meta_from_plain(plain_metadata(meta)).names == meta.names  # YAML/JSON values (not strings) read the same
+
+
+@pytest.mark.parametrize(
+    "values, problem",
+    [
+        ({"names": "__import__('os').system('false')", "imgsz": "[64, 64]"}, "'names' is not a Python literal"),
+        ({"names": "{0: 'a'}", "imgsz": "640x640"}, "'imgsz' is not a Python literal"),
+        ({"names": "{'x': 'a'}", "imgsz": "[64, 64]"}, "class id that is not an integer"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64, 3]"}, "not [height, width]"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "stride": "'32'"}, "stride is '32', not an integer"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "task": "pose"}, "edgeseg runs segmentation models"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "args": "{'nms': True}"}, "end-to-end"),
+        ({"names": "{0: 'a'}", "imgsz": "[99999, 64]"}, "imgsz 99999x64"),
+        ({"names": "[['a']]", "imgsz": "[64, 64]"}, "not a plain name"),
+        ({"names": "[" * 100_000 + "]" * 100_000, "imgsz": "[64, 64]"}, "'names' is not a Python literal"),
+    ],
+)
+def test_bad_plain_metadata_is_refused(values, problem):
+    with pytest.raises(ValueError, match=problem.replace("[", r"\[").replace("(", r"\(")):
+        meta_from_plain(values)
+
+
+def genuine_reference(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """edgeseg's import of the genuine checkpoint run on ``batch``: (preds, protos) float32."""
+    model = edgeseg.Model(GENUINE_PT)
+    with torch.no_grad():
+        preds, protos = model.net.float().eval()(torch.from_numpy(batch))
+    return preds.numpy(), protos.numpy()
+
+
+@pytest.mark.parametrize("artifact", [GENUINE_ONNX, GENUINE_OPENVINO], ids=["onnx", "openvino"])
+def test_genuine_ultralytics_export_loads_with_its_names_and_size(artifact, caplog):
+    runtime = load(artifact)
+    assert runtime.meta.names == NAMES and runtime.meta.imgsz == IMGSZ and runtime.meta.stride == 32
+    assert "using the output layout" not in caplog.text
+    batch = np.random.RandomState(0).uniform(0, 1, (1, 3, *IMGSZ)).astype(np.float32)
+    preds, protos = runtime.backend.infer(batch)
+    ref_preds, ref_protos = genuine_reference(batch)
+    np.testing.assert_allclose(preds[:, :4], ref_preds[:, :4], atol=1e-2)  # px
+    np.testing.assert_allclose(preds[:, 4:], ref_preds[:, 4:], atol=1e-3)
+    np.testing.assert_allclose(protos, ref_protos, atol=1e-3)
+    image = (np.random.RandomState(1).uniform(0, 255, (200, 300, 3))).astype(np.uint8)
+    (result,) = runtime.predict(image, conf=0.01)
+    assert result.orig_shape == (200, 300) and result.names == NAMES
+
+
+def test_own_metadata_is_read_before_plain_keys(tmp_path):
+    """A file with both: edgeseg's JSON wins (here it renames the classes)."""
+    model = onnx.load(str(GENUINE_ONNX))
+    own = ModelMeta(names={i: f"own{i}" for i in range(5)}, imgsz=IMGSZ, outputs=["output0", "output1"])
+    model.metadata_props.add(key="edgeseg", value=own.to_json())
+    onnx.save(model, str(tmp_path / "both.onnx"))
+    assert load(tmp_path / "both.onnx").meta.names == own.names
+
+
+def test_hostile_plain_metadata_is_a_one_line_error(tmp_path):
+    model = onnx.load(str(GENUINE_ONNX))
+    for prop in model.metadata_props:
+        if prop.key == "names":
+            prop.value = "__import__('os').system('touch pwned')"
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    with pytest.raises(EdgesegError, match=r"bad\.onnx: unreadable plain metadata \('names' is not a Python literal") as info:
+        load(tmp_path / "bad.onnx")
+    assert "\n" not in str(info.value) and not (tmp_path / "pwned").exists()
+    folder = shutil.copytree(GENUINE_OPENVINO, tmp_path / "bad_openvino_model")
+    (folder / "metadata.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(EdgesegError, match=r"metadata\.yaml: not a YAML mapping"):
+        load(folder)
