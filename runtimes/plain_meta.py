@@ -4,10 +4,9 @@ Ultralytics' AutoBackend and the apps and C++ demos built on its exports look fo
 fact (``names``, ``imgsz``, ``stride``, ``task``, ``batch``, ...), each value a Python literal
 written with ``str()``: ``imgsz`` is ``[h, w]``, ``names`` is ``{0: 'a', 1: 'b'}``, ``args`` is
 a dict of export settings (``nms``, ``dynamic``, ``half``, ``int8``, ``quantize``, ``batch``,
-``imgsz``) and
-``stride``/``batch``/``channels`` are integers. edgeseg writes these beside its own JSON in
-every artifact, and reads them, with ``ast.literal_eval`` (never ``eval``), when an artifact
-has no edgeseg metadata (an Ultralytics export).
+``imgsz``) and ``stride``/``batch``/``channels`` are integers. edgeseg writes these beside its
+own JSON in every artifact, and reads them, with ``ast.literal_eval`` (never ``eval``), when an
+artifact has no edgeseg metadata (an Ultralytics export).
 """
 
 import ast

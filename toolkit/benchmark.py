@@ -404,5 +404,31 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary_lines(rows: list[dict]) -> list[str]:
+    """A few lines under the table: the PyTorch reference's mAP50s, what ran, the largest mask-mAP drop, and what was skipped and why.
+
+    ``rows``: ``bench``'s rows, the PyTorch reference first.
+    """
+    reference, others = rows[0], rows[1:]
+    ran = [r for r in others if r["status"] == "ok"]
+    lines = [
+        f"{REFERENCE}: mask mAP50 {reference['mask_map50']:.3f}, box mAP50 {reference['box_map50']:.3f} "
+        f"(mask mAP50-95 {reference['mask_map']:.3f}); {len(ran)} of {len(others)} artifacts measured"
+    ]
+    if ran:
+        worst = min(ran, key=lambda r: r["d_mask_map"])
+        fastest = min(ran, key=lambda r: r["p50_ms"])
+        lines.append(
+            f"largest mask mAP50-95 change: {label(worst)} {worst['d_mask_map']:+.3f}; "
+            f"fastest: {label(fastest)} {fastest['p50_ms']:.1f} ms per image (p50)"
+        )
+    skipped: dict[str, list[str]] = {}
+    for r in others:
+        if r["status"] != "ok":
+            skipped.setdefault(r["status"], []).append(label(r))
+    lines += [f"not measured ({', '.join(labels)}): {status}" for status, labels in skipped.items()]
+    return lines
+
+
 if __name__ == "__main__":
     print(json.dumps(measure_speed(**json.loads(sys.argv[1]))))

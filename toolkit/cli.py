@@ -504,7 +504,8 @@ def check(data_yaml: str, out_png: str | None) -> None:
 def bench(model, data_yaml, targets, **options) -> None:
     """Export MODEL (.pt) to each target and compare size, mAP, drift vs PyTorch, latency and memory."""
     from edgeseg.benchmark import bench as run_bench
-    from edgeseg.benchmark import format_table
+    from edgeseg.benchmark import format_table, summary_lines
 
     rows = run_bench(model, data_yaml, targets=targets.split(",") if targets else None, **options)
     click.echo(format_table(rows))
+    click.echo("\n".join(summary_lines(rows)))

@@ -1,4 +1,7 @@
-"""The ModelMeta as ``edgeseg.json`` beside the model files, for folder artifacts whose files have no room for it (NCNN, RKNN)."""
+"""The ModelMeta as ``edgeseg.json`` beside the model files, for folder artifacts whose files have no room for it (NCNN, RKNN).
+
+The plain keys the YOLO ecosystem reads go beside it as ``metadata.yaml`` (``edgeseg.runtimes.plain_meta``).
+"""
 
 import json
 from pathlib import Path
@@ -6,6 +9,7 @@ from pathlib import Path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
 from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.plain_meta import write_sidecar
 
 META_FILE = "edgeseg.json"
 
@@ -32,5 +36,6 @@ def read_folder_meta(folder: Path, holds: str) -> ModelMeta:
 
 
 def write_folder_meta(folder: Path, meta: ModelMeta) -> None:
-    """Write ``folder/edgeseg.json`` (indented, readable by a person)."""
+    """Write ``folder/edgeseg.json`` (indented, readable by a person) and the plain keys' ``metadata.yaml`` beside it."""
     (folder / META_FILE).write_text(json.dumps(json.loads(meta.to_json()), indent=1) + "\n")
+    write_sidecar(folder, meta)

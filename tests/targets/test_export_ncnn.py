@@ -11,6 +11,7 @@ from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.ncnn import META_FILE, PARAM, WEIGHTS
+from edgeseg.runtimes.plain_meta import SIDECAR
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.targets import export
 
@@ -43,7 +44,7 @@ def fp32(checkpoint, dataset):
 
 def test_fp32_folder_metadata_and_parity_with_the_pt(checkpoint, dataset, fp32):
     assert fp32.path == checkpoint.with_name("m_ncnn_model") and fp32.path.is_dir()
-    assert sorted(p.name for p in fp32.path.iterdir()) == sorted([PARAM, WEIGHTS, META_FILE])
+    assert sorted(p.name for p in fp32.path.iterdir()) == sorted([PARAM, WEIGHTS, META_FILE, SIDECAR])
     meta = json.loads((fp32.path / META_FILE).read_text())
     assert meta["names"] == {str(i): n for i, n in enumerate(CLASS_NAMES)} and meta["imgsz"] == [IMGSZ, IMGSZ]
     assert meta["precision"] == "fp32" and meta["extra"]["pnnx"]

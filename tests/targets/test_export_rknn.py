@@ -24,6 +24,7 @@ from edgeseg.cli import main
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.backends.folder_meta import META_FILE, write_folder_meta
+from edgeseg.runtimes.plain_meta import SIDECAR
 from edgeseg.runtimes.backends.rknn import MODEL, to_pixels
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
@@ -233,7 +234,7 @@ def test_options_and_platforms_are_checked_before_anything_is_built(checkpoint, 
 @needs_converter
 def test_fp16_export_is_verified_in_the_simulator(checkpoint, dataset, tmp_path):
     artifact = export(checkpoint, "rknn", precision="fp16", data=str(dataset), out=tmp_path / "m-fp16_rknn_model")
-    assert sorted(p.name for p in artifact.path.iterdir()) == sorted([MODEL, META_FILE])
+    assert sorted(p.name for p in artifact.path.iterdir()) == sorted([MODEL, META_FILE, SIDECAR])
     report = artifact.report
     assert report["backend"] == "rknn-simulator" and report["passed"] and abs(report["map"]["delta"]["mask"]) <= 0.01
     assert "in rknn-toolkit2's simulator: passed" in format_report(report).splitlines()[0]

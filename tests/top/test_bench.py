@@ -172,3 +172,25 @@ def test_export_preset_prints_its_choice(monkeypatch, tmp_path, extra, expected)
     target, precision, imgsz = expected
     assert "preset pi (Raspberry Pi" in result.output and f"{target} {precision} at imgsz {imgsz}" in result.output
     assert (calls[0]["target"], calls[0]["precision"], calls[0]["imgsz"]) == expected
+
+
+def test_summary_names_the_reference_map_the_largest_drop_and_why_rows_were_skipped():
+    from edgeseg.benchmark import _empty_row, summary_lines
+
+    def measured(fmt, precision, mask_map, p50):
+        row = _empty_row(fmt, precision, "ok")
+        row.update(box_map50=0.7, mask_map50=0.6, mask_map=mask_map, d_mask_map=mask_map - 0.40, p50_ms=p50)
+        return row
+
+    rows = [
+        measured("pytorch", "", 0.40, 30.0),
+        measured("onnx", "fp32", 0.40, 9.0),
+        measured("openvino", "int8", 0.35, 4.0),
+        _empty_row("tflite", "fp32", "skipped: TFLite export needs the onnx2tf converter"),
+        _empty_row("tflite", "int8", "skipped: TFLite export needs the onnx2tf converter"),
+    ]
+    assert summary_lines(rows) == [
+        "pytorch: mask mAP50 0.600, box mAP50 0.700 (mask mAP50-95 0.400); 2 of 4 artifacts measured",
+        "largest mask mAP50-95 change: openvino int8 -0.050; fastest: openvino int8 4.0 ms per image (p50)",
+        "not measured (tflite fp32, tflite int8): skipped: TFLite export needs the onnx2tf converter",
+    ]
