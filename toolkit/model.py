@@ -113,7 +113,7 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.source!r}, nc={self.net.nc})"
 
-    def _runtime(self, device: str):
+    def _runtime(self, device: str | None):
         """A Runtime whose torch backend wraps this in-memory network (no file written)."""
         from edgeseg.nn.backend import network_runtime
 
@@ -124,15 +124,17 @@ class Model:
 
         Same arguments and results as ``edgeseg.runtimes.Runtime.predict`` (a generator of
         Results unless ``stream=False``); the input size defaults to ``self.imgsz``.
+        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``.
         """
-        return self._runtime(device).predict(source, **kwargs)
+        return self._runtime(device).predict(source, **_runtime_kwargs(kwargs))
 
     def track(self, source, device: str | None = None, **kwargs):
         """Segment and track objects in ``source`` with this network (``edgeseg.runtimes.Runtime.track``).
 
         Same arguments and results as ``Runtime.track``: Results per frame with ``track_ids``.
+        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``.
         """
-        return self._runtime(device).track(source, **kwargs)
+        return self._runtime(device).track(source, **_runtime_kwargs(kwargs))
 
     def val(self, data, device: str | None = None, **kwargs):
         """Box and mask metrics of this network on a data YAML split (``Runtime.val``; no save needed).
@@ -167,3 +169,11 @@ class Model:
         if nms:
             kwargs["end2end"] = True
         return export(self.network, target=format or target, **kwargs)
+
+
+def _runtime_kwargs(kwargs: dict) -> dict:
+    """``kwargs`` for ``Runtime.predict``/``track`` with Ultralytics' ``agnostic_nms`` renamed ``agnostic``."""
+    renamed = dict(kwargs)
+    if "agnostic_nms" in renamed:
+        renamed["agnostic"] = renamed.pop("agnostic_nms")
+    return renamed

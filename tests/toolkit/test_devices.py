@@ -17,6 +17,7 @@ from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.devices import default_device
 from edgeseg.runtimes.backends import onnx as onnx_backend
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.runtime import Runtime
 from edgeseg.train import distributed
 
 CUDA_LOG = "device: cuda:0 (the first CUDA GPU torch sees; --device cpu forces the CPU)"
@@ -95,7 +96,7 @@ def test_cli_without_cuda_runs_on_the_cpu(checkpoint, tmp_path, monkeypatch, cap
     assert CPU_LOG in caplog.text and (tmp_path / "p" / "a.png").is_file()
 
 
-def test_ultralytics_names_on_model(checkpoint, tmp_path):
+def test_ultralytics_names_on_model(checkpoint, tmp_path, monkeypatch):
     model = edgeseg.Model(checkpoint)
     assert model.model is model.net and isinstance(model.model, torch.nn.Module) and model.task == "segment"
     artifact = model.export(format="onnx", half=True, imgsz=64, out=tmp_path / "m.onnx", verify=False)
@@ -103,3 +104,9 @@ def test_ultralytics_names_on_model(checkpoint, tmp_path):
     with pytest.raises(EdgesegError, match="give one precision"):
         model.export(format="onnx", half=True, int8=True, out=tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+    seen = []
+    monkeypatch.setattr(Runtime, "predict", lambda self, source, **kwargs: seen.append(kwargs))
+    monkeypatch.setattr(Runtime, "track", lambda self, source, **kwargs: seen.append(kwargs))
+    model.predict("x.png", conf=0.5, agnostic_nms=True)
+    model.track("x.mp4", agnostic_nms=False)
+    assert seen == [{"conf": 0.5, "agnostic": True}, {"agnostic": False}]
