@@ -13,13 +13,18 @@ contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4) by
 
 The ModelMeta lives in the flatbuffer's ``metadata`` vector under ``META_KEY``; ``read_metadata``
 is a dependency-free flatbuffer reader, so the metadata and the operator list can be read
-without any interpreter.
+without any interpreter. A file without it (an Ultralytics export, whose input may be NCHW)
+is described by the plain keys of the ``metadata.json`` zipped after the flatbuffer
+(``appended_metadata``), its boxes being in 0–1 of the input.
 """
 
 import dataclasses
+import io
+import json
 import logging
 import os
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,9 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
+from edgeseg.runtimes.limits import MAX_METADATA_BYTES
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.plain_meta import has_plain, meta_from_plain
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -123,6 +130,30 @@ def read_metadata(buf: bytes) -> dict[str, bytes]:
         raise ValueError("corrupt metadata in the flatbuffer") from None
 
 
+def appended_metadata(buf: bytes) -> dict:
+    """The plain keys of the ``metadata.json`` in a zip appended after the flatbuffer (Ultralytics' place), or ``{}``.
+
+    Raises:
+        ValueError: an appended ``metadata.json`` larger than ``MAX_METADATA_BYTES`` or not a JSON object.
+    """
+    stream = io.BytesIO(buf)
+    if not zipfile.is_zipfile(stream):
+        return {}
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            info = archive.getinfo("metadata.json")
+            if info.file_size > MAX_METADATA_BYTES:
+                raise ValueError(f"an appended metadata.json of {info.file_size} bytes (at most {MAX_METADATA_BYTES})")
+            values = json.loads(archive.read(info))
+    except KeyError:
+        return {}
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, NotImplementedError) as exc:
+        raise ValueError(f"an unreadable appended metadata.json ({exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError("the appended metadata.json is not a JSON object")
+    return values
+
+
 def operator_names(buf: bytes) -> list[str]:
     """The operator codes a TFLite flatbuffer uses: builtin op numbers as ``builtin:<n>``, custom ops by name.
 
@@ -192,17 +223,22 @@ class TfliteBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise EdgesegError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0]})") from None
         inputs = self.interpreter.get_input_details()
-        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
-            raise EdgesegError(f"{path}: expected one (B, H, W, 3) image input, found {_describe(inputs)}")
+        shape = list(inputs[0]["shape"]) if len(inputs) == 1 else []
+        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
+            raise EdgesegError(f"{path}: expected one (B, H, W, 3) or (B, 3, H, W) image input, found {_describe(inputs)}")
         self.input = inputs[0]
-        meta = self._meta(entries, path)
+        self.nhwc = shape[3] == 3  # edgeseg's and onnx2tf's files; a litert-torch export keeps NCHW
+        batch, height, width = (int(v) for v in (shape[:3] if self.nhwc else (shape[0], *shape[2:])))
+        meta = self._meta(entries, data, (height, width), path)
         self.outputs = self._bind(self.interpreter.get_output_details(), meta, path)
-        batch, height, width = (int(v) for v in self.input["shape"][:3])
-        meta = dataclasses.replace(meta, batch=batch, dynamic=False, imgsz=(height, width), layout="NHWC")
+        layout = "NHWC" if self.nhwc else "NCHW"
+        meta = dataclasses.replace(meta, batch=batch, dynamic=False, imgsz=(height, width), layout=layout)
         super().__init__(path, meta, device)
 
-    def _meta(self, entries: dict[str, bytes], path: str) -> ModelMeta:
-        """The embedded ModelMeta, or one read off the two-output layout of a third-party file."""
+    def _meta(self, entries: dict[str, bytes], data: bytes, imgsz: tuple[int, int], path: str) -> ModelMeta:
+        """The embedded ModelMeta; else, for a file with the two-output layout, one from the plain keys
+        of its appended ``metadata.json`` (an Ultralytics export: names, size, boxes in 0–1 of the
+        input) or from the layout alone (names = class ids)."""
         if META_KEY in entries:
             try:
                 return ModelMeta.from_json(entries[META_KEY])
@@ -215,14 +251,18 @@ class TfliteBackend(Backend):
         preds, protos = sorted(outputs, key=lambda o: len(o["shape"]))
         nm = int(min(protos["shape"][1], protos["shape"][3]))
         nc = int(min(preds["shape"][1:])) - 4 - nm
+        tensors = {"preds": preds["name"], "protos": protos["name"]}
+        try:
+            plain = appended_metadata(data)
+            meta = meta_from_plain(plain) if has_plain(plain) else None
+        except ValueError as exc:
+            raise EdgesegError(f"{path}: unreadable plain metadata ({exc})") from None
+        if meta is not None:
+            if meta.nc != nc:
+                raise EdgesegError(f"{path}: metadata names {meta.nc} classes but the outputs hold {nc}: {_describe(outputs)}")
+            return dataclasses.replace(meta, nm=nm, extra={"tensors": tensors, "boxes": "normalized"})
         LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={nc}, names = class ids)")
-        h, w = (int(v) for v in self.input["shape"][1:3])
-        return ModelMeta(
-            names={i: str(i) for i in range(nc)},
-            imgsz=(h, w),
-            nm=nm,
-            extra={"tensors": {"preds": preds["name"], "protos": protos["name"]}},
-        )
+        return ModelMeta(names={i: str(i) for i in range(nc)}, imgsz=imgsz, nm=nm, extra={"tensors": tensors})
 
     @staticmethod
     def _bind(outputs: list[dict], meta: ModelMeta, path: str) -> dict[str, dict]:
@@ -250,7 +290,7 @@ class TfliteBackend(Backend):
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""
-        x = batch.transpose(0, 2, 3, 1)
+        x = batch.transpose(0, 2, 3, 1) if self.nhwc else batch
         dtype = self.input["dtype"]
         if np.issubdtype(dtype, np.integer):
             scale, zero = self.input["quantization"]

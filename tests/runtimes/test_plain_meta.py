@@ -6,7 +6,13 @@ checkpoint beside them (``tests/fixtures/ultralytics/make_exports.py``).
 """
 
 import ast
+import importlib.util
+import io
+import json
+import re
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "ultralytics"
 GENUINE_PT = FIXTURES / "yolo11-seg-tiny-u8.4.190.pt"
 GENUINE_ONNX = FIXTURES / "yolo11-seg-tiny-u8.4.190.onnx"
 GENUINE_OPENVINO = FIXTURES / "yolo11-seg-tiny-u8.4.190_openvino_model"
+GENUINE_TFLITE = FIXTURES / "yolo11-seg-tiny-u8.4.190.tflite"
 NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star", 4: "hexagon"}
 IMGSZ = (128, 160)  # the non-square size the fixtures were exported at
 
@@ -77,7 +84,17 @@ def genuine_reference(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return preds.numpy(), protos.numpy()
 
 
-@pytest.mark.parametrize("artifact", [GENUINE_ONNX, GENUINE_OPENVINO], ids=["onnx", "openvino"])
+ARTIFACTS = [
+    pytest.param(GENUINE_ONNX, id="onnx"),
+    pytest.param(GENUINE_OPENVINO, id="openvino"),
+    pytest.param(
+        GENUINE_TFLITE, id="tflite",
+        marks=pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert (edgeseg[tflite])"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS)
 def test_genuine_ultralytics_export_loads_with_its_names_and_size(artifact, caplog):
     runtime = load(artifact)
     assert runtime.meta.names == NAMES and runtime.meta.imgsz == IMGSZ and runtime.meta.stride == 32
@@ -115,3 +132,31 @@ def test_hostile_plain_metadata_is_a_one_line_error(tmp_path):
     (folder / "metadata.yaml").write_text("- just\n- a list\n")
     with pytest.raises(EdgesegError, match=r"metadata\.yaml: not a YAML mapping"):
         load(folder)
+
+
+def with_appended_zip(path, name: str, text: str) -> bytes:
+    """The genuine file's bytes with one more ``name`` entry in its appended zip: readers take the last one of a name."""
+    buffer = io.BytesIO(path.read_bytes())
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "a", zipfile.ZIP_DEFLATED) as archive:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" warning: the duplicate is the point
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert (edgeseg[tflite])")
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("metadata.json", json.dumps({"names": "__import__('os').system('touch pwned')", "imgsz": [128, 160]}), "'names' is not a Python literal"),
+        ("metadata.json", " " * (2 << 20), "metadata.json of 2097152 bytes"),
+        ("metadata.json", "[1, 2]", "not a JSON object"),
+        ("metadata.json", json.dumps({"names": ["a", "b"], "imgsz": [128, 160]}), "names 2 classes but the outputs hold 5"),
+    ],
+    ids=["code", "huge", "list", "wrong_nc"],
+)
+def test_hostile_tflite_plain_metadata_is_a_one_line_error(tmp_path, monkeypatch, name, text, problem):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.tflite").write_bytes(with_appended_zip(GENUINE_TFLITE, name, text))
+    with pytest.raises(EdgesegError, match=r"bad\.tflite: .*" + re.escape(problem)) as info:
+        load(tmp_path / "bad.tflite")
+    assert "\n" not in str(info.value) and not (tmp_path / "pwned").exists()
