@@ -98,9 +98,9 @@ class OpenVinoBackend(Backend):
     """A compiled OpenVINO model bound to the ``preds``/``protos`` contract.
 
     The metadata is read from ``rt_info["model_info"]["edgeseg"]``, else from the plain keys of
-    the ``metadata.yaml`` beside the IR (an Ultralytics export; ``plain_values``); without either, an IR whose outputs
-    have the YOLO-seg layout still loads (nc from the output shapes, names = class ids), as in the
-    ONNX backend. Static facts of the graph (batch, input size) take precedence over the metadata.
+    the ``metadata.yaml`` beside the IR (an Ultralytics export; ``plain_values``); without either,
+    an IR whose outputs have the YOLO-seg layout still loads (nc from the output shapes, names =
+    class ids), as in the ONNX backend. Static facts of the graph (batch, input size) take precedence over the metadata.
     Inference runs synchronously on one infer request. An ``AsyncInferQueue`` over a batch's
     images (2 requests, latency or throughput hint) was measured against it on the 2 shared CPU
     cores of the development machine (trained yolo11n-seg at 320, 16 images): the results swung

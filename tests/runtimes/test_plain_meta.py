@@ -160,3 +160,9 @@ def test_hostile_tflite_plain_metadata_is_a_one_line_error(tmp_path, monkeypatch
     with pytest.raises(EdgesegError, match=r"bad\.tflite: .*" + re.escape(problem)) as info:
         load(tmp_path / "bad.tflite")
     assert "\n" not in str(info.value) and not (tmp_path / "pwned").exists()
+
+
+def test_genuine_ultralytics_onnx_on_the_openvino_engine():
+    """OpenVINO exposes an ONNX file's metadata_props as rt_info["framework"]: the plain keys are read there too."""
+    runtime = load(GENUINE_ONNX, engine="openvino")
+    assert runtime.backend.name == "openvino" and runtime.meta.names == NAMES and runtime.meta.imgsz == IMGSZ
