@@ -9,6 +9,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
 
 LOGGER = logging.getLogger("edgeseg")
+_LOGGED_CHOICES: set[str] = set()  # the default-device lines already logged by this process
 
 
 class PredictUnavailable(EdgesegError):
@@ -37,7 +38,8 @@ def parse_device(device: str | int) -> tuple[str, int]:
 
 def choose_device(device: str | int | None, cuda_seen: bool, seen_by: str) -> str:
     """``device`` as given, or for None the default a YOLO user expects: the first CUDA GPU when
-    ``seen_by`` (torch, onnxruntime, ...) sees one (``cuda_seen``), else the CPU; the choice is logged.
+    ``seen_by`` (torch, onnxruntime, ...) sees one (``cuda_seen``), else the CPU; the choice is
+    logged, once per process for each distinct choice.
 
     Returns:
         ``"cpu"``, ``"cuda:0"`` or ``str(device)``.
@@ -46,7 +48,10 @@ def choose_device(device: str | int | None, cuda_seen: bool, seen_by: str) -> st
         return str(device)
     choice = "cuda:0" if cuda_seen else "cpu"
     why = f"the first CUDA GPU {seen_by} sees" if cuda_seen else f"{seen_by} sees no CUDA GPU"
-    LOGGER.info(f"device: {choice} ({why}; --device cpu forces the CPU)")
+    message = f"device: {choice} ({why}; --device cpu forces the CPU)"
+    if message not in _LOGGED_CHOICES:  # once per process: bench and export loops choose many times
+        _LOGGED_CHOICES.add(message)
+        LOGGER.info(message)
     return choice
 
 

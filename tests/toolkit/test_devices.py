@@ -15,6 +15,7 @@ import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.devices import default_device
+from edgeseg.runtimes.backends import base
 from edgeseg.runtimes.backends import onnx as onnx_backend
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.runtime import Runtime
@@ -22,6 +23,12 @@ from edgeseg.train import distributed
 
 CUDA_LOG = "device: cuda:0 (the first CUDA GPU torch sees; --device cpu forces the CPU)"
 CPU_LOG = "device: cpu (torch sees no CUDA GPU; --device cpu forces the CPU)"
+
+
+@pytest.fixture(autouse=True)
+def fresh_log(monkeypatch):
+    """Each test sees the choice logged afresh (a process logs each choice once)."""
+    monkeypatch.setattr(base, "_LOGGED_CHOICES", set())
 
 
 @pytest.fixture
@@ -37,6 +44,7 @@ def test_default_is_the_first_cuda_gpu_logged(fake_cuda, caplog):
     assert default_device(None) == "cuda:0" and CUDA_LOG in caplog.text
     assert distributed.select_device(None) == torch.device("cuda", 0)  # training takes it too
     caplog.clear()
+    assert default_device(None) == "cuda:0" and "device:" not in caplog.text  # logged once per process
     assert default_device("cpu") == "cpu" and distributed.select_device("cpu") == torch.device("cpu")
     assert "device:" not in caplog.text  # a given device is not second-guessed
 
