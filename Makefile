@@ -29,7 +29,7 @@ demo: setup demo-tflite
 		--project $(DEMO) --name train --exist-ok
 	$(BIN)/edgeseg val $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml
 	$(BIN)/edgeseg predict $(DEMO)/train/weights/best.pt datasets/synth/images/val --project $(DEMO) --name predict --save-txt
-	$(BIN)/edgeseg bench $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml --targets all \
+	$(BIN)/edgeseg bench $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml --targets all --calib 64 \
 		--project $(DEMO) --name bench --exist-ok
 
 # The TFLite rows of the demo's bench: the onnx2tf converter venv and the LiteRT interpreter. Without

@@ -177,12 +177,12 @@ def _target_of(path: Path, fallback: str) -> str:
 class _Bench:
     """The state shared by the rows of one bench: reference model, data, images, options."""
 
-    def __init__(self, model: Path, data: str, imgsz: int | None, device: str | None, runs: int, dynamic: bool):
+    def __init__(self, model: Path, data: str, imgsz: int | None, device: str | None, runs: int, dynamic: bool, calib: int):
         from edgeseg.runtimes import load
         from edgeseg.runtimes.sources import split_images
         from edgeseg.targets.verify import MAX_IMAGES
 
-        self.model, self.data, self.device, self.runs, self.dynamic = model, data, device, runs, dynamic
+        self.model, self.data, self.device, self.runs, self.dynamic, self.calib = model, data, device, runs, dynamic, calib
         self.save_dir: Path | None = None  # the run folder, created once the inputs are known to be good
         self.reference = load(model, device)
         self.imgsz = imgsz or self.reference.meta.imgsz[0]
@@ -227,7 +227,7 @@ class _Bench:
         else:
             artifact = export(
                 self.model, target=candidate[0], precision=candidate[1], imgsz=self.imgsz, dynamic=self.dynamic,
-                data=self.data, verify=False, out=self.save_dir, device=self.device,
+                data=self.data, calib=self.calib, verify=False, out=self.save_dir, device=self.device,
             )  # fmt: skip
             path, export_s = artifact.path, artifact.seconds
         runtime = load(path, self.device)
@@ -265,6 +265,7 @@ def bench(
     dynamic: bool = False,
     runs: int = 30,
     device: str | None = None,
+    calib: int = 300,
     project: str = "runs/bench",
     name: str = "bench",
     exist_ok: bool = False,
@@ -284,6 +285,7 @@ def bench(
         runs: timed single-image predict calls per artifact.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``; None: the first CUDA GPU the checkpoint's and
             each artifact's backend can use, else the CPU.
+        calib: calibration images for the int8 rows (from the data YAML's train split, as in export).
         project, name, exist_ok: results go to ``project/name`` (``name2`` … unless ``exist_ok``).
 
     Returns:
@@ -305,7 +307,7 @@ def bench(
     chosen = find_preset(preset) if preset else None
     candidates = _candidates(targets, chosen)
     with missing_extra("export"):
-        session = _Bench(model, data, imgsz or (chosen.imgsz if chosen else None), device, runs, dynamic)
+        session = _Bench(model, data, imgsz or (chosen.imgsz if chosen else None), device, runs, dynamic, calib)
     save_dir = session.save_dir = increment_path(Path(project) / name, exist_ok)
     rows = [session.reference_bench()]
     LOGGER.info(format_table(rows))
@@ -319,6 +321,7 @@ def bench(
         "imgsz": session.imgsz,
         "device": device,
         "runs": runs,
+        "calib": calib,
         "seconds": time.perf_counter() - start,
         "machine": {
             "platform": platform.platform(),

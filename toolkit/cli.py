@@ -497,6 +497,7 @@ def check(data_yaml: str, out_png: str | None) -> None:
 @click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Square export size [default: the preset's, else the model's].")
 @click.option("--dynamic", is_flag=True, help="Export with a dynamic batch (throughput tries batches 1, 2, 4, 8).")
 @click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")
+@click.option("--calib", type=click.IntRange(1), default=300, help="Calibration images for the int8 rows (the data's train split).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--project", default="runs/bench", help="Parent folder of bench runs.")
 @click.option("--name", default="bench", help="Run folder name (bench, bench2, ...).")

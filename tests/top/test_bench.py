@@ -108,11 +108,12 @@ def test_cli_bench_passes_its_options_and_prints_the_table(benched, monkeypatch)
         return benched[0]
 
     monkeypatch.setattr(edgeseg.benchmark, "bench", fake_bench)
-    args = ["bench", "m.pt", "--data", "d.yaml", "--targets", "onnx,tflite:int8,x.onnx", "--target", "pi", "--runs", "2"]
+    args = ["bench", "m.pt", "--data", "d.yaml", "--targets", "onnx,tflite:int8,x.onnx", "--target", "pi", "--runs", "2", "--calib", "16"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     model, data, options = calls[0]
     assert (model, data, options["targets"], options["preset"], options["runs"]) == ("m.pt", "d.yaml", ["onnx", "tflite:int8", "x.onnx"], "pi", 2)
+    assert options["calib"] == 16 and options["device"] is None
     lines = result.output.splitlines()
     assert lines[0].startswith("format") and lines[2].startswith("pytorch fp32") and lines[4].startswith("onnx fp16")
     assert lines[5].startswith("fakert fp32") and "install edgeseg[fakert]" in lines[5]
@@ -194,3 +195,17 @@ def test_summary_names_the_reference_map_the_largest_drop_and_why_rows_were_skip
         "largest mask mAP50-95 change: openvino int8 -0.050; fastest: openvino int8 4.0 ms per image (p50)",
         "not measured (tflite fp32, tflite int8): skipped: TFLite export needs the onnx2tf converter",
     ]
+
+
+def test_calib_reaches_the_int8_exports(checkpoint, dataset, tmp_path, monkeypatch):
+    """``calib`` is handed to every export (what an int8 row calibrates on); a refused export is a skipped row."""
+    seen = []
+
+    def refuse(model, **options):
+        seen.append(options["calib"])
+        raise EdgesegError("stand-in export")
+
+    monkeypatch.setattr(edgeseg.targets, "export", refuse)
+    rows = edgeseg.bench(checkpoint, str(dataset), targets=["openvino:int8", "onnx"], runs=1, calib=7, project=tmp_path, name="b")
+    assert seen == [7, 7] and [r["status"] for r in rows[1:]] == ["skipped: stand-in export"] * 2
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())["calib"] == 7
