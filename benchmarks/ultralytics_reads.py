@@ -2,9 +2,9 @@
 
 One run, on the same files:
 
-1. the model: ``--weights`` (a checkpoint trained at 320, e.g. ``make demo``'s
-   ``runs/demo/train/weights/best.pt``), else a train-free yolo11n-seg calibrated at 320 to
-   give realistic detection counts (``predict_speed.calibrated_checkpoint``);
+1. the model: ``--weights``, by default the shipped ``weights/yolo11n-seg-synth320.pt`` (trained
+   here at 320), or ``--weights calibrated``: a train-free yolo11n-seg calibrated at 320 to give
+   many detections per image (``predict_speed.calibrated_checkpoint``);
 2. the artifacts: ``edgeseg export`` to each of ``--targets`` (fp32, static, 320);
 3. the images: ``--images`` non-square scenes, side by side and stacked pairs of the
    synthetic val images (640 x 320 and 320 x 640, then cropped to 600 x 280 and 300 x 560);
@@ -25,7 +25,7 @@ One run, on the same files:
 It passes when every artifact passes. Results go to ``benchmarks/results/ultralytics_reads.json``.
 
     .venv/bin/python benchmarks/ultralytics_reads.py
-    .venv/bin/python benchmarks/ultralytics_reads.py --weights runs/demo/train/weights/best.pt
+    .venv/bin/python benchmarks/ultralytics_reads.py --weights calibrated
 """
 
 import argparse
@@ -42,11 +42,12 @@ from report import write_report
 RESULTS = ROOT / "benchmarks" / "results" / "ultralytics_reads.json"
 CONF, IOU = 0.25, 0.7  # Ultralytics' predict defaults
 IMGSZ = 320
+WEIGHTS = ROOT / "weights" / "yolo11n-seg-synth320.pt"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", help="an edgeseg checkpoint trained at 320 (default: a calibrated train-free one)")
+    parser.add_argument("--weights", default=str(WEIGHTS), help="an edgeseg checkpoint trained at 320, or 'calibrated'")
     parser.add_argument("--targets", nargs="+", default=["onnx", "openvino", "tflite"])
     parser.add_argument("--images", type=int, default=8, help="non-square images")
     parser.add_argument("--px", type=float, default=1.0, help="largest allowed box-side difference, px")
@@ -70,9 +71,9 @@ def scenes(n: int, work: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def model_weights(weights: str | None, work: Path, images: list[np.ndarray]) -> Path:
-    """``weights``, or a train-free yolo11n-seg calibrated at 320 on ``images``."""
-    if weights:
+def model_weights(weights: str, work: Path, images: list[np.ndarray]) -> Path:
+    """``weights``, or for ``calibrated`` a train-free yolo11n-seg calibrated at 320 on ``images``."""
+    if weights != "calibrated":
         return Path(weights)
     from predict_speed import calibrated_checkpoint
 
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
                 rows[target]["bf16"] = True
                 rows["openvino f32"] = compare(ours, run_json([*command, "--f32"], ROOT), args.px, args.margin)
     passes = {t: row for t, row in rows.items() if not row.get("bf16")}
-    report = {"weights": args.weights or "calibrated train-free yolo11n-seg", "imgsz": IMGSZ, "images": args.images, "px": args.px, "targets": rows}
+    report = {"weights": args.weights, "imgsz": IMGSZ, "images": args.images, "px": args.px, "targets": rows}
     write_report(report, args.out)
     print(f"{'target':13s} {'task':8s} names  imgsz        pairs  max px  borderline  unmatched  passed")
     for target, row in rows.items():
