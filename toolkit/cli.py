@@ -134,10 +134,11 @@ def train(data_yaml, run_val, resume, **options) -> None:
         overrides["data"] = data_yaml
     if run_val is not None:
         overrides["val"] = run_val
-    # Without --device the run takes one device (the first CUDA GPU, else the CPU), so only a given list launches torchrun.
-    devices = distributed.check_devices(overrides["device"]) if "device" in overrides else ["default"]
-    if len(devices) > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(distributed.launch(sys.argv[1:], len(devices)))
+    # Without --device the run takes one device (the first CUDA GPU, else the CPU): only a given list launches torchrun.
+    if "device" in overrides and "WORLD_SIZE" not in os.environ:
+        devices = distributed.check_devices(overrides["device"])
+        if len(devices) > 1:
+            sys.exit(distributed.launch(sys.argv[1:], len(devices)))
     from edgeseg.train.trainer import Trainer
 
     trainer = Trainer(overrides, resume=resume)
