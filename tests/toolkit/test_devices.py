@@ -49,6 +49,16 @@ def test_default_is_the_first_cuda_gpu_logged(fake_cuda, caplog):
     assert "device:" not in caplog.text  # a given device is not second-guessed
 
 
+def test_torchrun_without_device_gives_each_process_its_local_gpu(fake_cuda, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.select_device(None, rank=1) == torch.device("cuda", 1)
+    assert distributed.select_device("0,1", rank=1) == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(EdgesegError, match="LOCAL_RANK 2: only 2 CUDA device"):
+        distributed.select_device(None, rank=2)
+
+
 def test_default_is_the_cpu_without_cuda(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     caplog.set_level(logging.INFO, logger="edgeseg")

@@ -51,11 +51,20 @@ def check_devices(device: str | int | None) -> list[str]:
 
 
 def select_device(device: str | int | None, rank: int = -1) -> torch.device:
-    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU); None: ``default_device``."""
+    """The torch.device this process trains on (with DDP: its LOCAL_RANK's GPU, or the CPU); None: ``default_device``.
+
+    Under torchrun without ``--device`` on a CUDA machine, each process takes the GPU of its LOCAL_RANK.
+
+    Raises:
+        EdgesegError: as ``check_devices``, or a LOCAL_RANK beyond the GPUs torch sees.
+    """
     ids = check_devices(default_device(device))
     if ids == ["cpu"]:
         return torch.device("cpu")
-    index = int(ids[int(os.environ.get("LOCAL_RANK", 0))]) if rank >= 0 else int(ids[0])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    index = int(ids[0]) if rank < 0 else local if device is None else int(ids[local])
+    if index >= torch.cuda.device_count():
+        raise EdgesegError(f"LOCAL_RANK {local}: only {torch.cuda.device_count()} CUDA device(s) here")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
