@@ -100,7 +100,8 @@ class OpenVinoBackend(Backend):
     The metadata is read from ``rt_info["model_info"]["edgeseg"]``, else from the plain keys of
     the ``metadata.yaml`` beside the IR (an Ultralytics export; ``plain_values``); without either,
     an IR whose outputs have the YOLO-seg layout still loads (nc from the output shapes, names =
-    class ids), as in the ONNX backend. Static facts of the graph (batch, input size) take precedence over the metadata.
+    class ids), as in the ONNX backend. Static facts of the graph (batch, input size) take
+    precedence over the metadata.
     Inference runs synchronously on one infer request. An ``AsyncInferQueue`` over a batch's
     images (2 requests, latency or throughput hint) was measured against it on the 2 shared CPU
     cores of the development machine (trained yolo11n-seg at 320, 16 images): the results swung
@@ -134,15 +135,9 @@ class OpenVinoBackend(Backend):
         inputs, outputs = model.inputs, model.outputs
         if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4 or _dim(inputs[0].get_partial_shape(), 1) != 3:
             raise EdgesegError(f"{path}: expected one (B, 3, H, W) image input, found {_describe(inputs)}")
-        meta = None
         meta_path = ONNX_RT_INFO_PATH if onnx_file else RT_INFO_PATH
-        if model.has_rt_info(meta_path):
-            try:
-                meta = ModelMeta.from_json(model.get_rt_info(meta_path).astype(str))
-            except ValueError as exc:
-                raise EdgesegError(f"{path}: unreadable '{META_KEY}' rt_info metadata ({exc})") from None
-        else:
-            meta = meta_from_map(plain_values(model, Path(files[0]), onnx_file), path)
+        own = {META_KEY: model.get_rt_info(meta_path).astype(str)} if model.has_rt_info(meta_path) else None
+        meta = meta_from_map(own or plain_values(model, Path(files[0]), onnx_file), path)
         preds, protos = self._bind(outputs, meta, path)
         axis, size = meta.head_shape if meta is not None else (1, None)
         channels, nm = _dim(preds.get_partial_shape(), axis), _dim(protos.get_partial_shape(), 1)

@@ -35,7 +35,7 @@ from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.plain_meta import has_plain, meta_from_plain
+from edgeseg.runtimes.plain_meta import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -233,17 +233,18 @@ class TfliteBackend(Backend):
         self.outputs = self._bind(self.interpreter.get_output_details(), meta, path)
         layout = "NHWC" if self.nhwc else "NCHW"
         meta = dataclasses.replace(meta, batch=batch, dynamic=False, imgsz=(height, width), layout=layout)
+        # boxes in 0–1 of the input are scaled back to px by one multiply per call
+        normalized = meta.extra.get("boxes") == "normalized"
+        self.box_scale = np.array([width, height, width, height], np.float32)[None, :, None] if normalized else None
         super().__init__(path, meta, device)
 
     def _meta(self, entries: dict[str, bytes], data: bytes, imgsz: tuple[int, int], path: str) -> ModelMeta:
         """The embedded ModelMeta; else, for a file with the two-output layout, one from the plain keys
         of its appended ``metadata.json`` (an Ultralytics export: names, size, boxes in 0–1 of the
         input) or from the layout alone (names = class ids)."""
-        if META_KEY in entries:
-            try:
-                return ModelMeta.from_json(entries[META_KEY])
-            except ValueError as exc:
-                raise EdgesegError(f"{path}: unreadable '{META_KEY}' metadata ({exc})") from None
+        own = meta_from_map(entries, path)
+        if own is not None:
+            return own
         outputs = self.interpreter.get_output_details()
         ranks = sorted(len(o["shape"]) for o in outputs)
         if ranks != [3, 4]:
@@ -254,9 +255,9 @@ class TfliteBackend(Backend):
         tensors = {"preds": preds["name"], "protos": protos["name"]}
         try:
             plain = appended_metadata(data)
-            meta = meta_from_plain(plain) if has_plain(plain) else None
         except ValueError as exc:
             raise EdgesegError(f"{path}: unreadable plain metadata ({exc})") from None
+        meta = meta_from_map(plain, path)
         if meta is not None:
             if meta.nc != nc:
                 raise EdgesegError(f"{path}: metadata names {meta.nc} classes but the outputs hold {nc}: {_describe(outputs)}")
@@ -302,9 +303,8 @@ class TfliteBackend(Backend):
         protos = self._output("protos", nm)
         if "preds" in self.outputs:
             preds = self._output("preds", 4 + nc + nm)
-            if self.meta.extra.get("boxes") == "normalized":
-                h, w = self.meta.imgsz
-                preds[:, :4] *= np.array([w, h, w, h], np.float32)[None, :, None]
+            if self.box_scale is not None:
+                preds[:, :4] *= self.box_scale
             return preds, protos
         extra = self.meta.extra
         parts = (self._output("box_logits", 4 * extra["reg_max"]), self._output("scores", nc), self._output("coefficients", nm))
