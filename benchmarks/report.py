@@ -13,10 +13,15 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def write_report(report: dict, out: str | Path) -> None:
-    """Add the machine and edgeseg version to ``report``, write it as JSON to ``out`` and print it."""
+def save_report(report: dict, out: str | Path) -> dict:
+    """Add the machine and edgeseg version to ``report``, write it as JSON to ``out`` (numpy floats as floats) and return it."""
     report = {**report, "machine": machine(), "edgeseg": edgeseg.__version__}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    return report
+
+
+def write_report(report: dict, out: str | Path) -> None:
+    """``save_report``, then print the report."""
+    print(json.dumps(save_report(report, out), indent=2))

@@ -31,8 +31,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -47,6 +45,8 @@ from edgeseg.runtimes.preprocess import PAD_VALUE
 from edgeseg.targets import export
 from edgeseg.targets.registry import target_entry
 from edgeseg.targets.verify import TOLERANCES, verification_set, verify
+
+from report import save_report
 
 ROOT = Path("runs/bench/verify_judgement")
 RESULTS = Path(__file__).parent / "results" / "verify_judgement.json"
@@ -385,11 +385,8 @@ def main() -> None:
         "acceptance": acceptance(rows),
         "rows": rows,
         "seconds": round(time.perf_counter() - start),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "edgeseg": edgeseg.__version__,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    save_report(result, args.out)
     print(json.dumps(result["acceptance"], indent=2))
 
 

@@ -7,9 +7,16 @@ precision (``TOLERANCES``):
 
 * detection agreement: the detections at ``conf`` are matched one to one (same class, box IoU ≥
   MATCH_IOU, greedy by IoU); agreement = matched / (matched + the larger of the reference's and
-  the artifact's unmatched counts), summed over the images. An unmatched detection scoring
-  within the precision's ``logit_margin`` above ``conf`` is *borderline*: the slightest output
-  change moves it across the threshold, so it is reported but not counted;
+  the artifact's unmatched counts), summed over the images. Two kinds of unmatched detection are
+  reported but not counted, by the same rules on both sides:
+
+  - *borderline*: it scores within the precision's ``logit_margin`` above ``conf``, so the
+    slightest output change moves it across the threshold;
+  - *tied* (an NMS near-tie): the other side's outputs before NMS hold the same detection, an
+    anchor whose box overlaps it (IoU ≥ MATCH_IOU) and whose score for its class lies within
+    ``logit_margin`` of its score. Only NMS decided differently: near-equal overlapping boxes
+    (an early model emits many) are kept in an order that the last bit of a score decides;
+
 * box IoU and mask IoU (source resolution) of the matched detections: their mean and their 5th
   percentile, so that a few badly drifted objects fail as surely as a general drift;
 * ΔmAP, when the images are labelled (a data YAML's val split): box and mask mAP50-95 of the
@@ -40,7 +47,7 @@ from edgeseg.runtimes.images import read_image
 from edgeseg.runtimes.labels import Label
 from edgeseg.runtimes.loop import infer_batches
 from edgeseg.runtimes.metrics import box_iou
-from edgeseg.runtimes.postprocess import non_max_suppression, postprocess
+from edgeseg.runtimes.postprocess import non_max_suppression, postprocess, scale_boxes, xywh2xyxy
 from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
 
 # One row per precision; a target whose format drifts more by design passes its own overrides.
@@ -190,37 +197,120 @@ def borderline_score(conf: float, logit_margin: float) -> float:
     return float(1 / (1 + np.exp(-(logit + logit_margin))))
 
 
-def _unmatched_counts(scores: np.ndarray, matched: list[int], borderline: float) -> tuple[int, int]:
-    """(clear, borderline) counts of the detections with (N,) ``scores`` whose index is not in ``matched``."""
-    unmatched = np.delete(scores, matched)
-    clear = int(np.count_nonzero(unmatched >= borderline))
-    return clear, len(unmatched) - clear
+def logit(p) -> np.ndarray:
+    """log(p / (1 - p)) of scores in [0, 1], as float64; 0 and 1 are clipped to 1e-12 and 1 - 1e-12."""
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
 
 
-def compare_detections(reference: list, artifact: list, borderline: float) -> dict:
+@dataclass
+class Candidates:
+    """One image's outputs before NMS, where an unmatched detection of the other side may be found (a near-tie).
+
+    Attributes:
+        boxes: (A, 4) float32 xyxy in source px, one per anchor (or per detection of an end-to-end artifact).
+        scores: (A, nc) float32 class scores after sigmoid.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+def image_candidates(preds: np.ndarray, info, nc: int, floor: float) -> Candidates:
+    """The anchors of one image's (4 + nc + nm, A) ``preds`` whose best class score is ≥ ``floor``, as Candidates.
+
+    ``info`` is the image's LetterboxInfo: boxes go from input px (cx, cy, w, h) to source px
+    (xyxy, clipped), as the detections they are compared with.
+    """
+    scores = preds[4 : 4 + nc]
+    keep = np.flatnonzero(scores.max(0, initial=0.0) >= floor) if scores.size else np.zeros(0, np.int64)
+    return Candidates(scale_boxes(xywh2xyxy(preds[:4, keep].T), info), np.ascontiguousarray(scores[:, keep].T))
+
+
+def tied(box: np.ndarray, cls: int, score: float, candidates: Candidates, logit_margin: float) -> bool:
+    """Whether ``candidates`` hold a detection (a (4,) xyxy source-px ``box`` of class ``cls`` scoring ``score``).
+
+    True when some candidate box overlaps it with IoU ≥ MATCH_IOU and scores, for class ``cls``
+    (its best class or not: near-equal class scores swap too), within ``logit_margin`` logits of ``score``.
+    """
+    if len(candidates.boxes) == 0:
+        return False
+    close = np.abs(logit(candidates.scores[:, cls]) - logit(score)) <= logit_margin
+    if not close.any():
+        return False
+    return bool((box_iou(box[None], candidates.boxes[close])[0] >= MATCH_IOU).any())
+
+
+def ranked_as_reference(preds: np.ndarray, reference: np.ndarray, nc: int, logit_margin: float) -> np.ndarray:
+    """The artifact's (B, 4 + nc + nm, A) ``preds`` with each class score within ``logit_margin`` of the reference's taking its value.
+
+    Greedy NMS keeps the higher-scored of two overlapping boxes; of two nearly equal scores the
+    last bit decides, so two models equal to 1e-7 can keep different boxes. With the scores that
+    agree within the margin replaced, the artifact ranks its anchors as the reference does; its
+    boxes, mask coefficients and every score that moved further stay its own.
+
+    Args:
+        preds, reference: (B, 4 + nc + nm, A) outputs of the artifact and of the reference.
+        nc: number of classes; logit_margin: the window, in logits.
+
+    Returns:
+        A new (B, 4 + nc + nm, A) float32 array.
+    """
+    out = preds.copy()
+    scores, ref_scores = out[:, 4 : 4 + nc], reference[:, 4 : 4 + nc]
+    close = np.abs(logit(scores) - logit(ref_scores)) <= logit_margin
+    scores[close] = ref_scores[close]
+    return out
+
+
+def _unmatched_counts(result, matched: list[int], borderline: float, other: Candidates | None, logit_margin: float) -> tuple[int, int, int]:
+    """(clear, borderline, tied) counts of ``result``'s detections whose index is not in ``matched``.
+
+    Borderline: scoring below ``borderline``. Tied: clear of it, but ``tied`` in ``other`` (the
+    other side's Candidates; None finds no tie).
+    """
+    unmatched = np.setdiff1d(np.arange(len(result.scores)), matched)
+    clear = unmatched[result.scores[unmatched] >= borderline]
+    ties = 0 if other is None else sum(
+        tied(result.boxes[i], int(result.classes[i]), float(result.scores[i]), other, logit_margin) for i in clear
+    )  # fmt: skip
+    return len(clear) - ties, len(unmatched) - len(clear), ties
+
+
+def compare_detections(
+    reference: list, artifact: list, borderline: float, candidates: dict | None = None, logit_margin: float = 0.0
+) -> dict:
     """Match each image's detections of two models and measure how they differ.
 
     Args:
         reference, artifact: one Results per image (same images, same order) of each model.
         borderline: unmatched detections scoring below this do not count as a disagreement.
+        candidates: ``{"reference": [Candidates per image], "artifact": [...]}``, each side's
+            outputs before NMS; an unmatched detection that the other side holds there (``tied``)
+            does not count as a disagreement. None: no tie is looked for.
+        logit_margin: the score window of a tie, in logits.
 
     Returns:
         ``reference``, ``artifact``, ``matched``: detection counts; ``compared``: the denominator of
-        ``agreement``; ``unmatched`` and ``borderline``:
-        ``{"reference": n, "artifact": n}``, the unmatched detections counted as disagreements and
-        those left out as borderline; ``agreement``: matched / (matched + per image the larger
-        unmatched count), 1.0 when nothing is compared; ``box_ious``, ``mask_ious`` and
-        ``score_changes``: float arrays over the matched pairs (|score difference|).
+        ``agreement``; ``unmatched``, ``borderline`` and ``tied``: ``{"reference": n, "artifact": n}``,
+        the unmatched detections counted as disagreements and those left out as borderline or
+        tied; ``agreement``: matched / (matched + per image the larger unmatched count), 1.0 when
+        nothing is compared; ``box_ious``, ``mask_ious`` and ``score_changes``: float arrays over
+        the matched pairs (|score difference|).
     """
-    out = {"matched": 0, "compared": 0, "unmatched": {"reference": 0, "artifact": 0}, "borderline": {"reference": 0, "artifact": 0}}
+    sides = ("unmatched", "borderline", "tied")
+    out = {"matched": 0, "compared": 0, **{key: {"reference": 0, "artifact": 0} for key in sides}}
     box_ious, mask_ious, score_changes = [], [], []
-    for a, b in zip(reference, artifact):
+    for k, (a, b) in enumerate(zip(reference, artifact)):
         pairs = match(a, b)
         clear = {}
-        for side, result, used in (("reference", a, [i for i, _ in pairs]), ("artifact", b, [j for _, j in pairs])):
-            clear[side], near = _unmatched_counts(result.scores, used, borderline)
-            out["unmatched"][side] += clear[side]
-            out["borderline"][side] += near
+        for side, other, result, used in (
+            ("reference", "artifact", a, [i for i, _ in pairs]), ("artifact", "reference", b, [j for _, j in pairs])
+        ):
+            counts = _unmatched_counts(result, used, borderline, candidates[other][k] if candidates else None, logit_margin)
+            for key, count in zip(sides, counts):
+                out[key][side] += count
+            clear[side] = counts[0]
         out["matched"] += len(pairs)
         out["compared"] += len(pairs) + max(clear.values())
         iou = box_iou(a.boxes, b.boxes)
@@ -335,6 +425,11 @@ def _compare_outputs(
 ):
     """Post-process both models' (preds, protos) at CONF (lowered for a reference with few detections; raised to an end-to-end artifact's floor) and compare.
 
+    A raw-output artifact is post-processed ``ranked_as_reference``, so that near-equal scores
+    make the same NMS decisions on both sides. Each side's anchors scoring within ``logit_margin``
+    below the threshold or higher are the Candidates where the other side's unmatched detections
+    are looked for (``tied``): that covers an end-to-end artifact, whose NMS ran in its graph.
+
     Args:
         ref, art: (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)) of the reference and the artifact.
         infos: B LetterboxInfo; shape: the (H, W) input; names: ``{class id: name}``.
@@ -351,9 +446,15 @@ def _compare_outputs(
     if sum(map(len, ref_results)) < MIN_DETECTIONS:
         conf = max(_lowered_conf(ref[0], len(names)), nms.get("conf", 0.0))
         ref_results = postprocess(*ref, infos, shape, conf=conf, **settings)
-    art_results = postprocess(*art, infos, shape, conf=conf, **settings)
+    ranked = art if nms else (ranked_as_reference(art[0], ref[0], len(names), logit_margin), art[1])
+    art_results = postprocess(*ranked, infos, shape, conf=conf, **settings)
     borderline = borderline_score(conf, logit_margin)
-    return conf, borderline, compare_detections(ref_results, art_results, borderline)
+    floor = borderline_score(conf, -logit_margin)  # no tie scores lower: every detection is >= conf
+    candidates = {
+        side: [image_candidates(p, info, len(names), floor) for p, info in zip(outputs[0], infos)]
+        for side, outputs in (("reference", ref), ("artifact", art))
+    }
+    return conf, borderline, compare_detections(ref_results, art_results, borderline, candidates, logit_margin)
 
 
 def _checks(report: dict, limits: dict) -> list[dict]:
@@ -423,7 +524,7 @@ def verify(
         A JSON-serialisable report: ``precision``, ``images``, ``imgsz``, ``conf`` (the threshold
         used) and ``conf_lowered``, ``borderline_below`` (unmatched detections scoring in
         [conf, this) are not counted), ``detections`` (``reference``, ``artifact``, ``matched``,
-        ``compared`` counts; ``unmatched`` and ``borderline`` per side), ``agreement``, ``box_iou`` and
+        ``compared`` counts; ``unmatched``, ``borderline`` and ``tied`` per side), ``agreement``, ``box_iou`` and
         ``mask_iou`` (``mean``, ``p5`` of the matched detections, None when none matched),
         ``score_change`` (``mean``, ``max`` |score difference| of matched detections), ``map``
         (see ``map_delta``; None without labels), ``finite``, ``max_abs_diff`` (``preds``,
@@ -465,7 +566,7 @@ def verify(
         "conf": conf,
         "conf_lowered": conf < CONF,
         "borderline_below": borderline,
-        "detections": {key: compared[key] for key in ("reference", "artifact", "matched", "compared", "unmatched", "borderline")},
+        "detections": {key: compared[key] for key in ("reference", "artifact", "matched", "compared", "unmatched", "borderline", "tied")},
         "agreement": compared["agreement"],
         "box_iou": iou_summary(compared["box_ious"]),
         "mask_iou": iou_summary(compared["mask_ious"]),
@@ -521,7 +622,8 @@ def format_report(report: dict) -> str:
     lines.append(
         f"  detections: {dets['reference']} reference, {dets['artifact']} artifact, {dets['matched']} matched of "
         f"{dets['compared']} judged; unmatched {dets['unmatched']['reference']} / {dets['unmatched']['artifact']}, "
-        f"borderline (score < {report['borderline_below']:.3g}, not judged) {dets['borderline']['reference']} / {dets['borderline']['artifact']}"
+        f"borderline (score < {report['borderline_below']:.3g}, not judged) {dets['borderline']['reference']} / {dets['borderline']['artifact']}, "
+        f"NMS near-ties (held by the other side before NMS, not judged) {dets['tied']['reference']} / {dets['tied']['artifact']}"
     )
     if maps is not None:
         lines.append(

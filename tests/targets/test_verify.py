@@ -17,8 +17,10 @@ from edgeseg.runtimes.results import Results
 from edgeseg.targets import export
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets import verify as verify_module
+from edgeseg.runtimes.postprocess import xywh2xyxy
 from edgeseg.targets.verify import (
     TOLERANCES,
+    Candidates,
     borderline_score,
     compare_detections,
     format_report,
@@ -88,9 +90,12 @@ def few_detections_suffice(monkeypatch):
 
 
 def test_scores_straddling_the_threshold_are_not_disagreements(few_detections_suffice):
-    """EDGE drops to 0.24 and a new object rises from 0.245 to 0.252: both within the fp32 margin of conf."""
+    """EDGE drops to 0.24 and a new object rises from 0.245 to 0.256: both within the fp32 margin of conf.
+
+    Each moved by more than the margin (0.082 and 0.060 logits), so neither takes the reference's score.
+    """
     reference = fixed([CLEAR, EDGE, (45, 15, 10, 10, 0, 0.245)])
-    artifact = fixed([CLEAR, (*EDGE[:5], 0.24), (45, 15, 10, 10, 0, 0.252)])
+    artifact = fixed([CLEAR, (*EDGE[:5], 0.24), (45, 15, 10, 10, 0, 0.256)])
     report = verify(reference, artifact, blank_images(1), "fp32")
     assert report["passed"] and report["agreement"] == 1.0, report["failures"]
     assert report["detections"]["borderline"] == {"reference": 1, "artifact": 1}
@@ -119,6 +124,70 @@ def test_a_real_box_shift_fails(few_detections_suffice):
     assert near["agreement"] == 1.0 and near["box_iou"]["mean"] == pytest.approx((13 / 19 + 1) / 2)
     assert near["box_iou"]["p5"] == pytest.approx(np.percentile([13 / 19, 1], 5))
     assert [f.split(" 0.")[0] for f in near["failures"]] == ["box IoU mean", "box IoU p5", "mask IoU mean", "mask IoU p5"]
+
+
+# Three overlapping boxes of one class in a chain: IoU(A, B) = IoU(B, C) = 18/22 > NMS's 0.7 and
+# IoU(A, C) = 16/24 < 0.7. Scored A > B > C, NMS keeps A and C; scored B > A > C, it keeps B alone.
+CHAIN = [(25, 20, 20, 20, 0), (27, 20, 20, 20, 0), (29, 20, 20, 20, 0)]
+TIE = np.float32(0.6)  # the chain's score; 1e-7 apart is two float32 steps here
+STEP = np.float32(1e-7)
+OTHER = (45, 45, 12, 12, 1, 0.9)  # a detection of the other class, away from the chain
+
+
+def chain(*scores) -> list[tuple]:
+    """CHAIN's boxes (A, B, C) with these scores, and OTHER."""
+    return [(*box, score) for box, score in zip(CHAIN, scores)] + [OTHER]
+
+
+def test_nms_near_ties_permuted_between_the_sides_pass(few_detections_suffice):
+    """Duplicate boxes whose scores differ by 1e-7, ranked the other way round: alone, NMS keeps other boxes."""
+    reference = fixed(chain(TIE + STEP, TIE, TIE - STEP))  # keeps A and C
+    artifact = fixed(chain(TIE, TIE + STEP, TIE - STEP))  # keeps B, which suppresses A and C
+    assert [len(r) for r in reference.predict(blank_images(1)[0])] == [3]
+    assert [len(r) for r in artifact.predict(blank_images(1)[0])] == [2]
+    report = verify(reference, artifact, blank_images(1), "fp32")
+    assert report["passed"] and report["agreement"] == 1.0, report["failures"]
+    assert report["detections"]["matched"] == 3 and report["detections"]["unmatched"] == {"reference": 0, "artifact": 0}
+    assert report["box_iou"] == {"mean": 1.0, "p5": 1.0} and report["mask_iou"] == {"mean": 1.0, "p5": 1.0}
+
+
+def chain_results(*kept) -> Results:
+    """Results holding the CHAIN boxes ``kept`` (indices, each scoring TIE) in source px (= input px here)."""
+    boxes = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for cx, cy, w, h, _ in (CHAIN[i] for i in kept)], np.float32)
+    masks = np.zeros((len(kept), SIZE, SIZE), bool)
+    return Results(boxes=boxes, scores=[TIE] * len(kept), classes=[0] * len(kept), masks=masks, names=NAMES, orig_shape=(SIZE, SIZE))
+
+
+def held(*columns) -> Candidates:
+    """Candidates of one image from ``(cx, cy, w, h, class, score)`` tuples in source px."""
+    preds = anchors(*columns)
+    return Candidates(xywh2xyxy(preds[:4].T), np.ascontiguousarray(preds[4:6].T))
+
+
+def test_an_unmatched_detection_held_before_nms_is_a_tie():
+    """An end-to-end artifact kept B where the reference kept A and C; it held C before NMS: C is not a disagreement."""
+    reference, artifact = [chain_results(0, 2)], [chain_results(1)]
+    before_nms = {"reference": [held(*chain(TIE, TIE, TIE))], "artifact": [held(*chain(TIE, TIE, TIE - STEP))]}
+    compared = compare_detections(reference, artifact, 0.26, before_nms, logit_margin=0.05)
+    assert compared["matched"] == 1 and compared["agreement"] == 1.0
+    assert compared["tied"] == {"reference": 1, "artifact": 0} and compared["unmatched"] == {"reference": 0, "artifact": 0}
+    assert compare_detections(reference, artifact, 0.26)["agreement"] == 0.5  # no candidates: no tie
+
+
+@pytest.mark.parametrize(
+    "c_held",
+    [(*CHAIN[2], 0.55), (*CHAIN[2][:4], 1, TIE), (CHAIN[2][0] + 12, *CHAIN[2][1:], TIE)],
+    ids=["0.2 logits lower", "other class", "12 px away"],
+)
+def test_a_tie_needs_the_same_box_class_and_score(c_held):
+    """C held 0.2 logits lower (the fp32 margin is 0.05), as another class, or 12 px away (IoU 0.25) is no tie.
+
+    The artifact holds nothing else near C here (A and B, overlapping C at IoU >= 0.5, would be ties for it).
+    """
+    before_nms = {"reference": [held(*chain(TIE, TIE, TIE))], "artifact": [held(c_held, OTHER)]}
+    compared = compare_detections([chain_results(0, 2)], [chain_results(1)], 0.26, before_nms, logit_margin=0.05)
+    assert compared["tied"] == {"reference": 0, "artifact": 0} and compared["unmatched"]["reference"] == 1
+    assert compared["agreement"] == 0.5
 
 
 def test_mask_iou_distribution_mean_and_low_percentile():
