@@ -17,8 +17,8 @@ sets of other sizes and seeds (SETS) at imgsz 160 and 320:
 Writes benchmarks/results/verify_early.json and prints the table; ``acceptance`` holds the checks
 of the brief: every fp32 export passes, every fp16 export whose true mask mAP drop is <= 0.01
 passes, the trained model's int8 passes, every drift on the trained model is refused with a
-reason, and how many drifts on early models passed while moving no detection (docs/verification.md,
-"What cannot be refused").
+reason, and how far the drifts that passed (on early models) moved what a user sees, at worst
+(docs/verification.md, "What cannot be refused").
 
     .venv/bin/python benchmarks/verify_early.py [--sizes 160 320] [--sets a b]
 """
@@ -175,11 +175,18 @@ def format_row(r: dict) -> str:
     )
 
 
-def unchanged(r: dict) -> bool:
-    """Whether a verified row's matched detections kept their boxes and masks (IoU p5 >= 0.999) and no score moved 1e-4."""
-    box, mask = r.get("box_iou") or {}, r.get("mask_iou") or {}
-    scores = (r.get("max_abs_diff") or {}).get("scores", 1.0)
-    return (box.get("p5") or 0) >= 0.999 and (mask.get("p5") or 0) >= 0.999 and scores < 1e-4
+def worst_passed_drift(drift: list[dict]) -> dict:
+    """How far the passed drift rows moved what a user sees, at worst: the lowest agreement and mask IoU p5, the largest raw box and score change."""
+    passed = [r for r in drift if r["passed"]]
+    if not passed:
+        return {}
+    return {
+        "rows": len(passed),
+        "agreement_min": min(r["agreement"] for r in passed),
+        "mask_iou_p5_min": min((r["mask_iou"]["p5"] for r in passed if r["mask_iou"]["p5"] is not None), default=None),
+        "boxes_max_diff": max(r["max_abs_diff"]["boxes"] for r in passed),  # of the input size
+        "scores_max_diff": max(r["max_abs_diff"]["scores"] for r in passed),
+    }
 
 
 def acceptance(rows: list[dict]) -> dict:
@@ -190,14 +197,13 @@ def acceptance(rows: list[dict]) -> dict:
     int8 = [r for r in plain if r["case"] == "openvino int8"]
     drift = [r for r in rows if r.get("drift")]
     trained = [r for r in drift if r["epochs"] == "trained"]
-    moved_nothing = f"{sum(r['passed'] and unchanged(r) for r in drift)} of {sum(r['passed'] for r in drift)} passed"
     return {
         "fp32_pass": f"{sum(r['passed'] for r in fp32)} of {len(fp32)}",
         "fp16_within_0.01_pass": f"{sum(r['passed'] for r in fp16)} of {len(fp16)}",
         "trained_int8_pass": f"{sum(r['passed'] for r in int8)} of {len(int8)}",
         "drift_refused_with_reason": f"{sum(not r['passed'] and bool(r['failures']) for r in drift)} of {len(drift)}",
         "drift_refused_on_trained": f"{sum(not r['passed'] and bool(r['failures']) for r in trained)} of {len(trained)}",
-        "drift_passed_moving_no_detection": moved_nothing,
+        "passed_drifts_at_worst": worst_passed_drift(drift),
     }
 
 

@@ -392,14 +392,16 @@ def _lowered_conf(preds: np.ndarray, nc: int) -> float:
     """A threshold that keeps the TOP_K best detections of (B, 4 + nc + nm, A) ``preds`` (or all of them).
 
     It lies halfway between the TOP_K-th and the next score (after NMS at LOWEST_CONF), so no
-    reference detection sits on it.
+    reference detection sits on it; when the two are equal (a train-free model can score every
+    anchor alike) it lies just below them, keeping every detection of that score.
     """
     scores = np.sort(np.concatenate([non_max_suppression(p, nc, conf=LOWEST_CONF)[1] for p in preds]))[::-1]
     if len(scores) == 0:
         return CONF
     k = min(TOP_K, len(scores)) - 1
     below = scores[k + 1] if k + 1 < len(scores) else LOWEST_CONF
-    return float((scores[k] + below) / 2)
+    middle = (scores[k] + np.float32(below)) / 2
+    return float(middle if middle < scores[k] else np.nextafter(scores[k], np.float32(0)))
 
 
 def _by_position(preds: np.ndarray, nc: int) -> np.ndarray:

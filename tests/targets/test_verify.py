@@ -339,3 +339,11 @@ def test_an_artifact_fed_black_padding_is_refused(checkpoint, exact):
     report = verify(load(checkpoint), drifted, images, "fp32")
     assert not report["passed"] and report["failures"][0].startswith("detection agreement")
     assert report["max_abs_diff"]["preds"] > 1e-2
+
+
+def test_a_model_scoring_every_anchor_alike_keeps_its_detections():
+    """A train-free model can give every anchor one score: the lowered threshold lies just below it, not on it."""
+    same = [(4 + 8 * (i % 8), 4 + 8 * (i // 8), 6, 6, i % 2, 0.0025) for i in range(60)]  # 60 > TOP_K, none overlapping
+    report = verify(fixed(same), fixed(same), blank_images(1), "fp32")
+    assert report["conf_lowered"] and report["conf"] == pytest.approx(0.0025) and report["conf"] < np.float32(0.0025)
+    assert report["detections"]["reference"] == 60 and report["detections"]["matched"] == 60 and report["passed"]
