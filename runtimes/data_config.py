@@ -6,13 +6,13 @@ import os
 import stat
 from pathlib import Path
 
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.yaml_safe import FileLimitError, load_yaml, read_capped
+from edgeseg.runtimes.errors import EdgesegError, quoted
+from edgeseg.runtimes.capped import FileLimitError, read_capped
+from edgeseg.runtimes.yaml_safe import load_yaml
 
 IMG_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MAX_LIST_BYTES = 64 << 20  # bytes (64 MiB): a split's .txt image list (about a million paths)
 _SPLITS = ("train", "val", "test")
-_REPR_CHARS = 80  # characters of a YAML value quoted in an error message
 
 
 class ImagePaths(list):
@@ -23,20 +23,14 @@ class ImagePaths(list):
         self.root = str(root)
 
 
-def _short(value) -> str:
-    """``repr(value)``, cut to _REPR_CHARS characters for an error message."""
-    text = repr(value)
-    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
-
-
 def _user_path(spec: str | os.PathLike, base: Path, where: str) -> Path:
     """``spec`` with ``~`` expanded, relative to ``base`` unless absolute; EdgesegError (starting ``where``) if unusable."""
     try:
         p = Path(spec).expanduser()
     except RuntimeError:
-        raise EdgesegError(f"{where} {_short(str(spec))}: its home folder is unknown") from None
+        raise EdgesegError(f"{where} {quoted(str(spec))}: its home folder is unknown") from None
     if "\0" in str(p):
-        raise EdgesegError(f"{where} {_short(str(spec))}: contains a NUL character")
+        raise EdgesegError(f"{where} {quoted(str(spec))}: contains a NUL character")
     return p if p.is_absolute() else base / p
 
 
@@ -53,7 +47,7 @@ def _resolve_split(spec, root: Path, yaml_file: Path, key: str) -> str | list[st
     """One split entry (a path or a list of paths, relative to ``root``) as absolute path string(s)."""
     entries = spec if isinstance(spec, list) else [spec]
     if not entries or not all(isinstance(e, (str, os.PathLike)) for e in entries):
-        raise EdgesegError(f"{yaml_file}: '{key}' must be a path or a list of paths, got {_short(spec)}")
+        raise EdgesegError(f"{yaml_file}: '{key}' must be a path or a list of paths, got {quoted(spec)}")
     resolved = []
     for entry in entries:
         p = _user_path(entry, root, f"{yaml_file}: '{key}' path")
@@ -76,7 +70,7 @@ def _normalise_names(names, nc, yaml_file: Path) -> dict[int, str]:
     except (TypeError, ValueError, OverflowError):
         raise EdgesegError(f"{yaml_file}: 'names' keys must be integer class ids") from None
     if sorted(out) != list(range(len(out))):
-        raise EdgesegError(f"{yaml_file}: 'names' ids must be 0..{len(out) - 1}, got {_short(sorted(out))}")
+        raise EdgesegError(f"{yaml_file}: 'names' ids must be 0..{len(out) - 1}, got {quoted(sorted(out))}")
     if nc is not None and nc != len(out):
         raise EdgesegError(f"{yaml_file}: nc={nc} but 'names' has {len(out)} classes")
     return dict(sorted(out.items()))
@@ -109,7 +103,7 @@ def load_data_config(path: str | os.PathLike) -> dict:
         if cfg.get(key) is None:
             raise EdgesegError(f"{yaml_file}: missing '{key}' key")
     if not isinstance(cfg.get("path") or ".", (str, os.PathLike)):
-        raise EdgesegError(f"{yaml_file}: 'path' must be a folder path, got {_short(cfg['path'])}")
+        raise EdgesegError(f"{yaml_file}: 'path' must be a folder path, got {quoted(cfg['path'])}")
     root = Path(os.path.realpath(_user_path(cfg.get("path") or ".", yaml_file.parent, f"{yaml_file}: 'path'")))
     if _kind(root) != "dir":
         raise EdgesegError(f"{yaml_file}: dataset root 'path' {root} is not a folder")
@@ -120,7 +114,7 @@ def load_data_config(path: str | os.PathLike) -> dict:
             out[key] = _resolve_split(cfg[key], root, yaml_file, key)
     nc = cfg.get("nc")
     if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool)):
-        raise EdgesegError(f"{yaml_file}: 'nc' must be an integer, got {_short(nc)}")
+        raise EdgesegError(f"{yaml_file}: 'nc' must be an integer, got {quoted(nc)}")
     out["names"] = _normalise_names(cfg.get("names"), nc, yaml_file)
     out["nc"] = len(out["names"])
     out["yaml_file"] = str(yaml_file)

@@ -89,7 +89,7 @@ def ensure_folder(folder: Path) -> Path:
     return folder
 
 
-def atomic_write(path: str | Path, write: Callable, binary: bool = True) -> Path:
+def atomic_write(path: str | Path, write: Callable, binary: bool = True, bulk: bool = False) -> Path:
     """Write ``path`` through a private temporary file in its folder, then rename it into place.
 
     Args:
@@ -97,6 +97,9 @@ def atomic_write(path: str | Path, write: Callable, binary: bool = True) -> Path
             replaced by the new file (its target is left alone).
         write: called with the open temporary file (binary, or text in UTF-8 when ``binary`` is False).
         binary: open mode of the temporary file.
+        bulk: one of many files a run writes into a folder (a dataset conversion): no fsync (a
+            rerun rewrites the output) and no sweep of stale temporaries, which would read the
+            folder once per file.
 
     Returns:
         ``path``, holding the complete new contents with ``file_mode()`` permissions; on any
@@ -109,14 +112,16 @@ def atomic_write(path: str | Path, write: Callable, binary: bool = True) -> Path
     if path.is_dir() and not path.is_symlink():
         raise EdgesegError(f"{path}: is a folder; give a file path")
     ensure_folder(path.parent)
-    remove_stale(path)
+    if not bulk:
+        remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if not bulk:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from typing import BinaryIO, NamedTuple
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.yaml_safe import FileLimitError, open_capped
+from edgeseg.runtimes.capped import FileLimitError, open_capped
 
 MAX_IMAGE_BYTES = 128 << 20  # bytes (128 MiB): larger image files are refused unread (a 40 MP 8-bit TIFF is 120 MB)
 MAX_IMAGE_PIXELS = 50_000_000  # pixels (50 MP, e.g. 8660 x 5773) an image header may declare

@@ -35,7 +35,7 @@ from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.data_config import label_path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write
-from edgeseg.runtimes.yaml_safe import FileLimitError, open_capped, read_capped
+from edgeseg.runtimes.capped import FileLimitError, open_capped, read_capped
 
 LOGGER = logging.getLogger("edgeseg")
 

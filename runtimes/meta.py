@@ -3,6 +3,7 @@
 import json
 from dataclasses import asdict, dataclass, field
 
+from edgeseg.runtimes.errors import is_int
 from edgeseg.runtimes.limits import MAX_CLASSES, MAX_DETECTIONS, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
 
 META_KEY = "edgeseg"  # the key under which artifacts store ``ModelMeta.to_json()``
@@ -102,10 +103,10 @@ class ModelMeta:
         if not isinstance(data, dict) or "names" not in data or "imgsz" not in data:
             raise ValueError("edgeseg metadata must be a JSON object with 'names' and 'imgsz'")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["names"] = _names(known["names"])
-        known["imgsz"] = _imgsz(known["imgsz"])
+        known["names"] = parse_names(known["names"])
+        known["imgsz"] = parse_imgsz(known["imgsz"])
         for key in ("stride", "nm", "batch"):
-            if key in known and not _is_int(known[key]):
+            if key in known and not is_int(known[key]):
                 raise ValueError(f"{key} is {known[key]!r}, not an integer")
         for key in ("precision", "task", "channels", "normalization", "layout", "source_hash", "version"):
             if key in known and not isinstance(known[key], str):
@@ -126,21 +127,23 @@ def _nms_ok(nms: dict) -> bool:
     return (
         set(nms) == {"conf", "iou", "max_det"}
         and all(isinstance(nms[k], number) and not isinstance(nms[k], bool) and 0 <= nms[k] <= 1 for k in ("conf", "iou"))
-        and _is_int(nms["max_det"])
+        and is_int(nms["max_det"])
         and 0 < nms["max_det"] <= MAX_DETECTIONS
     )
 
 
-def _is_int(value) -> bool:
-    """True for an int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+def parse_names(raw, numbers_as_names: bool = False) -> dict[int, str]:
+    """``{id: name}`` from an object with integer (or integer-string) keys or a list of names.
 
+    The one reader of class names in metadata: edgeseg's JSON and the plain keys other tools write.
 
-def _names(raw) -> dict[int, str]:
-    """``{id: name}`` from a JSON object with integer-string keys or a list of names.
+    Args:
+        raw: the decoded value.
+        numbers_as_names: take a number as a name (``str()`` of it), as the plain keys may hold.
 
     Raises:
-        ValueError: any other type, a key that is not an integer, or a name that is not a string.
+        ValueError: any other type, more than MAX_CLASSES names, a key that is not an integer,
+            or a name that is not a string.
     """
     if isinstance(raw, list):
         raw = dict(enumerate(raw))
@@ -148,19 +151,21 @@ def _names(raw) -> dict[int, str]:
         raise ValueError(f"names must be an object {{class id: name}} or a list of at most {MAX_CLASSES} names")
     names = {}
     for key, value in raw.items():
-        if not (_is_int(key) or (isinstance(key, str) and key.strip().isdigit())) or not isinstance(value, str):
+        if numbers_as_names and (is_int(value) or isinstance(value, float)):
+            value = str(value)
+        if not (is_int(key) or (isinstance(key, str) and key.strip().isdigit())) or not isinstance(value, str):
             raise ValueError(f"names entry {str(key)[:20]!r}: {str(value)[:20]!r} is not 'class id: name'")
         names[int(key)] = value
     return dict(sorted(names.items()))
 
 
-def _imgsz(raw) -> tuple[int, int]:
-    """(height, width) from an int or a [height, width] list.
+def parse_imgsz(raw) -> tuple[int, int]:
+    """(height, width) from an int or a [height, width] list (or tuple).
 
     Raises:
-        ValueError: anything else (null, floats, strings, another length).
+        ValueError: anything else (null, floats, bools, strings, another length).
     """
-    pair = [raw, raw] if _is_int(raw) else raw
-    if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(v) for v in pair)):
+    pair = [raw, raw] if is_int(raw) else raw
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_int(v) for v in pair)):
         raise ValueError(f"imgsz is {str(raw)[:40]}, not an integer or [height, width]")
     return int(pair[0]), int(pair[1])

@@ -17,7 +17,7 @@ import yaml
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.meta import META_KEY, ModelMeta, parse_imgsz, parse_names
 
 AUTHOR = "edgeseg"
 REQUIRED = ("names", "imgsz")  # what an artifact's plain keys must hold to describe it
@@ -97,22 +97,8 @@ def meta_from_plain(values: Mapping) -> ModelMeta:
     missing = [key for key in REQUIRED if key not in values]
     if missing:
         raise ValueError(f"no {' or '.join(missing)} key")
-    names = _literal("names", values["names"])
-    if isinstance(names, list):
-        names = dict(enumerate(names))
-    if not isinstance(names, dict):
-        raise ValueError(f"names is {type(names).__name__}, not a dict or list")
-    if not all(isinstance(n, (str, int, float)) for n in names.values()):
-        raise ValueError("names has a value that is not a plain name (text or a number)")
-    try:
-        names = {int(i): str(n) for i, n in names.items()}
-    except (TypeError, ValueError):
-        raise ValueError("names has a class id that is not an integer") from None
-    imgsz = _literal("imgsz", values["imgsz"])
-    if isinstance(imgsz, int):
-        imgsz = [imgsz, imgsz]
-    if not (isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(isinstance(v, int) for v in imgsz)):
-        raise ValueError(f"imgsz is {imgsz!r}, not [height, width]")
+    names = parse_names(_literal("names", values["names"]), numbers_as_names=True)
+    imgsz = parse_imgsz(_literal("imgsz", values["imgsz"]))
     fields = {}
     for key in ("stride", "batch"):
         if key in values:
@@ -130,7 +116,7 @@ def meta_from_plain(values: Mapping) -> ModelMeta:
     quantize = args.get("quantize")
     precision = "int8" if args.get("int8") is True or quantize == 8 else "fp16" if args.get("half") is True or quantize == 16 else "fp32"
     return ModelMeta(
-        names=names, imgsz=(imgsz[0], imgsz[1]), precision=precision, dynamic=args.get("dynamic") is True, **fields
+        names=names, imgsz=imgsz, precision=precision, dynamic=args.get("dynamic") is True, **fields
     ).check()
 
 

@@ -21,8 +21,43 @@ class LetterboxInfo:
     source_shape: tuple[int, int]
 
 
+def fit_on_canvas(
+    image: np.ndarray, shape: tuple[int, int], centre: bool = True, scaleup: bool = True, interpolation: int | None = None
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize ``image`` keeping its aspect ratio to fit ``shape`` and place it on a PAD_VALUE grey canvas.
+
+    Args:
+        image: (H, W, C) or (H, W) uint8 image, any channel order.
+        shape: (height, width) of the canvas, in pixels.
+        centre: centre the image (the letterbox); False places it top-left.
+        scaleup: allow enlarging small images (False only shrinks).
+        interpolation: a ``cv2.INTER_*`` flag; None: ``INTER_AREA`` when shrinking, else ``INTER_LINEAR``.
+
+    Returns:
+        The (height, width, C) uint8 canvas, the scale ``ratio`` (canvas px per image px) and the
+        (left, top) offset of the image on it, in canvas px: ``canvas = image * ratio + offset``.
+        A centred image gets ``(free // 2)`` of the free pixels before it on each axis.
+    """
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w = image.shape[:2]
+    new_h, new_w = shape
+    ratio = min(new_h / h, new_w / w)
+    if not scaleup:
+        ratio = min(ratio, 1.0)
+    fit_w, fit_h = max(1, int(round(w * ratio))), max(1, int(round(h * ratio)))
+    if (w, h) != (fit_w, fit_h):
+        if interpolation is None:
+            interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (fit_w, fit_h), interpolation=interpolation).reshape(fit_h, fit_w, -1)
+    left, top = ((new_w - fit_w) // 2, (new_h - fit_h) // 2) if centre else (0, 0)
+    canvas = np.full((new_h, new_w, image.shape[2]), PAD_VALUE, np.uint8)
+    canvas[top : top + fit_h, left : left + fit_w] = image
+    return canvas, ratio, (left, top)
+
+
 def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = True) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize keeping the aspect ratio and pad to ``new_shape`` with grey (114).
+    """Resize keeping the aspect ratio (bilinear) and pad to ``new_shape`` with grey (PAD_VALUE), centred.
 
     Args:
         image: (H, W, C) uint8 image, any channel order.
@@ -30,28 +65,11 @@ def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = Tru
         scaleup: allow enlarging small images (False only shrinks).
 
     Returns:
-        The (new_h, new_w, C) uint8 padded image, centred, and the LetterboxInfo that maps
-        source pixel coordinates to input ones.
+        The (new_h, new_w, C) uint8 padded image and the LetterboxInfo that maps source pixel
+        coordinates to input ones (``fit_on_canvas``).
     """
-    h, w = image.shape[:2]
-    new_h, new_w = new_shape
-    ratio = min(new_h / h, new_w / w)
-    if not scaleup:
-        ratio = min(ratio, 1.0)
-    unpad_w, unpad_h = int(round(w * ratio)), int(round(h * ratio))
-    pad_w, pad_h = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
-    if (w, h) != (unpad_w, unpad_h):
-        image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(pad_h - 0.1)), int(round(pad_h + 0.1))
-    left, right = int(round(pad_w - 0.1)), int(round(pad_w + 0.1))
-    if image.ndim == 2:
-        image = image[..., None]
-    padded = cv2.copyMakeBorder(
-        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * image.shape[2]
-    )
-    if padded.ndim == 2:
-        padded = padded[..., None]
-    return padded, LetterboxInfo(ratio=ratio, pad_x=float(left), pad_y=float(top), source_shape=(h, w))
+    padded, ratio, (left, top) = fit_on_canvas(image, new_shape, scaleup=scaleup, interpolation=cv2.INTER_LINEAR)
+    return padded, LetterboxInfo(ratio=ratio, pad_x=float(left), pad_y=float(top), source_shape=image.shape[:2])
 
 
 def to_input_tensor(images: list[np.ndarray]) -> np.ndarray:

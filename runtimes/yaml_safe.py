@@ -19,12 +19,11 @@ levels), else the pure-Python one.
 from __future__ import annotations
 
 import os
-import stat
-from typing import BinaryIO
 
 import yaml
 
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.capped import FileLimitError, read_capped
+from edgeseg.runtimes.errors import EdgesegError, first_line
 
 MAX_YAML_BYTES = 1 << 20  # bytes (1 MiB): config and data YAMLs are a few KB
 MAX_YAML_ALIASES = 100  # alias references (*name) per document
@@ -32,51 +31,6 @@ MAX_YAML_NODES = 1_000_000  # nodes in the document with every alias expanded
 MAX_YAML_DEPTH = 100  # nesting levels of mappings / sequences
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class FileLimitError(ValueError):
-    """A file refused before it is read: not a regular file, or over a size limit (the message omits the path)."""
-
-
-def open_capped(path: str | os.PathLike, max_bytes: int) -> tuple[BinaryIO, int]:
-    """Open a regular file of at most ``max_bytes`` bytes for reading; return it and its size in bytes.
-
-    The open does not block (a FIFO is refused instead of waiting for a writer) and the checks
-    use ``fstat`` on the opened descriptor, so they apply to the file actually read. Symbolic
-    links are followed (reading through a link is harmless). The caller closes the file.
-
-    Raises:
-        OSError: the file cannot be opened (ValueError for a path with a NUL character).
-        FileLimitError: a folder, FIFO, device or socket, or a file larger than ``max_bytes``.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileLimitError("not a regular file")
-        if st.st_size > max_bytes:
-            raise FileLimitError(f"{st.st_size:,} bytes, more than the {max_bytes:,}-byte limit")
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb"), st.st_size
-
-
-def read_capped(path: str | os.PathLike, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` bytes (:func:`open_capped`), checked before reading.
-
-    At most ``max_bytes + 1`` bytes are read, so a file that grows after the check is refused too.
-
-    Raises:
-        OSError: the file cannot be opened or read.
-        FileLimitError: see :func:`open_capped`.
-    """
-    f, _ = open_capped(path, max_bytes)
-    with f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FileLimitError(f"grew past the {max_bytes:,}-byte limit while being read")
-    return data
 
 
 def load_yaml(path: str | os.PathLike, max_bytes: int = MAX_YAML_BYTES) -> object:
@@ -119,18 +73,13 @@ def parse_yaml(text: str, source: str | os.PathLike = "<string>") -> object:
         _check_graph(node, source)
         return loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise EdgesegError(f"{source}: not valid YAML ({_first_line(e)})") from None
+        raise EdgesegError(f"{source}: not valid YAML ({first_line(e)})") from None
     except RecursionError:
         raise EdgesegError(f"{source}: YAML nested too deeply") from None
     except ValueError as e:  # e.g. an integer of more digits than Python converts
-        raise EdgesegError(f"{source}: YAML value not usable ({_first_line(e)})") from None
+        raise EdgesegError(f"{source}: YAML value not usable ({first_line(e)})") from None
     finally:
         loader.dispose()
-
-
-def _first_line(exc: Exception) -> str:
-    """The first non-empty line of an exception's message."""
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.files import atomic_write
+from edgeseg.runtimes.preprocess import fit_on_canvas
 from edgeseg.runtimes.results import Results
 
 __all__ = ["plot_results", "plot_pr_curves", "plot_labelled_batch", "plot_val_predictions", "write_figure"]
 
 _GRID_MAX_SIDE = 1920  # px: the batch grid is scaled down to fit this (Ultralytics' limit)
 _CAPTION_HEIGHT = 24  # px: caption strip above the validation grid
-_PAD_VALUE = 114  # grey of letterbox padding
 
 
 # --------------------------------------------------------------------------------------
@@ -287,18 +287,15 @@ def _draw_fitted(image, boxes, scores, classes, masks, names, th: int, tw: int, 
     ``boxes`` (K, 4) xyxy px and ``masks`` (K, H, W) bool are in ``image``'s pixels.
     """
     h, w = image.shape[:2]
-    r = min(th / h, tw / w)
+    out, r, (x, y) = fit_on_canvas(image, (th, tw))
     nh, nw = max(1, round(h * r)), max(1, round(w * r))
-    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
     masks = np.asarray(masks, bool).reshape(-1, h, w)
     small_masks = np.zeros((len(masks), nh, nw), bool)
     for j, m in enumerate(masks):
         small_masks[j] = cv2.resize(m.view(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4) * np.float32(r)
-    drawn = Results(boxes, scores, classes, small_masks, names, (nh, nw), image=small).plot(conf=show_conf)
-    out = np.full((th, tw, 3), _PAD_VALUE, np.uint8)
-    y, x = (th - nh) // 2, (tw - nw) // 2
-    out[y : y + nh, x : x + nw] = drawn
+    small = out[y : y + nh, x : x + nw]
+    out[y : y + nh, x : x + nw] = Results(boxes, scores, classes, small_masks, names, (nh, nw), image=small.copy()).plot(conf=show_conf)
     return out
 
 

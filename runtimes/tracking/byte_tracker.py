@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.metrics import box_iou, mask_iou
 from edgeseg.runtimes.tracking import kalman
 from edgeseg.runtimes.yaml_safe import load_yaml
 
@@ -134,17 +135,6 @@ class Track:
                 "frames_seen": self.frames_seen, "mean_mask_area": area}  # fmt: skip
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) and (M, 4) xyxy boxes → (N, M) IoU."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), 2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), 1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
-
-
 def shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """``mask`` (H, W) bool moved by (dx, dy) px, filled with False where it leaves the frame."""
     h, w = mask.shape
@@ -152,16 +142,6 @@ def shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     if abs(dx) < w and abs(dy) < h:
         out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
     return out
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, H, W) and (M, H, W) bool masks → (N, M) IoU, on every ``MASK_STEP``-th pixel."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    fa = a[:, ::MASK_STEP, ::MASK_STEP].reshape(len(a), -1).astype(np.float32)
-    fb = b[:, ::MASK_STEP, ::MASK_STEP].reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    return inter / np.maximum(fa.sum(1)[:, None] + fb.sum(1)[None] - inter, 1e-9)
 
 
 def assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
@@ -272,7 +252,7 @@ class ByteTracker:
             seen = np.flatnonzero([not t.lost for t in tracks])
             if len(seen):
                 moved = np.stack([self._moved_mask(tracks[i], masks.shape[1:]) for i in seen])
-                similarity[seen] = mask_iou(moved, masks[dets])
+                similarity[seen] = mask_iou(moved[:, ::MASK_STEP, ::MASK_STEP], masks[dets][:, ::MASK_STEP, ::MASK_STEP])
         if fuse:
             similarity = similarity * scores[dets][None]
         return 1 - similarity

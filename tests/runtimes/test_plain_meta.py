@@ -61,13 +61,13 @@ def test_plain_strings_read_as_ultralytics_reads_them():
     [
         ({"names": "__import__('os').system('false')", "imgsz": "[64, 64]"}, "'names' is not a Python literal"),
         ({"names": "{0: 'a'}", "imgsz": "640x640"}, "'imgsz' is not a Python literal"),
-        ({"names": "{'x': 'a'}", "imgsz": "[64, 64]"}, "class id that is not an integer"),
-        ({"names": "{0: 'a'}", "imgsz": "[64, 64, 3]"}, "not [height, width]"),
+        ({"names": "{'x': 'a'}", "imgsz": "[64, 64]"}, "is not 'class id: name'"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64, 3]"}, "not an integer or [height, width]"),
         ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "stride": "'32'"}, "stride is '32', not an integer"),
         ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "task": "pose"}, "edgeseg runs segmentation models"),
         ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "args": "{'nms': True}"}, "end-to-end"),
         ({"names": "{0: 'a'}", "imgsz": "[99999, 64]"}, "imgsz 99999x64"),
-        ({"names": "[['a']]", "imgsz": "[64, 64]"}, "not a plain name"),
+        ({"names": "[['a']]", "imgsz": "[64, 64]"}, "is not 'class id: name'"),
         ({"names": "[" * 100_000 + "]" * 100_000, "imgsz": "[64, 64]"}, "'names' is not a Python literal"),
     ],
 )

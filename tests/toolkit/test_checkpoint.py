@@ -48,7 +48,7 @@ def test_code_running_pickle_is_refused_and_never_runs(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"", "not a readable checkpoint"), (b"\x80\x04garbage", "not a readable checkpoint")],
+    [(b"", "not a PyTorch checkpoint \\(neither a zip archive nor a pickle\\)"), (b"\x80\x04garbage", "a plain pickle, not a PyTorch zip checkpoint")],
 )
 def test_corrupt_files_give_one_line_errors(tmp_path, content, message):
     path = tmp_path / "bad.pt"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
-from edgeseg.devices import default_device
+from edgeseg.devices import default_device, device_ids
 from edgeseg.runtimes.backends import base
 from edgeseg.runtimes.backends import onnx as onnx_backend
 from edgeseg.runtimes.errors import EdgesegError
@@ -128,3 +128,17 @@ def test_ultralytics_names_on_model(checkpoint, tmp_path, monkeypatch):
     model.predict("x.png", conf=0.5, agnostic_nms=True)
     model.track("x.mp4", agnostic_nms=False)
     assert seen == [{"conf": 0.5, "agnostic": True}, {"agnostic": False}]
+
+
+@pytest.mark.parametrize(
+    "spelling, ids",
+    [(None, ["cpu"]), ("cpu", ["cpu"]), (" CPU ", ["cpu"]), (0, ["0"]), ("1", ["1"]), ("cuda", ["0"]), ("cuda:2", ["2"]), ("0,1", ["0", "1"]), ("cuda:0, cuda:1", ["0", "1"])],
+)
+def test_device_ids_read_every_spelling_parse_device_reads(spelling, ids):
+    assert device_ids(spelling) == ids
+
+
+@pytest.mark.parametrize("spelling, message", [("gpu", "unknown device 'gpu'"), ("0,cpu", "give the CPU alone"), ("-1", "unknown device '-1'")])
+def test_device_ids_refuse_bad_spellings(spelling, message):
+    with pytest.raises(EdgesegError, match=message):
+        device_ids(spelling)

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.images import read_image
+from edgeseg.runtimes.preprocess import fit_on_canvas
 from edgeseg.runtimes.labels import Label, scan_labels
 from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.plots import plot_labelled_batch
 
 SIZE_BIN = 64  # px: image sizes are counted in bins this wide, per side
 SAMPLE_SIZE = 480  # px: side of each letterboxed sample tile
-_PAD_VALUE = 114  # grey of letterbox padding
 
 
 def _size_bin(shape: tuple[int, int]) -> str:
@@ -39,10 +39,8 @@ def _sample_batch(labels: list[Label], size: int) -> dict | None:
     imgs, cls, boxes, batch_idx, masks = [], [], [], [], []
     for i, (label, img) in enumerate(pairs):
         h, w = img.shape[:2]
-        r = size / max(h, w)
+        canvas, r, _ = fit_on_canvas(img, (size, size), centre=False)
         nh, nw = max(1, round(h * r)), max(1, round(w * r))
-        canvas = np.full((size, size, 3), _PAD_VALUE, np.uint8)
-        canvas[:nh, :nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
         imgs.append(canvas[..., ::-1].transpose(2, 0, 1))
         for c, segment in zip(label.cls, label.segments):
             points = segment * np.array([nw, nh], np.float32)

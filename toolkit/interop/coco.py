@@ -28,9 +28,7 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -38,11 +36,13 @@ import numpy as np
 import yaml
 
 from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.files import ensure_folder, file_mode, staging_prefix
+from edgeseg.runtimes.errors import EdgesegError, is_int, quoted
+from edgeseg.runtimes.files import atomic_write, ensure_folder, staging_prefix
 from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
+from edgeseg.runtimes.polygons import mask_polygons
 from edgeseg.runtimes.rle import rle_decode
-from edgeseg.runtimes.yaml_safe import FileLimitError, load_yaml, open_capped
+from edgeseg.runtimes.capped import FileLimitError, open_capped
+from edgeseg.runtimes.yaml_safe import load_yaml
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -53,7 +53,6 @@ MAX_OBJECT_POINTS = 5_000  # points of one object, all its parts together (mergi
 MAX_OBJECT_PARTS = 500  # separate parts (polygons, or outlines of RLE blobs) of one object
 PAIR_BLOCK = 1 << 20  # point pairs compared at once when linking parts (32 MB of float64 differences)
 _SPLIT_IN_NAME = re.compile(r"(train|val|test)")
-_REPR_CHARS = 80  # characters of a JSON entry quoted in an error message
 
 
 class ObjectTooComplex(ValueError):
@@ -142,12 +141,6 @@ def _closest_pair(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     return best
 
 
-def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
-    """The outer contours of a binary mask (holes ignored): a list of (n, 2) float64 x, y pixel polygons, n >= 3."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 3]
-
-
 def annotation_polygon(segmentation, height: int, width: int, merge: str = "merge") -> np.ndarray | None:
     """One polygon for a COCO ``segmentation`` (polygons, compressed or uncompressed RLE).
 
@@ -198,25 +191,14 @@ def _label_line(cls: int, polygon: np.ndarray, width: int, height: int) -> str:
     return " ".join([str(cls)] + [f"{v:.6f}" for v in coords])
 
 
-def _short(value) -> str:
-    """``repr(value)`` cut to _REPR_CHARS characters, for an error message."""
-    text = repr(value)
-    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
-
-
-def _is_int(value) -> bool:
-    """True for an int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _entry_id(value) -> int | str | None:
     """An image / category id as written (an int or a string), or None for any other JSON value."""
-    return value if _is_int(value) or isinstance(value, str) else None
+    return value if is_int(value) or isinstance(value, str) else None
 
 
 def _pixels(value) -> int | None:
     """A width / height as a positive int (integral floats such as 640.0 accepted), or None."""
-    if _is_int(value) and value > 0:
+    if is_int(value) and value > 0:
         return value
     if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
         return int(value)
@@ -266,9 +248,9 @@ def _categories(coco: dict, path: Path) -> tuple[dict[int, int], dict[int, str]]
     """
     found: dict[int, str] = {}
     for cat in coco["categories"]:
-        ok = isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), (str, int, float))
+        ok = isinstance(cat, dict) and is_int(cat.get("id")) and isinstance(cat.get("name"), (str, int, float))
         if not ok or isinstance(cat.get("name"), bool):
-            raise EdgesegError(f"{path}: category {_short(cat)} needs an integer 'id' and a 'name'")
+            raise EdgesegError(f"{path}: category {quoted(cat)} needs an integer 'id' and a 'name'")
         if cat["id"] in found:
             raise EdgesegError(f"{path}: category id {cat['id']} appears twice")
         name = str(cat["name"])
@@ -293,9 +275,9 @@ def _image_entries(coco: dict, path: Path) -> dict:
         image_id = _entry_id(img.get("id")) if isinstance(img, dict) else None
         width, height = (_pixels(img.get("width")), _pixels(img.get("height"))) if isinstance(img, dict) else (None, None)
         if image_id is None or width is None or height is None:
-            raise EdgesegError(f"{path}: image entry {_short(img)} lacks an id, width or height (positive integers)")
+            raise EdgesegError(f"{path}: image entry {quoted(img)} lacks an id, width or height (positive integers)")
         if image_id in images:
-            raise EdgesegError(f"{path}: image id {_short(image_id)} appears twice")
+            raise EdgesegError(f"{path}: image id {quoted(image_id)} appears twice")
         images[image_id] = (img.get("file_name"), width, height)
     return images
 
@@ -356,23 +338,6 @@ def _output_folder(folder: Path, root: str) -> Path:
     return ensure_folder(folder)
 
 
-def _replace_file(dst: Path, write: Callable, mode: int) -> None:
-    """Create or replace ``dst`` with what ``write(f)`` writes, through a new file of a random name in its folder.
-
-    The new file is created with O_EXCL (``mkstemp``) and renamed over ``dst``, so a symbolic link
-    at ``dst`` is replaced, never followed. No fsync: a rerun rewrites the output.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(dst), suffix=".tmp", dir=dst.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _replace_with_link(dst: Path, target: Path) -> None:
     """Create or replace ``dst`` with a symbolic link to ``target``, made under a random name and renamed over ``dst``."""
     tmp = dst.with_name(staging_prefix(dst) + secrets.token_hex(4))
@@ -384,18 +349,18 @@ def _replace_with_link(dst: Path, target: Path) -> None:
         raise
 
 
-def _place_image(src: Path, dst: Path, copy: bool, mode: int) -> None:
+def _place_image(src: Path, dst: Path, copy: bool) -> None:
     """Copy ``src`` to ``dst``, or link it there (an absolute symbolic link) when not ``copy``; ``dst``'s folder exists."""
     if os.path.lexists(dst) and os.path.isfile(dst) and os.path.samefile(src, dst):
         return
     if copy:
         with open(src, "rb") as source:
-            _replace_file(dst, lambda f: shutil.copyfileobj(source, f, 1 << 20), mode)
+            atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 1 << 20), bulk=True)
     else:
         _replace_with_link(dst, src.resolve())
 
 
-def _write_outputs(image: tuple[Path, Path, Path, str], copy: bool, root: str, mode: int) -> None:
+def _write_outputs(image: tuple[Path, Path, Path, str], copy: bool, root: str) -> None:
     """Place one image and write its label text (``(src, image dst, label dst, text)``), inside the output root.
 
     Raises:
@@ -404,9 +369,9 @@ def _write_outputs(image: tuple[Path, Path, Path, str], copy: bool, root: str, m
     src, dst, label, text = image
     try:
         _output_folder(dst.parent, root)
-        _place_image(src, dst, copy, mode)
+        _place_image(src, dst, copy)
         _output_folder(label.parent, root)
-        _replace_file(label, lambda f: f.write(text.encode("utf-8")), mode)
+        atomic_write(label, lambda f: f.write(text.encode("utf-8")), bulk=True)
     except OSError as exc:
         raise EdgesegError(f"{exc.filename or dst}: cannot be written ({exc.strerror or exc})") from None
 
@@ -482,7 +447,6 @@ def convert_coco(
     counts = Counter()
     objects = _label_lines(coco.get("annotations") or [], images, class_of, merge, counts)
     root = os.path.realpath(ensure_folder(out))
-    mode = file_mode()
     for image_id, (file_name, width, height) in images.items():
         src = _source_file(images_dir, file_name)
         if width * height > MAX_IMAGE_PIXELS:
@@ -494,14 +458,14 @@ def convert_coco(
             lines = objects.get(image_id, [])
             label = (out / "labels" / split / rel).with_suffix(".txt")
             text = "".join(f"{line}\n" for line in lines)
-            _write_outputs((src, out / "images" / split / rel, label, text), copy_images, root, mode)
+            _write_outputs((src, out / "images" / split / rel, label, text), copy_images, root)
             counts["images"] += 1
             counts["objects"] += len(lines)
             counts["empty_images"] += not lines
 
     dumped = yaml.safe_dump(data_cfg, sort_keys=False, allow_unicode=True).encode("utf-8")
     try:
-        _replace_file(yaml_path, lambda f: f.write(dumped), mode)
+        atomic_write(yaml_path, lambda f: f.write(dumped))
     except OSError as exc:
         raise EdgesegError(f"{yaml_path}: cannot be written ({exc.strerror or exc})") from None
     LOGGER.info(

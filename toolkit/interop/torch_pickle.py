@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, safe_repr, first_line
 
 MAX_PICKLE_BYTES = 4 << 20  # bytes of data.pkl (the test fixtures' best.pt: 144 kB; a last.pt mid-training: 217 kB)
 MAX_ARCHIVE_BYTES = 2 << 30  # bytes read from one checkpoint, all records together (and never more than the file)
@@ -85,13 +85,6 @@ READ_ERRORS = (
     Unreadable, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OverflowError, struct.error, OSError,
     TypeError, ValueError, RuntimeError, KeyError, IndexError, AttributeError, RecursionError,
 )
-
-
-def short(value, limit: int = 40) -> str:
-    """``value`` for an error message: a string cut to ``limit`` characters, else its type name."""
-    if isinstance(value, str):
-        return repr(value[:limit] + ("…" if len(value) > limit else ""))
-    return type(value).__name__
 
 
 class StandIn:
@@ -180,7 +173,7 @@ def _view_problem(storage_numel: int, offset: int, size: tuple, stride: tuple) -
 def _ints(values, what: str) -> tuple[int, ...]:
     """``values`` as a tuple of non-negative ints (a shape, stride or offset), at most ``_MAX_DIMS`` of them."""
     if not isinstance(values, (tuple, list)) or len(values) > _MAX_DIMS:
-        raise Unreadable(f"a tensor {what} is a {short(values)}, not a short tuple of ints")
+        raise Unreadable(f"a tensor {what} is a {safe_repr(values)}, not a short tuple of ints")
     if not all(type(v) is int and v >= 0 for v in values):
         raise Unreadable(f"a tensor {what} holds something other than non-negative ints")
     return tuple(values)
@@ -189,7 +182,7 @@ def _ints(values, what: str) -> tuple[int, ...]:
 def _rebuild_tensor(storage, storage_offset, size, stride, *_):
     """``torch._utils._rebuild_tensor(_v2)``: a strided view of a storage record, checked by :func:`_view_problem` first."""
     if not isinstance(storage, _Storage):
-        raise Unreadable(f"a tensor is built on a {short(storage)}, not a storage record")
+        raise Unreadable(f"a tensor is built on a {safe_repr(storage)}, not a storage record")
     (offset,), size, stride = _ints((storage_offset,), "offset"), _ints(size, "shape"), _ints(stride, "stride")
     if len(size) != len(stride):
         raise Unreadable(f"a tensor has {len(size)} dimensions but {len(stride)} strides")
@@ -221,7 +214,7 @@ def _torch_device(kind, index=None):
 def _atom_items(items, what: str) -> list:
     """``items`` (a list or tuple) checked to hold plain values only, so hashing and comparing them is cheap."""
     if not isinstance(items, (list, tuple)):
-        raise Refused(f"{what} of a {short(items)}")
+        raise Refused(f"{what} of a {safe_repr(items)}")
     for item in items:
         _check_key(item)
     return list(items)
@@ -235,7 +228,7 @@ def _check_key(key) -> None:
     """
     if isinstance(key, _ATOMS) or (type(key) is tuple and all(isinstance(k, _ATOMS) for k in key)):
         return
-    raise Unsafe(f"a dict key or set member that is a {short(key)}, not a plain value")
+    raise Unsafe(f"a dict key or set member that is a {safe_repr(key)}, not a plain value")
 
 
 def _set(items=()):
@@ -252,7 +245,7 @@ def _ordered_dict(items=()):
     """``collections.OrderedDict``: empty (pickles add the items later), or from ``(key, value)`` pairs or a dict."""
     pairs = list(items.items()) if type(items) in (dict, collections.OrderedDict) else items
     if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
-        raise Refused(f"collections.OrderedDict of a {short(items)}")
+        raise Refused(f"collections.OrderedDict of a {safe_repr(items)}")
     for key, _ in pairs:
         _check_key(key)
     return collections.OrderedDict(pairs)
@@ -268,7 +261,7 @@ def _sequence(kind: type):
 
     def make(items=()):
         if not isinstance(items, (list, tuple)):
-            raise Refused(f"{kind.__name__} of a {short(items)}")
+            raise Refused(f"{kind.__name__} of a {safe_repr(items)}")
         return kind(items)
 
     return make
@@ -277,7 +270,7 @@ def _sequence(kind: type):
 def _latin1_encode(text, encoding="latin1"):
     """``_codecs.encode`` as protocol-2 pickles use it for ``bytes``: latin-1 only."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise Refused(f"_codecs.encode(..., {short(encoding)})")
+        raise Refused(f"_codecs.encode(..., {safe_repr(encoding)})")
     return text.encode("latin1")
 
 
@@ -285,7 +278,7 @@ def _numpy_dtype(spec, *_):
     """``numpy.dtype`` for numeric and boolean dtypes only, as a :class:`_NumpyDtype`."""
     dtype = np.dtype(spec) if isinstance(spec, str) and len(spec) <= 8 else None
     if dtype is None or dtype.kind not in "biufc":
-        raise Refused(f"numpy.dtype({short(spec)})")
+        raise Refused(f"numpy.dtype({safe_repr(spec)})")
     return _NumpyDtype(dtype)
 
 
@@ -305,7 +298,7 @@ _DILL_TYPES = {
 def _dill_load_type(name):
     """``dill._dill._load_type``: plain container constructors only (never ``CodeType`` / ``FunctionType``)."""
     if name not in _DILL_TYPES:
-        raise Refused(f"dill._dill._load_type({short(name)})")
+        raise Refused(f"dill._dill._load_type({safe_repr(name)})")
     return _DILL_TYPES[name]
 
 
@@ -461,13 +454,13 @@ class _RestrictedUnpickler(pickle._Unpickler):
             self._storages[key] = self._read_storage(key, storage_type.dtype, numel)
         storage = self._storages[key]
         if storage.flat.dtype != storage_type.dtype:
-            raise Unreadable(f"storage {short(key)} is used as {storage.flat.dtype} and {storage_type.dtype}")
+            raise Unreadable(f"storage {safe_repr(key)} is used as {storage.flat.dtype} and {storage_type.dtype}")
         return storage
 
     def _read_storage(self, key: str, dtype: torch.dtype, numel: int) -> _Storage:
         """The record ``data/<key>`` as a (numel,) tensor of ``dtype`` (little-endian bytes)."""
         if numel < 0:
-            raise Unreadable(f"storage {short(key)} has {numel:,} elements")
+            raise Unreadable(f"storage {safe_repr(key)} has {numel:,} elements")
         nbytes = numel * torch.empty(0, dtype=dtype).element_size()
         raw = self._records.read(f"data/{key[:80]}", nbytes)
         flat = torch.frombuffer(bytearray(raw), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
@@ -560,12 +553,6 @@ class _RestrictedUnpickler(pickle._Unpickler):
     }
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_error(path: Path, exc: BaseException) -> EdgesegError:
     """The one-line EdgesegError for an exception raised while reading ``path``."""
     if isinstance(exc, Refused):
@@ -585,19 +572,56 @@ def data_pkl(archive: zipfile.ZipFile, path: Path) -> str:
     raise EdgesegError(f"{path}: a zip archive without data.pkl, not a PyTorch checkpoint")
 
 
-def _check_torch_zip(path: Path) -> None:
-    """Raise EdgesegError naming what ``path`` is when it is not a torch zip archive."""
+def _archive_kind_problem(path: Path) -> str | None:
+    """What ``path`` is when it is not a torch zip archive (a missing file, a legacy or plain pickle, ...), else None."""
     if not path.is_file():
-        raise EdgesegError(f"{path}: checkpoint not found")
+        return "checkpoint not found"
     if zipfile.is_zipfile(path):
-        return
+        return None
     with open(path, "rb") as f:
         head = f.read(4)
     if head.startswith(b"\x80\x02\x8a\x0a"):
-        raise EdgesegError(f"{path}: a legacy (torch < 1.6) checkpoint; re-save it with a current torch.save")
+        return "a legacy (torch < 1.6) checkpoint; re-save it with a current torch.save"
     if head[:1] == b"\x80":
-        raise EdgesegError(f"{path}: a plain pickle, not a PyTorch zip checkpoint")
-    raise EdgesegError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+        return "a plain pickle, not a PyTorch zip checkpoint"
+    return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+
+
+def _check_records(archive: zipfile.ZipFile, size: int) -> None:
+    """Raise Unsafe unless the archive has at most MAX_RECORDS records, each uncompressed, within ``size`` bytes, and a small ``data.pkl``."""
+    records = archive.infolist()
+    if len(records) > MAX_RECORDS:
+        raise Unsafe(f"{len(records):,} archive records (at most {MAX_RECORDS:,})")
+    for record in records:
+        name = record.filename[:80]
+        if record.compress_type != zipfile.ZIP_STORED or record.file_size != record.compress_size:
+            raise Unsafe(
+                f"record {name} is compressed ({record.compress_size:,} bytes inflating to {record.file_size:,}); "
+                "PyTorch never compresses records"
+            )
+        if record.header_offset + record.file_size > size:
+            raise Unsafe(f"record {name} claims {record.file_size:,} bytes beyond the end of the file")
+        if record.filename.endswith("data.pkl") and record.file_size > MAX_PICKLE_BYTES:
+            raise Unsafe(f"record {name} holds {record.file_size:,} bytes (at most {MAX_PICKLE_BYTES:,})")
+
+
+def check_torch_zip(path: Path) -> None:
+    """Raise EdgesegError unless ``path`` is a torch zip archive that is safe to open.
+
+    The one guard before either reader: edgeseg's checkpoint loader (``torch.load(weights_only=True)``)
+    and ``load_restricted``. It names what the file is when it is no torch zip (missing, a legacy
+    or plain pickle), and refuses more than MAX_RECORDS records, a compressed record (torch never
+    compresses one; it could inflate to any size when read), a record past the end of the file
+    and a ``data.pkl`` over MAX_PICKLE_BYTES.
+    """
+    problem = _archive_kind_problem(path)
+    if problem:
+        raise EdgesegError(f"{path}: {problem}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_records(archive, path.stat().st_size)
+    except (Unsafe, *READ_ERRORS) as exc:
+        raise read_error(path, exc) from None
 
 
 def load_restricted(path: str | Path):
@@ -614,11 +638,9 @@ def load_restricted(path: str | Path):
             compressed or oversized record, or a tensor view past or repeating its storage.
     """
     path = Path(path)
-    _check_torch_zip(path)
+    check_torch_zip(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            if len(archive.infolist()) > MAX_RECORDS:
-                raise Unsafe(f"{len(archive.infolist()):,} archive records (at most {MAX_RECORDS:,})")
             records = _Records(archive, data_pkl(archive, path), path.stat().st_size)
             if f"{records.prefix}byteorder" in archive.namelist() and records.read("byteorder", limit=16) != b"little":
                 raise EdgesegError(f"{path}: a big-endian checkpoint, not supported")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from edgeseg.models.config import KNOWN_MODULES, scale_from_name, validate_model_config
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, safe_repr
 from edgeseg.interop.torch_pickle import (
     MAX_PICKLE_BYTES,
     READ_ERRORS,
@@ -35,7 +35,6 @@ from edgeseg.interop.torch_pickle import (
     iter_globals,
     load_restricted,
     read_error,
-    short,
 )
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
 
@@ -151,7 +150,7 @@ def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget) -
             if tensor is None or (group == "_buffers" and name in non_persistent):
                 continue
             if not isinstance(tensor, torch.Tensor):
-                raise Unreadable(f"{prefix}{short(name)} is a {type(tensor).__name__}, not a tensor")
+                raise Unreadable(f"{prefix}{safe_repr(name)} is a {type(tensor).__name__}, not a tensor")
             state[f"{prefix}{name}"] = tensor
     children = attrs.get("_modules") or {}
     if not isinstance(children, dict):
@@ -160,7 +159,7 @@ def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget) -
         if child is None:
             continue
         if not isinstance(child, StandIn):
-            raise Unreadable(f"submodule {prefix}{short(name)} is a {type(child).__name__}, not a module")
+            raise Unreadable(f"submodule {prefix}{safe_repr(name)} is a {type(child).__name__}, not a module")
         _collect_state(child, f"{prefix}{name}.", state, budget)
 
 
@@ -191,7 +190,7 @@ def _model_object(ckpt, path: Path) -> tuple[str, StandIn]:
     key = "ema" if ckpt.get("ema") is not None else "model"
     model = ckpt.get(key)
     if not isinstance(model, StandIn):
-        keys = ", ".join(sorted(k[:40] if isinstance(k, str) else short(k) for k in ckpt)[:8])
+        keys = ", ".join(sorted(k[:40] if isinstance(k, str) else safe_repr(k) for k in ckpt)[:8])
         found = "nothing" if model is None else f"a {describe(model)}"
         raise EdgesegError(f"{path}: not an Ultralytics checkpoint ('{key}' holds {found}; keys: {keys})")
     return key, model
@@ -199,7 +198,7 @@ def _model_object(ckpt, path: Path) -> tuple[str, StandIn]:
 
 def _row_module(row) -> str:
     """The module name of a ``[from, repeats, module, args]`` row (``torch.nn.X`` spelled ``nn.X``)."""
-    name = row[2] if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str) else short(row)
+    name = row[2] if isinstance(row, list) and len(row) == 4 and isinstance(row[2], str) else safe_repr(row)
     return name[len("torch."):] if name.startswith("torch.nn.") else name
 
 
@@ -232,7 +231,7 @@ def _architecture(model: StandIn, path: Path) -> dict:
         raise EdgesegError(f"{path}: model.yaml key(s) {', '.join(extra)} are not supported by edgeseg")
     channels = raw.get("channels", raw.get("ch", 3))
     if channels != 3:
-        shown = channels if type(channels) is int else short(channels)
+        shown = channels if type(channels) is int else safe_repr(channels)
         raise EdgesegError(f"{path}: the model takes {shown}-channel input; edgeseg models take 3-channel images")
     cfg = {k: raw[k] for k in _CONFIG_KEYS if k in raw}
     if cfg.get("scales") and not cfg.get("scale"):
@@ -273,7 +272,7 @@ def _imgsz(train_args, model_args, path: Path) -> int:
     imgsz = next((s for s in sizes if s), DEFAULT_IMGSZ)
     imgsz = max(imgsz) if isinstance(imgsz, list) and imgsz else imgsz
     if type(imgsz) is not int or not 1 <= imgsz <= MAX_IMGSZ:
-        shown = imgsz if type(imgsz) is int else short(imgsz)
+        shown = imgsz if type(imgsz) is int else safe_repr(imgsz)
         raise EdgesegError(f"{path}: training size imgsz {shown} is not an int from 1 to {MAX_IMGSZ} px")
     return imgsz
 

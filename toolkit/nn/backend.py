@@ -8,11 +8,10 @@ when a ``.pt`` is loaded, so a device without torch never imports it.
 import numpy as np
 import torch
 
-from edgeseg.devices import default_device
+from edgeseg.devices import check_cuda_index, default_device
 from edgeseg.nn.model import SegmentationModel
 from edgeseg.nn.network import load_network, network_meta
 from edgeseg.runtimes.backends.base import Backend, parse_device
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.runtime import Runtime
 
@@ -31,10 +30,8 @@ class TorchBackend(Backend):
 
     def __init__(self, net: SegmentationModel, meta: ModelMeta, path: str, device: str = "cpu"):
         kind, index = parse_device(device)
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise EdgesegError(f"{path}: device {device!r} needs a CUDA GPU, but torch sees none (use --device cpu)")
-        if kind == "cuda" and index >= torch.cuda.device_count():
-            raise EdgesegError(f"{path}: device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if kind == "cuda":
+            check_cuda_index(index, f"{path}: device {device!r}")
         self.torch_device = torch.device("cpu" if kind == "cpu" else f"cuda:{index}")
         self.net = net.to(self.torch_device).eval()
         super().__init__(path, meta, device)

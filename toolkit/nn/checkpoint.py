@@ -8,21 +8,19 @@ import datetime
 import hashlib
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import torch
 
+from edgeseg.interop.torch_pickle import check_torch_zip
 from edgeseg.models.config import validate_model_config
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, first_line
 from edgeseg.runtimes.files import atomic_write
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
 from edgeseg.runtimes.version import __version__
 
 REQUIRED_KEYS = ("config", "state_dict", "names")
 DEFAULT_IMGSZ = 640  # px, for a checkpoint that records no input size
-MAX_RECORDS = 100_000  # records in a checkpoint archive (a YOLO11x last.pt has about 2,000)
-MAX_PICKLE_BYTES = 64 << 20  # bytes of data.pkl, the checkpoint's structure without tensor data
 MAX_ITEMS = 2_000_000  # values in the loaded structure, shared ones counted at each use
 MAX_DEPTH = 64  # nesting levels of containers
 MAX_STRING_CHARS = 1 << 20  # characters of one string
@@ -65,9 +63,7 @@ def load_checkpoint(path: str | Path) -> dict:
             (shared references counted at each use), or a dict without the edgeseg keys.
     """
     path = Path(path)
-    if not path.is_file():
-        raise EdgesegError(f"{path}: checkpoint not found")
-    _check_archive(path)
+    check_torch_zip(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -79,7 +75,7 @@ def load_checkpoint(path: str | Path) -> dict:
             ) from None
         raise EdgesegError(f"{path}: not a readable checkpoint (corrupt or not a torch file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise EdgesegError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+        raise EdgesegError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
     problem = _walk_problem(ckpt)
     if problem:
         raise EdgesegError(f"{path}: not a usable checkpoint: {problem}")
@@ -87,30 +83,6 @@ def load_checkpoint(path: str | Path) -> dict:
         found = sorted(str(k)[:40] for k in ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise EdgesegError(f"{path}: not an edgeseg checkpoint (expected keys {', '.join(REQUIRED_KEYS)}; found {found})")
     return ckpt
-
-
-def _check_archive(path: Path) -> None:
-    """Raise EdgesegError unless ``path`` is a torch zip whose records are stored uncompressed, within the file.
-
-    torch writes every record uncompressed; a compressed one could inflate to any size when read.
-    """
-    if not zipfile.is_zipfile(path):
-        raise EdgesegError(f"{path}: not a readable checkpoint (not a PyTorch zip archive; a legacy or foreign file?)")
-    size = path.stat().st_size
-    try:
-        with zipfile.ZipFile(path) as archive:
-            records = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise EdgesegError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
-    if len(records) > MAX_RECORDS:
-        raise EdgesegError(f"{path}: {len(records)} archive records (at most {MAX_RECORDS})")
-    for record in records:
-        if record.compress_type != zipfile.ZIP_STORED or record.file_size != record.compress_size:
-            raise EdgesegError(f"{path}: record {record.filename[:80]} is compressed; PyTorch checkpoints never are")
-        if record.header_offset + record.file_size > size:
-            raise EdgesegError(f"{path}: record {record.filename[:80]} claims {record.file_size} bytes beyond the end of the file")
-        if record.filename.endswith("data.pkl") and record.file_size > MAX_PICKLE_BYTES:
-            raise EdgesegError(f"{path}: {record.file_size} bytes of pickled structure (at most {MAX_PICKLE_BYTES})")
 
 
 def _walk_problem(obj) -> str | None:
@@ -204,9 +176,3 @@ def file_hash(path: str | Path, length: int = 16) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
-from edgeseg.interop.torch_pickle import first_line
 from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
 from edgeseg.nn.checkpoint import (
     DEFAULT_IMGSZ,
@@ -24,7 +23,7 @@ from edgeseg.nn.checkpoint import (
 )
 from edgeseg.models.config import load_model_config
 from edgeseg.nn.model import SegmentationModel, check_architecture
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, first_line
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.version import __version__
 

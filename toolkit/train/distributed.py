@@ -11,7 +11,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from edgeseg.devices import default_device
+from edgeseg.devices import check_cuda_index, default_device, device_ids
 from edgeseg.runtimes.errors import EdgesegError
 
 
@@ -21,32 +21,15 @@ def rank_and_world_size() -> tuple[int, int]:
     return (int(os.environ.get("RANK", 0)), world) if world > 1 else (-1, 1)
 
 
-def parse_device(device: str | int | None) -> list[str]:
-    """``"cpu"`` → ["cpu"]; ``"0"`` / ``0`` / ``"cuda:0"`` → ["0"]; ``"0,1"`` → ["0", "1"]."""
-    text = str(device if device is not None else "cpu").strip().lower().replace("cuda:", "")
-    if text in ("", "cpu"):
-        return ["cpu"]
-    if text == "cuda":
-        return ["0"]
-    ids = [d.strip() for d in text.split(",") if d.strip()]
-    if not all(d.isdigit() for d in ids):
-        raise EdgesegError(f"--device {device!r}: use cpu, a GPU index (0) or a list (0,1)")
-    return ids
-
-
 def check_devices(device: str | int | None) -> list[str]:
-    """``parse_device(device)``, checked against the GPUs torch sees here.
+    """``device_ids(device)``, checked against the GPUs torch sees here.
 
     Raises:
         EdgesegError: a bad spelling, CUDA unavailable, or a GPU index this machine does not have.
     """
-    ids = parse_device(device)
-    if ids == ["cpu"]:
-        return ids
-    if not torch.cuda.is_available():
-        raise EdgesegError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    if int(max(ids, key=int)) >= torch.cuda.device_count():
-        raise EdgesegError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    ids = device_ids(device)
+    if ids != ["cpu"]:
+        check_cuda_index(int(max(ids, key=int)), f"--device {device}")
     return ids
 
 
