@@ -1,5 +1,6 @@
 """CLI: the foundation commands and their one-line errors."""
 
+import re
 import subprocess
 import sys
 
@@ -22,7 +23,8 @@ def test_info_prints_size_and_checkpoint_metadata(tmp_path):
     assert "2,842,998 parameters" in result.output  # nc=2 narrows the class branch to 64 channels
     assert "0: circle, 1: square" in result.output
     assert "epoch: 7" in result.output
-    assert "23" in result.output and "Segment" in result.output
+    assert re.search(r"^\s*23\s+\[16, 19, 22\]\s+1\s+[\d,]+\s+Segment\s+\[2, 32, 64, \[64, 128, 256\]\]$", result.output, re.M)
+    assert "summary: 24 layers, 2,842,998 parameters" in result.output
 
 
 def test_info_counts_parameters_of_the_yaml():
