@@ -189,7 +189,7 @@ def test_verification_report_values_and_json(exported):
 def test_verification_on_dataset_images_and_lowered_conf(checkpoint, dataset, tmp_path, monkeypatch):
     artifact = export(checkpoint, data=str(dataset), out=tmp_path / "d.onnx")
     assert artifact.report["images"] == 4 and artifact.report["images_from"].startswith(f"4 val images of {dataset}")
-    monkeypatch.setattr("edgeseg.targets.verify.CONF", 0.999)  # nothing scores this high: keep the top 50
+    monkeypatch.setattr("edgeseg.targets.verify.compare.CONF", 0.999)  # nothing scores this high: keep the top 50
     report = export(checkpoint, out=tmp_path / "low.onnx").report
     assert report["conf_lowered"] and report["conf"] < 0.999 and 45 <= report["detections"]["reference"] <= 50
     assert report["passed"]

@@ -16,7 +16,7 @@ from edgeseg.runtimes.preprocess import PAD_VALUE
 from edgeseg.runtimes.results import Results
 from edgeseg.targets import export
 from edgeseg.targets import onnx as onnx_target
-from edgeseg.targets import verify as verify_module
+from edgeseg.targets.verify import compare as verify_compare
 from edgeseg.runtimes.postprocess import xywh2xyxy
 from edgeseg.targets.verify import (
     TOLERANCES,
@@ -81,7 +81,7 @@ EDGE = (45, 45, 12, 12, 1, 0.255)  # a detection a hair above conf 0.25
 @pytest.fixture
 def few_detections_suffice(monkeypatch):
     """Judge at conf 0.25 even with under MIN_DETECTIONS reference detections (these images hold two)."""
-    monkeypatch.setattr(verify_module, "MIN_DETECTIONS", 1)
+    monkeypatch.setattr(verify_compare, "MIN_DETECTIONS", 1)
 
 
 # --------------------------------------------------------------------------------------
