@@ -28,7 +28,7 @@ demo: setup demo-tflite
 	$(BIN)/edgeseg train --model $(DEMO_START) --data datasets/synth/data.yaml --epochs $(DEMO_EPOCHS) --imgsz 320 --batch 16 \
 		--project $(DEMO) --name train --exist-ok
 	$(BIN)/edgeseg val $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml
-	$(BIN)/edgeseg predict $(DEMO)/train/weights/best.pt datasets/synth/images/val --project $(DEMO) --name predict --save-txt
+	$(BIN)/edgeseg predict $(DEMO)/train/weights/best.pt datasets/synth/images/val --project $(DEMO) --name predict --exist-ok --save-txt
 	$(BIN)/edgeseg bench $(DEMO)/train/weights/best.pt --data datasets/synth/data.yaml --targets all --calib 64 \
 		--project $(DEMO) --name bench --exist-ok
 

@@ -233,6 +233,21 @@ def _live_options(command):
     ]):  # fmt: skip
         command = option(command)
     return command
+def _run_folder_options(kind: str, project: str):
+    """``--project``, ``--name`` and ``--exist-ok``: where a command writes its run folder, as Ultralytics users type them."""
+
+    def add(command):
+        for option in reversed([
+            click.option("--project", default=project, help="Parent folder of runs."),
+            click.option("--name", default=kind, help=f"Run folder name ({kind}, {kind}2, ... unless --exist-ok)."),
+            click.option("--exist-ok", is_flag=True, help="Write into the run folder if it exists instead of a new numbered one."),
+        ]):  # fmt: skip
+            command = option(command)
+        return command
+
+    return add
+
+
 ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for name in names)]
 
 
@@ -254,10 +269,9 @@ ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for 
 @click.option("--save-json", is_flag=True, help="Write predictions.json (COCO results, RLE masks).")
 @click.option("--show-labels/--hide-labels", default=True, help="Draw class names.")
 @click.option("--show-conf/--hide-conf", default=True, help="Draw confidences.")
-@click.option("--project", default="runs/segment", help="Parent folder of runs.")
-@click.option("--name", default="predict", help="Run folder name (predict, predict2, ...).")
+@_run_folder_options("predict", "runs/segment")
 @_live_options
-def predict(model, source, device, engine, save, save_txt, save_json, show_labels, show_conf, project, name, **options) -> None:
+def predict(model, source, device, engine, save, save_txt, save_json, show_labels, show_conf, project, name, exist_ok, **options) -> None:
     """Segment SOURCE (image, folder, glob, video, webcam index, rtsp/rtmp/http(s) URL or .streams file) with MODEL (.pt, .onnx, ...) and save the results."""
     from pathlib import Path
 
@@ -267,7 +281,7 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
     runtime = load(model, device, engine)
     results = runtime.predict(source, **options)
     saver = ResultSaver(
-        Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf
+        Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf, exist_ok=exist_ok
     )
     _save_and_report(results, saver, runtime, "predict")
 
@@ -321,10 +335,9 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--zone", multiple=True, callback=_parse_shapes, help="Count objects entering/leaving this polygon, by mask overlap: '[name:]x,y x,y x,y ...' in source pixels (repeatable).")
 @click.option("--line", multiple=True, callback=_parse_shapes, help="Count objects whose mask crosses this line: '[name:]x1,y1 x2,y2'; 'in' is onto its right-hand side looking from the first point (repeatable).")
 @click.option("--trail", type=click.IntRange(0), default=30, help="Frames of each track's path drawn on the saved video (0: none).")
-@click.option("--project", default="runs/track", help="Parent folder of runs.")
-@click.option("--name", default="track", help="Run folder name (track, track2, ...).")
+@_run_folder_options("track", "runs/track")
 @_live_options
-def track(model, source, tracker, association, device, engine, save, save_txt, zone, line, trail, project, name, **options) -> None:
+def track(model, source, tracker, association, device, engine, save, save_txt, zone, line, trail, project, name, exist_ok, **options) -> None:
     """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track, counts.json the --zone/--line counts."""
     import dataclasses
     import json
@@ -359,7 +372,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
         return image if counter is None else counter.draw(image, sequence_of(result.path))
 
     results = counted(runtime.track(source, settings, **options))
-    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=annotate)
+    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=annotate, exist_ok=exist_ok)
     _save_and_report(results, saver, runtime, "track")
     for sequence, tracks in runtime.last_tracks.items():
         click.echo(f"{sequence}: {len(tracks)} tracks")
@@ -500,9 +513,7 @@ def check(data_yaml: str, out_png: str | None) -> None:
 @click.option("--runs", type=click.IntRange(1), default=30, help="Timed single-image predict calls per artifact.")
 @click.option("--calib", type=click.IntRange(1), default=300, help="Calibration images for the int8 rows (the data's train split).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
-@click.option("--project", default="runs/bench", help="Parent folder of bench runs.")
-@click.option("--name", default="bench", help="Run folder name (bench, bench2, ...).")
-@click.option("--exist-ok", is_flag=True, help="Reuse the run folder if it exists.")
+@_run_folder_options("bench", "runs/bench")
 def bench(model, data_yaml, targets, **options) -> None:
     """Export MODEL (.pt) to each target and compare size, mAP, drift vs PyTorch, latency and memory."""
     from edgeseg.benchmark import bench as run_bench

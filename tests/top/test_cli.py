@@ -72,3 +72,21 @@ def test_data_synth_writes_a_dataset(tmp_path):
     assert len(list((tmp_path / "ds" / "images" / "train").glob("*.png"))) == 3
     assert len(list((tmp_path / "ds" / "labels" / "val").glob("*.txt"))) == 2
     assert len(cfg["names"]) >= 4
+
+
+def test_predict_run_folders_follow_project_name_and_exist_ok(tmp_path):
+    """A second predict into the same --name goes to name2; with --exist-ok it writes into the same folder."""
+    import cv2
+
+    import helpers
+
+    path = edgeseg.Model("yolo11n-seg.yaml", names=["circle", "square"]).save(tmp_path / "m.pt")
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), helpers.sample(0, 0, 96, 64))
+    args = ["predict", path, image, "--imgsz", 64, "--project", tmp_path / "runs", "--name", "p", "--save-txt"]
+    folders = []
+    for extra in ([], [], ["--exist-ok"]):
+        result = run(*args, *extra)
+        assert result.exit_code == 0, result.output
+        folders.append(result.output.strip().splitlines()[-1])
+    assert folders == [f"results saved to {tmp_path / 'runs' / name}" for name in ("p", "p2", "p")]

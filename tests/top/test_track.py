@@ -99,5 +99,9 @@ def test_cli_track_saves_ids_and_summaries(checkpoint, tmp_path):
     assert ids and ids <= {t["id"] for t in tracks}
     video = cv2.VideoCapture(str(next((tmp_path / "t").glob("clip*.*"))))
     assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    again = CliRunner().invoke(main, [*args, "--project", str(tmp_path), "--name", "t", "--exist-ok", "--no-save"])
+    assert again.exit_code == 0 and f"results saved to {tmp_path / 't'}" in again.output
+    numbered = CliRunner().invoke(main, [*args, "--project", str(tmp_path), "--name", "t", "--no-save"])
+    assert numbered.exit_code == 0 and f"results saved to {tmp_path / 't2'}" in numbered.output
     bad = CliRunner().invoke(main, ["track", str(checkpoint), str(clip), "--tracker", str(tmp_path / "none.yaml")])
     assert bad.exit_code == 1 and "none.yaml: YAML file not found" in bad.output
