@@ -28,12 +28,17 @@ import onnx
 import onnxslim
 
 from edgeseg.runtimes.backends.base import parse_device
-from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT, NOT_INSTALLED, cuda_call, gpu_name, import_cudart, write_engine
+from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT, cuda_call, gpu_name, import_cudart, write_engine
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.loop import batches
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.targets.common import ExportJob, calibration_set
 from edgeseg.targets.onnx import trace
+
+NOT_INSTALLED = (
+    "TensorRT is not installed: pip install edgeseg[tensorrt] on a machine with NVIDIA's TensorRT "
+    "(JetPack on a Jetson, or the tensorrt wheels from NVIDIA's package index) and a CUDA driver"
+)
 
 WORKSPACE_GB = 4.0  # builder scratch memory limit (Jetson Orin Nano: 8 GB shared with the CPU)
 MAX_BATCH = 16  # largest batch of a dynamic engine's optimisation profile

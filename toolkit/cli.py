@@ -11,7 +11,7 @@ import sys
 import click
 
 from edgeseg import __version__
-from edgeseg.runtimes.backends.engines import ENGINES
+from edgeseg.runtimes.backends import engine_choices
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_IMGSZ
 
@@ -248,7 +248,7 @@ def _run_folder_options(kind: str, project: str):
     return add
 
 
-ENGINE_CHOICES = ["auto", *dict.fromkeys(name for names in ENGINES.values() for name in names)]
+ENGINE_CHOICES = ["auto", *engine_choices()]
 
 
 @main.command(context_settings={"show_default": True})

@@ -1,11 +1,15 @@
 """Backend registry: which adapter loads which artifact, chosen from the path alone.
 
-Adding a format is one ``register_backend`` call: a name, a matcher on the path and a loader
-``(path, device) -> Backend``. The built-in loaders import their engine (onnxruntime, openvino …)
-only when called, so importing ``edgeseg.runtimes`` stays light. A backend that lives outside
-this package (the ``.pt`` one needs torch and the network code of the training toolkit) is a
-plugin: an ``edgeseg.backends`` entry point naming its ``load(path, device)``, resolved only
-when a file of its format is opened (``plugin_loader``).
+Adding a format is one module with a ``load(path, device)`` and one ``register_backend`` line: a
+name, a matcher on the path, a loader, how users recognise the format, and the pip extra that
+installs the engine's package. The built-in loaders import their engine (onnxruntime, openvino …)
+only when called, so importing ``edgeseg.runtimes`` stays light; when that import fails, the
+registry says which extra to install, for every backend alike (``guarded``). A backend that
+lives outside this package (the ``.pt`` one needs torch and the network code of the training
+toolkit) is a plugin: an ``edgeseg.backends`` entry point naming its ``load(path, device)``,
+resolved only when a file of its format is opened (``plugin_loader``). An engine that can also
+run another format's files (OpenVINO runs ``.onnx``) says so (``also_opens``); ``engines.py``
+offers it there.
 """
 
 from collections.abc import Callable
@@ -29,20 +33,38 @@ class BackendEntry:
         matcher: True for a path this backend loads (the path exists when it is called).
         loader: ``(path, device) -> Backend``.
         formats: how users recognise the format in messages, e.g. ``".onnx (ONNX Runtime)"``.
+        extra: the pip extra that installs the engine's package, named when its import fails
+            (None: the package is always installed).
+        hint: what the missing-package message adds, e.g. where the package comes from.
+        engine: the name ``--engine`` picks it by (the Backend's ``name``).
+        also_opens: suffixes of other formats' files this engine runs too (OpenVINO: ``.onnx``).
     """
 
     name: str
     matcher: Callable[[Path], bool]
     loader: Loader
     formats: str
+    extra: str | None = None
+    hint: str = ""
+    engine: str = ""
+    also_opens: tuple[str, ...] = ()
 
 
 _REGISTRY: list[BackendEntry] = []
 
 
-def register_backend(name: str, matcher: Callable[[Path], bool], loader: Loader, formats: str) -> None:
-    """Add a backend, or replace the one registered under ``name``; earlier registrations match first."""
-    entry = BackendEntry(name, matcher, loader, formats)
+def register_backend(
+    name: str,
+    matcher: Callable[[Path], bool],
+    loader: Loader,
+    formats: str,
+    extra: str | None = None,
+    hint: str = "",
+    engine: str = "",
+    also_opens: tuple[str, ...] = (),
+) -> None:
+    """Add a backend (see ``BackendEntry``), or replace the one registered under ``name``; earlier registrations match first."""
+    entry = BackendEntry(name, matcher, loader, formats, extra, hint, engine or name, also_opens)
     for i, existing in enumerate(_REGISTRY):
         if existing.name == name:
             _REGISTRY[i] = entry
@@ -50,10 +72,14 @@ def register_backend(name: str, matcher: Callable[[Path], bool], loader: Loader,
     _REGISTRY.append(entry)
 
 
-def suffix_matcher(*suffixes: str) -> Callable[[Path], bool]:
-    """A matcher for files whose suffix is one of ``suffixes`` (case-insensitive)."""
-    wanted = {s.lower() for s in suffixes}
-    return lambda path: path.is_file() and path.suffix.lower() in wanted
+class suffix_matcher:  # noqa: N801 (used as a function: a matcher)
+    """A matcher for files whose suffix is one of ``suffixes`` (case-insensitive), which it lists in ``.suffixes``."""
+
+    def __init__(self, *suffixes: str):
+        self.suffixes = frozenset(s.lower() for s in suffixes)
+
+    def __call__(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in self.suffixes
 
 
 def lazy_loader(module: str) -> Loader:
@@ -70,23 +96,35 @@ def plugin_loader(name: str, extra: str) -> Loader:
 
     Args:
         name: the entry point's name (``torch`` for ``.pt``).
-        extra: the pip extra that installs what the plugin imports, named when it is missing.
+        extra: the pip extra that installs the plugin, named when it is not installed.
 
     Raises (from the loader):
-        EdgesegError: no such entry point is installed, or the plugin's packages are missing.
+        EdgesegError: no such entry point is installed.
     """
 
     def load(path: str, device: str) -> Backend:
         found = entry_points(group="edgeseg.backends", name=name)
         if not found:
             raise EdgesegError(f"{path}: no '{name}' backend is installed (reinstall edgeseg[{extra}])")
+        return next(iter(found)).load()(path, device)
+
+    return load
+
+
+def guarded(entry: BackendEntry) -> Loader:
+    """``entry.loader``, with a missing package (other than edgeseg's own) turned into one line naming ``entry.extra``."""
+
+    def load(path: str, device: str) -> Backend:
         try:
-            plugin = next(iter(found)).load()
+            return entry.loader(path, device)
         except ModuleNotFoundError as exc:
-            if not exc.name or exc.name.split(".")[0] == "edgeseg":
+            package = (exc.name or "").split(".")[0]
+            if entry.extra is None or package in ("", "edgeseg"):
                 raise
-            raise EdgesegError(f"{path}: the {name} backend needs the '{exc.name}' package: install edgeseg[{extra}]") from None
-        return plugin(path, device)
+            hint = f" ({entry.hint})" if entry.hint else ""
+            raise EdgesegError(
+                f"{path}: the {entry.name} backend needs the '{package}' package: install edgeseg[{entry.extra}]{hint}"
+            ) from None
 
     return load
 
@@ -94,6 +132,39 @@ def plugin_loader(name: str, extra: str) -> Loader:
 def supported_formats() -> str:
     """The registered formats, comma-separated, for messages."""
     return ", ".join(entry.formats for entry in _REGISTRY)
+
+
+def engines_for(suffix: str) -> tuple[str, ...]:
+    """The engines that run files of ``suffix`` when more than one can: the format's own backend first (the
+    default and the reference), then those that ``also_opens`` it; empty when only one engine can."""
+    suffix = suffix.lower()
+    others = [e.engine for e in _REGISTRY if suffix in e.also_opens]
+    if not others:
+        return ()
+    own = [e.engine for e in _REGISTRY if isinstance(e.matcher, suffix_matcher) and suffix in e.matcher.suffixes]
+    return tuple(dict.fromkeys([*own, *others]))
+
+
+def multi_engine_suffixes() -> list[str]:
+    """The file suffixes more than one engine runs (those some backend ``also_opens``), sorted."""
+    return sorted({suffix for entry in _REGISTRY for suffix in entry.also_opens})
+
+
+def engine_choices() -> tuple[str, ...]:
+    """Every engine name ``--engine`` can take (besides ``auto``)."""
+    return tuple(dict.fromkeys(name for suffix in multi_engine_suffixes() for name in engines_for(suffix)))
+
+
+def engine_loader(engine: str) -> Loader:
+    """The guarded loader of the backend whose engine is named ``engine``.
+
+    Raises:
+        EdgesegError: no backend has that engine.
+    """
+    for entry in _REGISTRY:
+        if entry.engine == engine:
+            return guarded(entry)
+    raise EdgesegError(f"unknown engine {engine!r} (known: {', '.join(e.engine for e in _REGISTRY)})")
 
 
 def select_backend(path: str | Path) -> Loader:
@@ -108,16 +179,25 @@ def select_backend(path: str | Path) -> Loader:
         raise EdgesegError(f"{path}: model not found (supported formats: {supported_formats()})")
     for entry in _REGISTRY:
         if entry.matcher(path):
-            return entry.loader
+            return guarded(entry)
     raise EdgesegError(f"{path}: unsupported model format (supported formats: {supported_formats()})")
 
 
-register_backend("torch", suffix_matcher(".pt"), plugin_loader("torch", "train"), ".pt (PyTorch checkpoint)")
-register_backend("onnx", suffix_matcher(".onnx"), lazy_loader("onnx"), ".onnx (ONNX Runtime)")
-register_backend("openvino", lambda p: (p.is_dir() and p.name.endswith("_openvino_model")) or suffix_matcher(".xml")(p), lazy_loader("openvino"), "*_openvino_model/ or .xml (OpenVINO IR)")
-register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)")
-register_backend("tensorrt", suffix_matcher(".engine"), lazy_loader("tensorrt"), ".engine (TensorRT, NVIDIA GPU)")
-register_backend("tflite", suffix_matcher(".tflite"), lazy_loader("tflite"), ".tflite (LiteRT)")
-register_backend("ncnn", lambda p: p.is_dir() and p.name.endswith("_ncnn_model"), lazy_loader("ncnn"), "*_ncnn_model/ (NCNN)")
-register_backend("executorch", suffix_matcher(".pte"), lazy_loader("executorch"), ".pte (ExecuTorch, needs PyTorch)")
+register_backend("torch", suffix_matcher(".pt"), plugin_loader("torch", "train"), ".pt (PyTorch checkpoint)", extra="train")
+register_backend("onnx", suffix_matcher(".onnx"), lazy_loader("onnx"), ".onnx (ONNX Runtime)", engine="onnxruntime")
+register_backend(
+    "openvino", lambda p: (p.is_dir() and p.name.endswith("_openvino_model")) or suffix_matcher(".xml")(p), lazy_loader("openvino"),
+    "*_openvino_model/ or .xml (OpenVINO IR)", extra="openvino", also_opens=(".onnx",),
+)  # fmt: skip
+register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)", extra="coreml")
+register_backend(
+    "tensorrt", suffix_matcher(".engine"), lazy_loader("tensorrt"), ".engine (TensorRT, NVIDIA GPU)", extra="tensorrt",
+    hint="TensorRT itself comes with JetPack on a Jetson, or as the tensorrt wheels from NVIDIA's package index",
+)  # fmt: skip
+register_backend("tflite", suffix_matcher(".tflite"), lazy_loader("tflite"), ".tflite (LiteRT)", extra="tflite", engine="litert")
+register_backend("ncnn", lambda p: p.is_dir() and p.name.endswith("_ncnn_model"), lazy_loader("ncnn"), "*_ncnn_model/ (NCNN)", extra="ncnn")
+register_backend(
+    "executorch", suffix_matcher(".pte"), lazy_loader("executorch"), ".pte (ExecuTorch, needs PyTorch)", extra="executorch",
+    hint="ExecuTorch's runtime also needs PyTorch",
+)  # fmt: skip
 register_backend("rknn", lambda p: p.is_dir() and p.name.endswith("_rknn_model"), lazy_loader("rknn"), "*_rknn_model/ (RKNN, on a Rockchip board)")

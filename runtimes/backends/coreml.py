@@ -85,10 +85,9 @@ def load(path: str, device: str | None = None) -> CoreMLBackend:
     """Open an edgeseg ``.mlpackage``; ``device`` picks CoreML's compute units.
 
     Raises:
-        EdgesegError: coremltools is not installed (naming the extra), or the package is unusable.
+        ModuleNotFoundError: coremltools is not installed (the registry names the extra).
+        EdgesegError: the package is unusable.
     """
-    try:
-        import coremltools  # noqa: F401
-    except ModuleNotFoundError:
-        raise EdgesegError(f"{path}: CoreML packages need the 'coremltools' package: install edgeseg[coreml]") from None
+    import coremltools  # noqa: F401  (before reading the package: a missing one is named first)
+
     return CoreMLBackend(path, "cpu" if device is None else device)

@@ -14,34 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.runtimes.backends import engine_loader, engines_for, multi_engine_suffixes
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.errors import EdgesegError
 
 LOGGER = logging.getLogger("edgeseg")
 
-ENGINES = {".onnx": ("onnxruntime", "openvino")}  # the first is the format's default and the reference
 MAX_DIFF = 1e-3  # largest |output difference| / largest |reference output| for "the same outputs"
 TIMED_CALLS = 5  # timed calls per engine (after one warm-up call)
 
 
 def engine_names(path: str | Path) -> tuple[str, ...]:
-    """The engines that can run ``path``, by suffix (empty for a format with one engine)."""
-    return ENGINES.get(Path(path).suffix.lower(), ())
+    """The engines that can run ``path``, by suffix, the format's own first (``engines_for``; empty for a format with one engine)."""
+    return engines_for(Path(path).suffix)
 
 
 def open_engine(path: str, device: str | None, engine: str) -> Backend:
-    """``path`` on one named engine.
+    """``path`` on one named engine (the registry's loader of that engine).
 
     Raises:
         EdgesegError: the engine's package is missing (naming the extra) or it cannot load the file.
     """
-    if engine == "onnxruntime":
-        from edgeseg.runtimes.backends import onnx
-
-        return onnx.load(path, device)
-    from edgeseg.runtimes.backends import openvino
-
-    return openvino.load(path, device)
+    return engine_loader(engine)(path, device)
 
 
 def probe_batch(backend: Backend) -> np.ndarray:
@@ -107,7 +101,7 @@ def load_with_engine(path: str | Path, device: str | None, engine: str) -> Backe
     """
     names = engine_names(path)
     if not names:
-        raise EdgesegError(f"{path}: engine choice applies to {', '.join(ENGINES)} files; this format runs on its own engine")
+        raise EdgesegError(f"{path}: engine choice applies to {', '.join(multi_engine_suffixes())} files; this format runs on its own engine")
     if engine not in (*names, "auto"):
         raise EdgesegError(f"unknown engine {engine!r} for {Path(path).suffix} files (choose from auto, {', '.join(names)})")
     if not Path(path).is_file():

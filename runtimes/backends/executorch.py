@@ -108,17 +108,11 @@ def load(path: str, device: str | None = None) -> ExecutorchBackend:
     """Open an edgeseg ``.pte`` with ExecuTorch's runtime on ``device``.
 
     Raises:
-        EdgesegError: ExecuTorch is not installed (naming the extra), or the file is unusable.
+        ModuleNotFoundError: ExecuTorch or PyTorch is not installed (the registry names the extra).
+        EdgesegError: the file is unusable.
     """
     if Path(path).stat().st_size > MAX_PROGRAM_BYTES:
         raise EdgesegError(f"{path}: larger than {MAX_PROGRAM_BYTES >> 30} GB, not an edgeseg program")
-    try:
-        with quiet_import():
-            import executorch.runtime  # noqa: F401
-    except ModuleNotFoundError as exc:
-        missing = exc.name or "executorch"
-        raise EdgesegError(
-            f"{path}: ExecuTorch programs need the 'executorch' package and PyTorch ('{missing}' is missing): "
-            "install edgeseg[executorch]"
-        ) from None
+    with quiet_import():
+        import executorch.runtime  # noqa: F401
     return ExecutorchBackend(path, "cpu" if device is None else device)

@@ -143,11 +143,9 @@ def load(path: str, device: str | None = None) -> NcnnBackend:
     """Open an edgeseg ``*_ncnn_model`` folder with ncnn on ``device``.
 
     Raises:
-        EdgesegError: ncnn is not installed (naming the extra), or the folder is unusable.
+        ModuleNotFoundError: ncnn is not installed (the registry names the extra).
+        EdgesegError: the folder is unusable.
     """
-    try:
-        with spinning_wait():  # ncnn's own OpenMP: ~3x slower with the passive policy edgeseg sets for torch
-            import ncnn  # noqa: F401
-    except ModuleNotFoundError:
-        raise EdgesegError(f"{path}: NCNN models need the 'ncnn' package: install edgeseg[ncnn]") from None
+    with spinning_wait():  # ncnn's own OpenMP: ~3x slower with the passive policy edgeseg sets for torch
+        import ncnn  # noqa: F401
     return NcnnBackend(path, "cpu" if device is None else device)

@@ -186,10 +186,7 @@ def load(path: str, device: str | None = None) -> OpenVinoBackend:
     """Open an OpenVINO IR folder or ``.xml`` (or an ``.onnx`` file) on ``device``.
 
     Raises:
-        EdgesegError: openvino is not installed (naming the extra), or the IR is unusable.
+        ModuleNotFoundError: openvino is not installed (the registry names the extra).
+        EdgesegError: the IR is unusable.
     """
-    try:
-        import openvino  # noqa: F401
-    except ModuleNotFoundError:
-        raise EdgesegError(f"{path}: OpenVINO models need the 'openvino' package: install edgeseg[openvino]") from None
     return OpenVinoBackend(path, "cpu" if device is None else device)

@@ -31,10 +31,6 @@ LOGGER = logging.getLogger("edgeseg")
 
 HEADER = struct.Struct("<I")  # length of the ModelMeta JSON that precedes the engine bytes
 MIN_TENSORRT = 10  # execute_async_v3, set_input_shape and name-based I/O
-NOT_INSTALLED = (
-    "TensorRT is not installed: pip install edgeseg[tensorrt] on a machine with NVIDIA's TensorRT "
-    "(JetPack on a Jetson, or the tensorrt wheels from NVIDIA's package index) and a CUDA driver"
-)
 
 
 def write_engine(path: str | Path, meta: ModelMeta, engine: bytes) -> Path:
@@ -210,13 +206,12 @@ def load(path: str, device: str | None = None) -> TensorRTBackend:
     """Open an ``.engine`` on GPU ``device``.
 
     Raises:
-        EdgesegError: TensorRT (older than 10) or cuda-python missing, naming what to install,
-            or the engine is unusable here.
+        ModuleNotFoundError: TensorRT is not installed (the registry names the extra and where TensorRT comes from).
+        EdgesegError: TensorRT older than 10 or cuda-python missing, naming what to install, or the
+            engine is unusable here.
     """
-    try:
-        import tensorrt
-    except ModuleNotFoundError:
-        raise EdgesegError(f"{path}: {NOT_INSTALLED}") from None
+    import tensorrt
+
     if int(tensorrt.__version__.split(".")[0]) < MIN_TENSORRT:
         raise EdgesegError(f"{path}: TensorRT {tensorrt.__version__} is too old: edgeseg needs TensorRT {MIN_TENSORRT} or newer")
     try:

@@ -177,18 +177,18 @@ def _interpreter_class():
     """The LiteRT ``Interpreter`` class: ai-edge-litert, else tflite_runtime, else tensorflow.lite.
 
     Raises:
-        EdgesegError: none of them is installed.
+        ModuleNotFoundError: for ai_edge_litert, when none of them is installed (the registry names the extra).
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as missing:
         try:
             from tflite_runtime.interpreter import Interpreter
         except ModuleNotFoundError:
             try:
                 from tensorflow.lite import Interpreter
             except ModuleNotFoundError:
-                raise EdgesegError("running .tflite models needs the 'ai-edge-litert' package: install edgeseg[tflite]") from None
+                raise missing from None
     return Interpreter
 
 

@@ -103,7 +103,7 @@ def test_missing_package_names_the_extra(fp32, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_executorch)
-    with pytest.raises(EdgesegError, match=r"needs? the 'executorch' package and PyTorch.*install edgeseg\[executorch\]"):
+    with pytest.raises(EdgesegError, match=r"the executorch backend needs the 'executorch' package: install edgeseg\[executorch\] \(ExecuTorch's runtime also needs PyTorch\)"):
         load(fp32.path)
 
 

@@ -25,10 +25,11 @@ from edgeseg.data.synth import CLASS_NAMES, synthesize  # noqa: E402
 from edgeseg.runtimes.data_config import img_paths, load_data_config  # noqa: E402
 from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
-from edgeseg.runtimes.backends.tensorrt import HEADER, NOT_INSTALLED, read_engine, write_engine  # noqa: E402
+from edgeseg.runtimes.backends.tensorrt import HEADER, read_engine, write_engine  # noqa: E402
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
 from edgeseg.targets.common import ExportJob  # noqa: E402
+from edgeseg.targets.tensorrt import NOT_INSTALLED  # noqa: E402
 from edgeseg.targets.common import calibration_set  # noqa: E402
 from edgeseg.targets.tensorrt import CalibrationBatches, cache_key, prepare_onnx  # noqa: E402
 
@@ -196,7 +197,7 @@ def test_without_tensorrt_export_and_load_are_one_line_errors(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # nothing staged or left behind
 
     engine = write_engine(tmp_path / "m.engine", META, b"\x00" * 64)
-    with pytest.raises(EdgesegError, match=f"m.engine: {NOT_INSTALLED.split(':')[0]}"):
+    with pytest.raises(EdgesegError, match=r"m\.engine: the tensorrt backend needs the 'tensorrt' package: install edgeseg\[tensorrt\] \(TensorRT itself comes with JetPack"):
         load(engine, "cuda")
 
 
