@@ -189,27 +189,13 @@ def _parse_classes(ctx, param, value):
 
 
 def _parse_shapes(ctx, param, values):
-    """``--zone``/``--line`` values ``"[name:]x,y x,y ..."`` → PolygonZone / LineZone objects, named ``zone1``, ``line1``, ... by default."""
-    from edgeseg.runtimes.tracking import LineZone, PolygonZone
+    """``--zone``/``--line`` values ``"[name:]x,y x,y ..."`` → PolygonZone / LineZone objects (``parse_zone``), named ``zone1``, ``line1``, ... by default."""
+    from edgeseg.runtimes.tracking import parse_zone
 
-    kind = param.name  # "zone" or "line"
-    shapes = []
-    for number, value in enumerate(values, start=1):
-        name, _, points = value.rpartition(":") if ":" in value else ("", "", value)
-        try:
-            xy = [tuple(float(v) for v in point.split(",")) for point in points.split()]
-            if any(len(point) != 2 for point in xy):
-                raise ValueError("every point is x,y")
-            if kind == "line":
-                if len(xy) != 2:
-                    raise ValueError(f"a line needs 2 points, got {len(xy)}")
-                shapes.append(LineZone(*xy, name=name or f"line{number}"))
-            else:
-                shapes.append(PolygonZone(xy, name=name or f"zone{number}"))
-        except (TypeError, ValueError) as exc:
-            example = "0,160 480,160" if kind == "line" else "dock:0,0 200,0 200,120 0,120"
-            raise click.BadParameter(f"{value!r}: {exc} (expected [name:]x,y x,y{' x,y ...' if kind == 'zone' else ''} in source pixels, e.g. {example!r})") from None
-    return shapes
+    try:
+        return [parse_zone(value, param.name, number) for number, value in enumerate(values, start=1)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _counts(result) -> str:
@@ -340,50 +326,31 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 def track(model, source, tracker, association, device, engine, save, save_txt, zone, line, trail, project, name, exist_ok, **options) -> None:
     """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track, counts.json the --zone/--line counts."""
     import dataclasses
-    import json
     from pathlib import Path
 
     from edgeseg.runtimes import load
-    from edgeseg.runtimes.files import atomic_write_text
     from edgeseg.runtimes.save import ResultSaver
-    from edgeseg.runtimes.sources import sequence_of
-    from edgeseg.runtimes.tracking import Trails, TrackerSettings, ZoneCounter
+    from edgeseg.runtimes.tracking import TrackerSettings, TrackRecorder
     from edgeseg.runtimes.tracking.zones import by_class
 
     settings = TrackerSettings() if tracker is None else TrackerSettings.from_yaml(tracker)
     if association:
         settings = dataclasses.replace(settings, association=association)
     try:
-        counter = ZoneCounter([*zone, *line]) if zone or line else None
+        recorder = TrackRecorder([*zone, *line], trail)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--zone/--line") from None
-    trails = Trails(trail)
     runtime = load(model, device, engine)
-
-    def counted(results):
-        for result in results:
-            trails.update(result)
-            if counter is not None:
-                counter.update(result)
-            yield result
-
-    def annotate(result, image):
-        trails.draw(image, result)
-        return image if counter is None else counter.draw(image, sequence_of(result.path))
-
-    results = counted(runtime.track(source, settings, **options))
-    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=annotate, exist_ok=exist_ok)
+    results = recorder.follow(runtime.track(source, settings, **options))
+    saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=recorder.annotate, exist_ok=exist_ok)
     _save_and_report(results, saver, runtime, "track")
     for sequence, tracks in runtime.last_tracks.items():
         click.echo(f"{sequence}: {len(tracks)} tracks")
-    if counter is not None:
-        for sequence, zones in counter.counts.items():
-            for zone_name, counts in zones.items():
-                click.echo(f"{sequence}: {zone_name}: " + "; ".join(f"{kind} {by_class(n)}" for kind, n in counts.items()))
+    for sequence, zones in recorder.counts.items():
+        for zone_name, counts in zones.items():
+            click.echo(f"{sequence}: {zone_name}: " + "; ".join(f"{kind} {by_class(n)}" for kind, n in counts.items()))
     if saver.folder is not None:
-        atomic_write_text(saver.folder / "tracks.json", json.dumps(runtime.last_tracks, indent=1) + "\n")
-        if counter is not None:
-            atomic_write_text(saver.folder / "counts.json", json.dumps(counter.counts, indent=1) + "\n")
+        recorder.save(saver.folder, runtime.last_tracks)
 
 
 @main.command(context_settings={"show_default": True})

@@ -311,3 +311,30 @@ class Trails:
                 thickness = max(1, round(3 * k / len(line)))  # thinner towards the oldest point
                 cv2.line(canvas, tuple(line[k - 1]), tuple(line[k]), color, thickness, cv2.LINE_AA)
         return canvas
+
+
+def parse_zone(text: str, kind: str, number: int = 1) -> PolygonZone | LineZone:
+    """A zone from its text, as ``--zone`` and ``--line`` take it: ``"[name:]x,y x,y ..."`` in source pixels.
+
+    Args:
+        text: the points, space-separated ``x,y`` pairs, optionally after ``name:``.
+        kind: ``"zone"`` (a polygon, 3 or more points) or ``"line"`` (2 points).
+        number: names an unnamed one ``zone<number>`` / ``line<number>``.
+
+    Raises:
+        ValueError: naming what is wrong and what is expected.
+    """
+    name, _, points = text.rpartition(":") if ":" in text else ("", "", text)
+    example = "0,160 480,160" if kind == "line" else "dock:0,0 200,0 200,120 0,120"
+    try:
+        xy = [tuple(float(v) for v in point.split(",")) for point in points.split()]
+        if any(len(point) != 2 for point in xy):
+            raise ValueError("every point is x,y")
+        if kind == "line":
+            if len(xy) != 2:
+                raise ValueError(f"a line needs 2 points, got {len(xy)}")
+            return LineZone(*xy, name=name or f"line{number}")
+        return PolygonZone(xy, name=name or f"zone{number}")
+    except (TypeError, ValueError) as exc:
+        more = " x,y ..." if kind == "zone" else ""
+        raise ValueError(f"{text!r}: {exc} (expected [name:]x,y x,y{more} in source pixels, e.g. {example!r})") from None

@@ -11,7 +11,7 @@ import edgeseg.runtimes
 from edgeseg.cli import main
 from edgeseg.runtimes.results import Results
 from edgeseg.runtimes.runtime import Runtime
-from edgeseg.runtimes.tracking import LineZone, PolygonZone, Trails, ZoneCounter
+from edgeseg.runtimes.tracking import LineZone, PolygonZone, TrackRecorder, Trails, ZoneCounter, parse_zone
 from edgeseg.runtimes.tracking.zones import by_class
 
 import helpers
@@ -139,3 +139,31 @@ def test_cli_track_counts_zones_and_lines_into_counts_json(tmp_path, monkeypatch
 
     bad = CliRunner().invoke(main, ["track", "blobs.onnx", str(video), "--line", "0,0 5"])
     assert bad.exit_code == 2 and "every point is x,y" in bad.output
+
+
+def test_the_python_api_records_what_the_cli_does(tmp_path):
+    """TrackRecorder over Runtime.track: the counts of the CLI test above, trails on the frames, and the summary files."""
+    recorder = TrackRecorder([parse_zone("gate:100,0 100,120", "line"), parse_zone("120,0 200,0 200,120 120,120", "zone")], trail=30)
+    runtime = Runtime(BlobBackend())
+    frames = [(result.plot(), recorder.annotate(result, result.plot())) for result in recorder.follow(runtime.track(squares(30)))]
+    assert recorder.counts == {"images": {"gate": {"in": {"blob": 1}, "out": {"blob": 1}},
+                                          "zone1": {"in": {"blob": 1}, "out": {"blob": 1}, "inside": {"blob": 1}}}}  # fmt: skip
+    plain, annotated = frames[-1]
+    line_colour = lambda image: (np.abs(image.astype(int) - (0, 215, 255)).sum(-1) < 60)[:, 99:102].mean()  # noqa: E731
+    assert len(frames) == 30 and line_colour(annotated) > 0.5 > line_colour(plain)  # the gate is drawn by annotate only
+    written = recorder.save(tmp_path / "run", runtime.last_tracks)
+    assert [p.name for p in written] == ["tracks.json", "counts.json"]
+    assert json.loads(written[0].read_text()) == runtime.last_tracks and json.loads(written[1].read_text()) == recorder.counts
+    plain = TrackRecorder(trail=0)
+    list(plain.follow(runtime.track(squares(3))))
+    assert plain.counts == {} and [p.name for p in plain.save(tmp_path / "plain", runtime.last_tracks)] == ["tracks.json"]
+
+
+@pytest.mark.parametrize(
+    "text, kind, problem",
+    [("0,0 5", "line", "every point is x,y"), ("0,0 5,5 9,9", "line", "a line needs 2 points, got 3"), ("a:b", "zone", "could not convert")],
+)
+def test_parse_zone_says_what_is_wrong(text, kind, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_zone(text, kind)
+    assert parse_zone("dock:0,0 10,0 10,10", "zone").name == "dock" and parse_zone("0,0 9,9", "line", 3).name == "line3"
