@@ -25,7 +25,7 @@ class ExportJob:
     """Everything a target's ``build(job)`` needs to write one artifact.
 
     Attributes:
-        net: a private copy of the fused ``SegmentationModel`` in eval mode on ``device``; the
+        net: a private copy of the fused ``SegmentationNet`` in eval mode on ``device``; the
             target may change it (e.g. cast it to half). Its eval forward maps (B, 3, H, W) float
             RGB in [0, 1] to preds (B, 4 + nc + nm, A) and protos (B, nm, H / 4, W / 4).
         meta: the ModelMeta to embed (names, imgsz, stride, nm, batch, dynamic, precision,

@@ -57,7 +57,7 @@ def scope_pattern(module: str) -> str:
 
 
 def ignored_patterns(net) -> list[str]:
-    """NNCF ignored-scope regexes for ``net`` (a ``SegmentationModel``): what the head names as float-kept.
+    """NNCF ignored-scope regexes for ``net`` (a ``SegmentationNet``): what the head names as float-kept.
 
     The head's own decoding ops (``DECODE_OPS`` directly in the head's scope) and every module of
     ``edgeseg.nn.head.float_kept_modules`` (the DFL, the last conv of each branch); the head is

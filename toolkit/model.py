@@ -15,7 +15,7 @@ class Model:
         names: class names for a YAML-built model, ``{id: name}`` or a list.
 
     Attributes:
-        net: the ``SegmentationModel`` (torch ``nn.Module``); ``model`` is the same object under
+        net: the ``SegmentationNet`` (torch ``nn.Module``); ``model`` is the same object under
             Ultralytics' name.
         task: ``"segment"``.
         names: ``{class id: name}``.
@@ -42,7 +42,7 @@ class Model:
 
     @property
     def model(self):
-        """The ``SegmentationModel`` (``nn.Module``) under Ultralytics' name: the same object as ``net``."""
+        """The ``SegmentationNet`` (``nn.Module``) under Ultralytics' name: the same object as ``net``."""
         return self.net
 
     @property

@@ -72,7 +72,7 @@ def _fake_ultralytics():
 
 
 def write_ultralytics_checkpoint(path, net, model_class="SegmentationModel", yaml_edit=None, ema=None, model_edit=None, **overrides):
-    """``torch.save`` ``net`` (an edgeseg SegmentationModel) in Ultralytics' checkpoint layout.
+    """``torch.save`` ``net`` (an edgeseg SegmentationNet) in Ultralytics' checkpoint layout.
 
     The network is copied to half precision and every edgeseg module is re-classed as a subclass
     recorded under Ultralytics' module path (``ultralytics.nn.modules.conv.Conv`` …), so the pickle
@@ -96,7 +96,7 @@ def write_ultralytics_checkpoint(path, net, model_class="SegmentationModel", yam
                 base = type(module)
                 if not base.__module__.startswith("edgeseg."):
                     continue
-                name = top_name if base.__name__ == "SegmentationModel" else base.__name__
+                name = top_name if base.__name__ == "SegmentationNet" else base.__name__
                 if name not in disguised:
                     home = next(m for m, names in ULTRALYTICS_CLASSES.items() if name in names)
                     disguised[name] = type(name, (base,), {"__module__": home, "__qualname__": name})

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgeseg.models.config import load_model_config
-from edgeseg.nn.model import SegmentationModel
+from edgeseg.nn.net import SegmentationNet
 from edgeseg.nn.summary import count_parameters, gflops
 
 # Ultralytics' published numbers for the yolo11{scale}-seg models with nc=80.
@@ -12,8 +12,8 @@ PARAMS = {"n": 2_876_848, "s": 10_113_248, "m": 22_420_896, "l": 27_678_368, "x"
 GFLOPS_640 = {"n": 9.96, "s": 33.36, "m": 113.97, "l": 133.18, "x": 297.89}
 
 
-def build(scale: str, nc: int | None = None) -> SegmentationModel:
-    return SegmentationModel(load_model_config(f"yolo11{scale}-seg.yaml", nc=nc))
+def build(scale: str, nc: int | None = None) -> SegmentationNet:
+    return SegmentationNet(load_model_config(f"yolo11{scale}-seg.yaml", nc=nc))
 
 
 @pytest.mark.parametrize("scale", list(PARAMS))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgeseg.models.config import load_model_config
-from edgeseg.nn.model import SegmentationModel
+from edgeseg.nn.net import SegmentationNet
 from edgeseg.train.optim import (
     ModelEMA,
     accumulation_steps,
@@ -20,7 +20,7 @@ from edgeseg.train.optim import (
 
 @pytest.fixture(scope="module")
 def net():
-    return SegmentationModel(load_model_config("yolo11n-seg.yaml", nc=5))
+    return SegmentationNet(load_model_config("yolo11n-seg.yaml", nc=5))
 
 
 def test_parameter_groups_cover_everything_once(net):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from edgeseg.devices import check_cuda_index, default_device
-from edgeseg.nn.model import SegmentationModel
+from edgeseg.nn.net import SegmentationNet
 from edgeseg.nn.network import load_network, network_meta
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.meta import ModelMeta
@@ -17,7 +17,7 @@ from edgeseg.runtimes.runtime import Runtime
 
 
 class TorchBackend(Backend):
-    """Runs a ``SegmentationModel`` in eval mode; dynamic batch and input size.
+    """Runs a ``SegmentationNet`` in eval mode; dynamic batch and input size.
 
     Args:
         net: the network (put in eval mode and moved to ``device``; not copied).
@@ -28,7 +28,7 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, net: SegmentationModel, meta: ModelMeta, path: str, device: str = "cpu"):
+    def __init__(self, net: SegmentationNet, meta: ModelMeta, path: str, device: str = "cpu"):
         kind, index = parse_device(device)
         if kind == "cuda":
             check_cuda_index(index, f"{path}: device {device!r}")
@@ -49,7 +49,7 @@ def load(path: str, device: str | None = None) -> TorchBackend:
     return TorchBackend(network.net.fuse(), network.meta, str(path), default_device(device))
 
 
-def network_runtime(net: SegmentationModel, imgsz, source: str = "<memory>", device: str | None = None) -> Runtime:
+def network_runtime(net: SegmentationNet, imgsz, source: str = "<memory>", device: str | None = None) -> Runtime:
     """A Runtime over an in-memory network (no file written): predict and val as for any artifact.
 
     Args:

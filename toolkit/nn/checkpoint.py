@@ -32,7 +32,7 @@ def atomic_torch_save(obj: dict, path: str | Path) -> Path:
 
 
 def build_checkpoint(model, imgsz: int, **extra) -> dict:
-    """The checkpoint dict for ``model`` (a SegmentationModel).
+    """The checkpoint dict for ``model`` (a SegmentationNet).
 
     Args:
         model: the network whose ``state_dict`` (float32, on CPU) is stored.
@@ -151,7 +151,7 @@ def check_state_dict(state, shapes: dict[str, tuple], source: str) -> None:
 
     Args:
         state: the checkpoint's state_dict.
-        shapes: ``{parameter name: shape}`` of the architecture (``edgeseg.nn.model.check_architecture``).
+        shapes: ``{parameter name: shape}`` of the architecture (``edgeseg.nn.net.check_architecture``).
         source: the file, for the message.
     """
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):

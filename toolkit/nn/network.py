@@ -2,7 +2,7 @@
 
 ``import_ultralytics`` writes an Ultralytics checkpoint as an edgeseg one.
 
-Everything that needs a ``SegmentationModel`` from a file (the ``.pt`` backend, export, training,
+Everything that needs a ``SegmentationNet`` from a file (the ``.pt`` backend, export, training,
 the ``Model`` facade) calls these, and gets the network together with the ModelMeta a runtime
 needs to run it (docs/ARCHITECTURE.md, "ModelMeta").
 """
@@ -22,7 +22,7 @@ from edgeseg.nn.checkpoint import (
     load_checkpoint,
 )
 from edgeseg.models.config import load_model_config
-from edgeseg.nn.model import SegmentationModel, check_architecture
+from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.runtimes.errors import EdgesegError, first_line
 from edgeseg.runtimes.meta import ModelMeta
 from edgeseg.runtimes.version import __version__
@@ -36,7 +36,7 @@ class Network(NamedTuple):
     """A network and the facts that travel with it.
 
     Attributes:
-        net: the ``SegmentationModel`` in eval mode (BatchNorm not fused).
+        net: the ``SegmentationNet`` in eval mode (BatchNorm not fused).
         meta: its ModelMeta as the ``.pt`` runtime sees it: names, square ``imgsz`` (pixels), stride,
             nm, dynamic batch and size, ``source_hash`` of the checkpoint file ('' when built).
         checkpoint: the checkpoint's record without weights or training state (``train_args``,
@@ -44,7 +44,7 @@ class Network(NamedTuple):
         source: the file it came from (checkpoint or YAML path as given).
     """
 
-    net: SegmentationModel
+    net: SegmentationNet
     meta: ModelMeta
     checkpoint: dict | None
     source: str
@@ -55,7 +55,7 @@ class Network(NamedTuple):
         return network_name(self.source, self.net, self.checkpoint is not None)
 
 
-def network_name(source: str, net: SegmentationModel, from_checkpoint: bool) -> str:
+def network_name(source: str, net: SegmentationNet, from_checkpoint: bool) -> str:
     """The checkpoint file stem, or for a YAML-built network the YAML stem with its scale letter (``yolo11n-seg``)."""
     stem = Path(source).stem
     scale = net.yaml.get("scale")
@@ -64,7 +64,7 @@ def network_name(source: str, net: SegmentationModel, from_checkpoint: bool) -> 
     return stem.replace("11", f"11{scale}", 1)
 
 
-def network_meta(net: SegmentationModel, imgsz, source_hash: str = "") -> ModelMeta:
+def network_meta(net: SegmentationNet, imgsz, source_hash: str = "") -> ModelMeta:
     """The ModelMeta of an in-memory network: dynamic batch and input size, fp32.
 
     Args:
@@ -109,7 +109,7 @@ def load_network(path: str | Path) -> Network:
         )
     cfg, names, imgsz = checkpoint_parts(ckpt, source)
     check_state_dict(ckpt["state_dict"], check_architecture(cfg, source), source)
-    net = SegmentationModel(cfg, names=names)
+    net = SegmentationNet(cfg, names=names)
     net.load_state_dict(ckpt["state_dict"])
     net.eval()
     record = {k: v for k, v in ckpt.items() if k not in WEIGHT_KEYS}
@@ -136,7 +136,7 @@ def build_network(source: str | Path, nc: int | None = None, names=None) -> Netw
     if names and len(names) != cfg["nc"]:
         raise EdgesegError(f"{source}: {len(names)} names given for nc={cfg['nc']}")
     check_architecture(cfg, source)
-    net = SegmentationModel(cfg, names=names).eval()
+    net = SegmentationNet(cfg, names=names).eval()
     return Network(net, network_meta(net, DEFAULT_IMGSZ), None, source)
 
 
@@ -175,7 +175,7 @@ def import_ultralytics(path: str | Path, out: str | Path | None = None) -> Path:
     if out.resolve() == path.resolve():
         raise EdgesegError(f"{out}: is the file being imported; choose another output path")
     ckpt = ultralytics_checkpoint(path)
-    net = SegmentationModel(ckpt["config"], names=ckpt["names"])
+    net = SegmentationNet(ckpt["config"], names=ckpt["names"])
     try:
         missing, unexpected = net.load_state_dict(ckpt["state_dict"], strict=False)
     except RuntimeError as exc:

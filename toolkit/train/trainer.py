@@ -25,7 +25,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
 from edgeseg.runtimes.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
-from edgeseg.nn.model import SegmentationModel, check_architecture
+from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.nn.network import Network, build_network, load_network, network_meta
 from edgeseg.runtimes.limits import MAX_IMGSZ
 from edgeseg.runtimes.paths import increment_path
@@ -210,7 +210,7 @@ class Trainer:
             shapes = check_architecture(cfg, str(self.resume_path))
             for key in ("state_dict", "model_state"):
                 check_state_dict(self.resume_ckpt[key], shapes, f"{self.resume_path} ({key})")
-            net = SegmentationModel(cfg, names=dict(names))
+            net = SegmentationNet(cfg, names=dict(names))
             self.network = Network(net, network_meta(net, args["imgsz"]), None, str(self.resume_path))
         elif str(args["model"]).endswith(".pt"):
             self.network = _rebuild_for_classes(load_network(args["model"]), names)
@@ -505,7 +505,7 @@ def _rebuild_for_classes(network: Network, names: dict[int, str]) -> Network:
     if network.net.nc == len(names):
         network.net.names = dict(names)
         return network
-    net = SegmentationModel({**network.net.yaml, "nc": len(names)}, names=dict(names))
+    net = SegmentationNet({**network.net.yaml, "nc": len(names)}, names=dict(names))
     own = net.state_dict()
     kept = {k: v for k, v in network.net.state_dict().items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(kept, strict=False)

@@ -1,4 +1,4 @@
-"""Build a segmentation model from a resolved model config (the one factory for architectures)."""
+"""Build a segmentation network (``SegmentationNet``, the nn.Module) from a resolved model config: the one factory for architectures."""
 
 import copy
 import math
@@ -91,7 +91,7 @@ def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
     """
     try:
         with torch.device("meta"):
-            net = SegmentationModel(cfg)
+            net = SegmentationNet(cfg)
     except (TypeError, ValueError, RuntimeError, IndexError, KeyError, ZeroDivisionError, AttributeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgesegError(f"{source}: the model config does not build a network ({message[:160]})") from None
@@ -101,7 +101,7 @@ def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in net.state_dict().items()}
 
 
-class SegmentationModel(nn.Module):
+class SegmentationNet(nn.Module):
     """A YOLO11-seg network. Input (B, 3, H, W) RGB in [0, 1] with H, W multiples of 32.
 
     ``model.train()``: returns ``(levels, coeffs, protos)`` for the loss (see ``Segment``).
@@ -148,7 +148,7 @@ class SegmentationModel(nn.Module):
             outputs.append(x if layer.i in self.save else None)
         return x
 
-    def fuse(self) -> "SegmentationModel":
+    def fuse(self) -> "SegmentationNet":
         """Fold every BatchNorm into its Conv for inference (in place); outputs unchanged within float error."""
         for module in self.modules():
             if isinstance(module, Conv) and hasattr(module, "bn"):
