@@ -15,7 +15,8 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, PredictUnavailable
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.meta import META_KEY
+from edgeseg.runtimes.plain_meta import meta_from_map
 
 # device → compute units: "cpu" keeps float32 packages in float32; "all" lets CoreML use the GPU
 # and the Neural Engine (which compute in float16).
@@ -52,13 +53,9 @@ class CoreMLBackend(Backend):
         except Exception as exc:  # coremltools raises plain Exception/IOError for unreadable packages
             raise EdgesegError(f"{path}: not a loadable CoreML package ({str(exc).splitlines()[0]})") from None
         description = spec.description
-        text = description.metadata.userDefined.get(META_KEY)
-        if text is None:
-            raise EdgesegError(f"{path}: no '{META_KEY}' metadata: not an edgeseg CoreML package")
-        try:
-            meta = ModelMeta.from_json(text)
-        except ValueError as exc:
-            raise EdgesegError(f"{path}: unreadable '{META_KEY}' metadata ({exc})") from None
+        meta = meta_from_map(dict(description.metadata.userDefined), path)
+        if meta is None:
+            raise EdgesegError(f"{path}: no '{META_KEY}' metadata and no plain metadata keys (names, imgsz): not a YOLO-seg CoreML package")
         inputs = {f.name: _shape(f) for f in description.input}
         outputs = {f.name: _shape(f) for f in description.output}
         if list(inputs) != ["images"] or len(inputs["images"]) != 4 or set(outputs) != {"preds", "protos"}:

@@ -1,6 +1,7 @@
 """The ModelMeta as ``edgeseg.json`` beside the model files, for folder artifacts whose files have no room for it (NCNN, RKNN).
 
-The plain keys the YOLO ecosystem reads go beside it as ``metadata.yaml`` (``edgeseg.runtimes.plain_meta``).
+The plain keys the YOLO ecosystem reads go beside it as ``metadata.yaml`` (``edgeseg.runtimes.plain_meta``); a folder with
+only those (an Ultralytics export) is read from them.
 """
 
 import json
@@ -9,24 +10,31 @@ from pathlib import Path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
 from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.plain_meta import write_sidecar
+from edgeseg.runtimes.plain_meta import SIDECAR, meta_from_map, write_sidecar
+from edgeseg.runtimes.yaml_safe import load_yaml
 
 META_FILE = "edgeseg.json"
 
 
 def read_folder_meta(folder: Path, holds: str) -> ModelMeta:
-    """The ModelMeta of ``folder/edgeseg.json``.
+    """The ModelMeta of ``folder/edgeseg.json``, else of the plain keys in ``folder/metadata.yaml`` (an Ultralytics export).
 
     Args:
         folder: the artifact folder.
-        holds: what such a folder holds, for the message when the file is missing (e.g. ``model.rknn``).
+        holds: what such a folder holds, for the message when neither file is there (e.g. ``model.rknn``).
 
     Raises:
-        EdgesegError: the file is missing, too large or unreadable.
+        EdgesegError: neither file, or one that is too large or unreadable.
     """
     meta_path = folder / META_FILE
     if not meta_path.is_file():
-        raise EdgesegError(f"{folder}: no {META_FILE} (an edgeseg folder of this kind holds {holds} and {META_FILE})")
+        sidecar = folder / SIDECAR
+        if sidecar.is_file():
+            values = load_yaml(sidecar)
+            meta = meta_from_map(values, sidecar) if isinstance(values, dict) else None
+            if meta is not None:
+                return meta
+        raise EdgesegError(f"{folder}: no {META_FILE} and no {SIDECAR} with names and imgsz (such a folder holds {holds} and {META_FILE})")
     if meta_path.stat().st_size > MAX_METADATA_BYTES:
         raise EdgesegError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata (at most {MAX_METADATA_BYTES})")
     try:

@@ -17,6 +17,7 @@ Engine building is not verified in edgeseg's own test environment (TensorRT is n
 there): header parsing is tested, inference is written against TensorRT 10's documented API.
 """
 
+import json
 import logging
 import struct
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.plain_meta import has_plain, meta_from_plain
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -39,6 +41,19 @@ def write_engine(path: str | Path, meta: ModelMeta, engine: bytes) -> Path:
     text = meta.to_json().encode()
     path.write_bytes(HEADER.pack(len(text)) + text + bytes(engine))
     return path
+
+
+def header_meta(text: str, path) -> ModelMeta:
+    """The ModelMeta of an engine header's JSON: edgeseg's ModelMeta (it always holds ``precision``), else the
+    plain keys (an Ultralytics engine: ``names``, ``imgsz``, ``args`` …, no ``precision``).
+
+    Raises:
+        ValueError: neither.
+    """
+    values = json.loads(text)
+    if isinstance(values, dict) and "precision" not in values and has_plain(values):
+        return meta_from_plain(values)
+    return ModelMeta.from_json(text)
 
 
 def read_engine(path: str | Path) -> tuple[ModelMeta, bytes]:
@@ -55,7 +70,7 @@ def read_engine(path: str | Path) -> tuple[ModelMeta, bytes]:
         (length,) = HEADER.unpack_from(data)
         if 0 < length <= len(data) - HEADER.size:
             try:
-                meta = ModelMeta.from_json(data[HEADER.size : HEADER.size + length].decode())
+                meta = header_meta(data[HEADER.size : HEADER.size + length].decode(), path)
             except (UnicodeDecodeError, ValueError, TypeError) as exc:
                 problem = exc if data[HEADER.size : HEADER.size + 1] == b"{" else None
     if meta is not None:

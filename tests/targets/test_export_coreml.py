@@ -145,3 +145,17 @@ def test_dynamic_and_end2end_are_refused_and_leave_nothing(checkpoint, tmp_path,
         with pytest.raises(EdgesegError, match="end2end CoreML"):
             export(checkpoint, "coreml", end2end=True, out=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_with_only_the_plain_keys_loads_from_them(packages, monkeypatch):
+    """Ultralytics' CoreML packages carry the plain keys, not edgeseg's JSON: the backend reads those (names, size)."""
+    spec = ct.utils.load_spec(str(packages["fp32"].path))
+    del spec.description.metadata.userDefined[META_KEY]
+    assert {"names", "imgsz", "stride"} <= set(spec.description.metadata.userDefined)  # written by the export
+    monkeypatch.setattr(ct.utils, "load_spec", lambda path: spec)
+    backend = load(packages["fp32"].path).backend
+    assert backend.meta.names == dict(enumerate(CLASS_NAMES)) and backend.meta.imgsz == (IMGSZ, IMGSZ) and backend.meta.nc == NC
+    for key in list(spec.description.metadata.userDefined):
+        del spec.description.metadata.userDefined[key]
+    with pytest.raises(EdgesegError, match="no 'edgeseg' metadata and no plain metadata keys"):
+        load(packages["fp32"].path)

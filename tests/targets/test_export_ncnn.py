@@ -4,6 +4,7 @@ import json
 import shutil
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -82,7 +83,8 @@ def test_hostile_folders_and_settings_are_one_line_errors(fp32, tmp_path, monkey
 
     gone = copy("nometa")
     (gone / META_FILE).unlink()
-    with pytest.raises(EdgesegError, match=f"no {META_FILE}"):
+    (gone / "metadata.yaml").unlink()
+    with pytest.raises(EdgesegError, match=f"no {META_FILE} and no metadata.yaml with names and imgsz"):
         load(gone)
     bad = copy("badmeta")
     (bad / META_FILE).write_text('{"names": {"0": "a"}, "imgsz": -3}')
@@ -141,3 +143,14 @@ def test_cli_export_and_predict(checkpoint, fp32, tmp_path):
     assert done.exit_code == 0, done.output
     lines = (tmp_path / "p" / "labels" / "a.txt").read_text().splitlines()
     assert len(lines) == len(next(load(checkpoint).predict(str(image), imgsz=IMGSZ))) > 0
+
+
+def test_a_folder_with_only_the_plain_keys_loads_from_them(fp32, tmp_path):
+    """An NCNN folder as Ultralytics writes it: model.ncnn.param/.bin and metadata.yaml, no edgeseg.json."""
+    plain = shutil.copytree(fp32.path, tmp_path / "plain_ncnn_model")
+    (plain / META_FILE).unlink()
+    ours, theirs = load(fp32.path), load(plain)
+    assert (theirs.names, theirs.meta.imgsz, theirs.meta.nm) == (ours.names, ours.meta.imgsz, ours.meta.nm)
+    batch = np.random.default_rng(0).uniform(0, 1, (1, 3, *ours.meta.imgsz)).astype(np.float32)
+    for a, b in zip(ours.backend.infer(batch), theirs.backend.infer(batch)):
+        np.testing.assert_array_equal(a, b)

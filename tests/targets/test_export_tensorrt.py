@@ -7,6 +7,7 @@ engine is skipped with that reason; the missing-TensorRT messages are checked in
 import copy
 import dataclasses
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -171,6 +172,22 @@ def test_truncated_or_garbage_engines_are_clear_errors(tmp_path, content, messag
     path = tmp_path / "bad.engine"
     path.write_bytes(content)
     with pytest.raises(EdgesegError, match=message):
+        read_engine(path)
+
+
+def test_an_engine_with_the_plain_keys_header_reads_them(tmp_path):
+    """Ultralytics writes its engines with the same 4-byte length but the plain keys' JSON: names, imgsz, stride …"""
+    plain = {"names": {"0": "circle", "1": "star"}, "imgsz": list(IMGSZ), "stride": 32, "batch": 1, "task": "segment",
+             "args": {"half": True, "int8": False, "dynamic": False, "nms": False}}  # fmt: skip
+    text = json.dumps(plain).encode()
+    path = tmp_path / "u.engine"
+    path.write_bytes(HEADER.pack(len(text)) + text + b"\x01engine")
+    meta, engine = read_engine(path)
+    assert (meta.names, meta.imgsz, meta.precision, meta.batch) == ({0: "circle", 1: "star"}, IMGSZ, "fp16", 1)
+    assert engine == b"\x01engine"
+    neither = json.dumps({"names": {"0": "a"}}).encode()  # no imgsz: neither edgeseg's metadata nor the plain keys
+    path.write_bytes(HEADER.pack(len(neither)) + neither + b"\x01engine")
+    with pytest.raises(EdgesegError, match="unusable edgeseg metadata header"):
         read_engine(path)
 
 
