@@ -7,6 +7,7 @@ from edgeseg.runtimes.errors import is_int
 from edgeseg.runtimes.limits import MAX_CLASSES, MAX_DETECTIONS, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
 
 META_KEY = "edgeseg"  # the key under which artifacts store ``ModelMeta.to_json()``
+DEFAULT_IMGSZ = 640  # px: the input size assumed when a file records none (a dynamic graph, an old checkpoint)
 
 
 @dataclass

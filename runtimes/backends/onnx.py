@@ -1,6 +1,5 @@
 """ONNX Runtime backend: ``.onnx`` files from edgeseg, or any ONNX with the YOLO-seg output layout."""
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -8,14 +7,12 @@ import onnxruntime as ort
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, choose_device, parse_device
+from edgeseg.runtimes.backends.layout import bind_outputs, layout_meta, with_input_shape
 from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
 from edgeseg.runtimes.plain_meta import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
-DEFAULT_IMGSZ = 640  # input size assumed for a third-party ONNX whose height/width are dynamic
-LAYOUT = "(B, 4+nc+nm, A) preds and (B, nm, H/4, W/4) protos"
 
 
 def _providers(device: str, path: str) -> list:
@@ -30,6 +27,11 @@ def _providers(device: str, path: str) -> list:
             f"this onnxruntime has {', '.join(available)} (use --device cpu)"
         )
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def _static(dim) -> int | None:
+    """A dimension of an ONNX Runtime shape as an int, None when it is symbolic (dynamic)."""
+    return dim if isinstance(dim, int) else None
 
 
 def _describe(args) -> str:
@@ -75,39 +77,11 @@ class OnnxBackend(Backend):
         self.input_name = inputs[0].name
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         meta = meta_from_map(self.session.get_modelmeta().custom_metadata_map, path)
-        preds, protos = self._bind(outputs, meta, path)
+        preds, protos = bind_outputs(outputs, lambda o: [o.name], lambda o: len(o.shape), meta, path, _describe(outputs))
         self.output_names = [preds.name, protos.name]
-        axis, size = meta.head_shape if meta is not None else (1, None)
-        channels, nm = preds.shape[axis], protos.shape[1]
-        if meta is None:
-            if not (isinstance(channels, int) and isinstance(nm, int) and channels - 4 - nm >= 1):
-                raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
-            meta = ModelMeta(names={i: str(i) for i in range(channels - 4 - nm)}, imgsz=(DEFAULT_IMGSZ, DEFAULT_IMGSZ), nm=nm)
-            LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={meta.nc}, names = class ids)")
-        elif isinstance(channels, int) and isinstance(nm, int) and (channels, nm) != (size, meta.nm):
-            raise EdgesegError(
-                f"{path}: metadata says nc={meta.nc}, nm={meta.nm} but the outputs are {_describe([preds, protos])}"
-            )
-        batch, height, width = inputs[0].shape[0], inputs[0].shape[2], inputs[0].shape[3]
-        static_hw = isinstance(height, int) and isinstance(width, int)
-        meta = dataclasses.replace(
-            meta,
-            batch=batch if isinstance(batch, int) else 0,
-            dynamic=not static_hw,
-            imgsz=(height, width) if static_hw else meta.imgsz,
-        )
+        meta = layout_meta(meta, [_static(d) for d in preds.shape], [_static(d) for d in protos.shape], path, _describe([preds, protos]))
+        meta = with_input_shape(meta, *(_static(inputs[0].shape[i]) for i in (0, 2, 3)))
         super().__init__(path, meta, device)
-
-    @staticmethod
-    def _bind(outputs, meta: ModelMeta | None, path: str):
-        """(preds, protos) output args: by the metadata's names when they are the outputs, else by rank."""
-        by_name = {o.name: o for o in outputs}
-        if meta is not None and len(meta.outputs) == 2 and all(n in by_name for n in meta.outputs) and len(outputs) == 2:
-            return by_name[meta.outputs[0]], by_name[meta.outputs[1]]
-        ranked = {len(o.shape): o for o in outputs}
-        if len(outputs) != 2 or set(ranked) != {3, 4}:
-            raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
-        return ranked[3], ranked[4]
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""

@@ -8,7 +8,6 @@ openvino is imported by ``load`` only, so a device without it gets a one-line me
 extra to install.
 """
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend
+from edgeseg.runtimes.backends.layout import bind_outputs, layout_meta, with_input_shape
 from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.plain_meta import PLAIN_KEYS, SIDECAR, meta_from_map
 from edgeseg.runtimes.yaml_safe import load_yaml
 
@@ -25,8 +25,6 @@ LOGGER = logging.getLogger("edgeseg")
 
 RT_INFO_PATH = ["model_info", META_KEY]
 ONNX_RT_INFO_PATH = ["framework", META_KEY]  # where an ONNX file's metadata_props appear once read by OpenVINO
-DEFAULT_IMGSZ = 640  # input size assumed for a third-party IR whose height/width are dynamic
-LAYOUT = "(B, 4+nc+nm, A) preds and (B, nm, H/4, W/4) protos"
 # Every precision computes in f32: on CPUs with bf16 support OpenVINO would otherwise run an fp32
 # IR in bf16 (max abs diff ~3 on preds, detections lost; docs/ARCHITECTURE.md). An int8 IR's quantised
 # layers run in int8 whatever this hint says; it only fixes the float parts.
@@ -94,6 +92,12 @@ def _dim(shape, i: int) -> int | None:
     return shape[i].get_length() if shape[i].is_static else None
 
 
+def _dims(port) -> list[int | None]:
+    """The dimensions of a port's PartialShape, None where dynamic."""
+    shape = port.get_partial_shape()
+    return [_dim(shape, i) for i in range(shape.rank.get_length())]
+
+
 class OpenVinoBackend(Backend):
     """A compiled OpenVINO model bound to the ``preds``/``protos`` contract.
 
@@ -138,22 +142,10 @@ class OpenVinoBackend(Backend):
         meta_path = ONNX_RT_INFO_PATH if onnx_file else RT_INFO_PATH
         own = {META_KEY: model.get_rt_info(meta_path).astype(str)} if model.has_rt_info(meta_path) else None
         meta = meta_from_map(own or plain_values(model, Path(files[0]), onnx_file), path)
-        preds, protos = self._bind(outputs, meta, path)
-        axis, size = meta.head_shape if meta is not None else (1, None)
-        channels, nm = _dim(preds.get_partial_shape(), axis), _dim(protos.get_partial_shape(), 1)
-        if meta is None:
-            if channels is None or nm is None or channels - 4 - nm < 1:
-                raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
-            meta = ModelMeta(names={i: str(i) for i in range(channels - 4 - nm)}, imgsz=(DEFAULT_IMGSZ, DEFAULT_IMGSZ), nm=nm)
-            LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={meta.nc}, names = class ids)")
-        elif channels is not None and nm is not None and (channels, nm) != (size, meta.nm):
-            raise EdgesegError(f"{path}: metadata says nc={meta.nc}, nm={meta.nm} but the outputs are {_describe([preds, protos])}")
+        preds, protos = bind_outputs(outputs, lambda o: o.get_names(), lambda o: o.get_partial_shape().rank.get_length(), meta, path, _describe(outputs))
+        meta = layout_meta(meta, _dims(preds), _dims(protos), path, _describe([preds, protos]))
         shape = inputs[0].get_partial_shape()
-        batch, height, width = _dim(shape, 0), _dim(shape, 2), _dim(shape, 3)
-        static_hw = height is not None and width is not None
-        meta = dataclasses.replace(
-            meta, batch=batch or 0, dynamic=not static_hw, imgsz=(height, width) if static_hw else meta.imgsz
-        )
+        meta = with_input_shape(meta, _dim(shape, 0), _dim(shape, 2), _dim(shape, 3))
         try:
             cpu = {**CONFIG, "INFERENCE_NUM_THREADS": usable_cpus()}
             config = {"DEVICE_PROPERTIES": {"CPU": cpu, "GPU": CONFIG}} if target == "AUTO" else cpu if target == "CPU" else CONFIG
@@ -163,18 +155,6 @@ class OpenVinoBackend(Backend):
         self.outputs = [self.compiled.output(outputs.index(p)) for p in (preds, protos)]
         self.request = self.compiled.create_infer_request()
         super().__init__(path, meta, device)
-
-    @staticmethod
-    def _bind(outputs, meta: ModelMeta | None, path: str):
-        """(preds, protos) output ports: by the metadata's names when they are the outputs, else by rank
-        (an IR converted from a PyTorch model, as Ultralytics writes them, may leave an output unnamed)."""
-        named = {name: o for o in outputs for name in o.get_names()}
-        if meta is not None and len(outputs) == 2 and len(meta.outputs) == 2 and all(n in named for n in meta.outputs):
-            return named[meta.outputs[0]], named[meta.outputs[1]]
-        ranked = {o.get_partial_shape().rank.get_length(): o for o in outputs}
-        if len(outputs) != 2 or set(ranked) != {3, 4}:
-            raise EdgesegError(f"{path}: outputs do not have the YOLO-seg layout {LAYOUT}; found {_describe(outputs)}")
-        return ranked[3], ranked[4]
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""

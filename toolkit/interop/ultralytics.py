@@ -37,8 +37,8 @@ from edgeseg.interop.torch_pickle import (
     read_error,
 )
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
+from edgeseg.runtimes.meta import DEFAULT_IMGSZ
 
-DEFAULT_IMGSZ = 640  # px, when the checkpoint records no training size
 SEGMENTATION_MODEL = "ultralytics.nn.tasks.SegmentationModel"
 MAX_VALUES = 100_000  # values one walk over the unpickled data visits, shared ones counted at each use
 MAX_STRING_CHARS = 1_000_000  # characters of one string

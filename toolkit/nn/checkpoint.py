@@ -17,10 +17,10 @@ from edgeseg.models.config import validate_model_config
 from edgeseg.runtimes.errors import EdgesegError, first_line
 from edgeseg.runtimes.files import atomic_write
 from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
+from edgeseg.runtimes.meta import DEFAULT_IMGSZ
 from edgeseg.runtimes.version import __version__
 
 REQUIRED_KEYS = ("config", "state_dict", "names")
-DEFAULT_IMGSZ = 640  # px, for a checkpoint that records no input size
 MAX_ITEMS = 2_000_000  # values in the loaded structure, shared ones counted at each use
 MAX_DEPTH = 64  # nesting levels of containers
 MAX_STRING_CHARS = 1 << 20  # characters of one string

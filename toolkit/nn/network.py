@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
 from edgeseg.nn.checkpoint import (
-    DEFAULT_IMGSZ,
     atomic_torch_save,
     build_checkpoint,
     check_state_dict,
@@ -24,7 +23,7 @@ from edgeseg.nn.checkpoint import (
 from edgeseg.models.config import load_model_config
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.runtimes.errors import EdgesegError, first_line
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta import DEFAULT_IMGSZ, ModelMeta
 from edgeseg.runtimes.version import __version__
 
 LOGGER = logging.getLogger("edgeseg")
