@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.backends.tflite import operator_names
+from edgeseg.runtimes.backends.tflite_file import operator_names
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 from edgeseg.runtimes.plain_meta import plain_metadata
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor

@@ -1,95 +1,27 @@
 """TensorRT backend: serialized engines run on an NVIDIA GPU through the TensorRT Python API and cuda-python.
 
-Engine file layout (as edgeseg writes it, the same as Ultralytics' ``.engine`` files)::
-
-    bytes 0-3     n, the length of the metadata, uint32 little-endian
-    bytes 4-4+n   ModelMeta JSON, UTF-8
-    bytes 4+n-    the serialized TensorRT engine (``IBuilder.build_serialized_network``)
-
-A bare engine (no header, e.g. from ``trtexec``) loads when a sidecar ``<engine>.json`` holds its
-ModelMeta. Inputs and outputs are bound by tensor name (``images`` → ``preds``, ``protos``) and
-live in device buffers allocated with ``cudaMalloc``; a call copies the (B, 3, H, W) float32 batch
-in, runs ``execute_async_v3`` on a CUDA stream and copies both outputs back. torch is never
-imported. An engine is tied to the TensorRT version and the GPU that built them: the header's
-``extra`` records both (``tensorrt``, ``gpu``), and a mismatch is named in the error.
+The engine file (a ModelMeta header, then the engine; ``tensorrt_file``) is read without TensorRT.
+Inputs and outputs are bound by tensor name (``images`` → ``preds``, ``protos``) and live in
+device buffers allocated with ``cudaMalloc``; a call copies the (B, 3, H, W) float32 batch in,
+runs ``execute_async_v3`` on a CUDA stream and copies both outputs back. torch is never imported.
+An engine is tied to the TensorRT version and the GPU that built them: the header's ``extra``
+records both (``tensorrt``, ``gpu``), and a mismatch is named in the error.
 
 Engine building is not verified in edgeseg's own test environment (TensorRT is not installable
 there): header parsing is tested, inference is written against TensorRT 10's documented API.
 """
 
-import json
 import logging
-import struct
-from pathlib import Path
 
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.plain_meta import has_plain, meta_from_plain
+from edgeseg.runtimes.backends.tensorrt_file import read_engine
 
 LOGGER = logging.getLogger("edgeseg")
 
-HEADER = struct.Struct("<I")  # length of the ModelMeta JSON that precedes the engine bytes
 MIN_TENSORRT = 10  # execute_async_v3, set_input_shape and name-based I/O
-
-
-def write_engine(path: str | Path, meta: ModelMeta, engine: bytes) -> Path:
-    """Write ``path``: the length-prefixed ModelMeta JSON header, then ``engine``."""
-    path = Path(path)
-    text = meta.to_json().encode()
-    path.write_bytes(HEADER.pack(len(text)) + text + bytes(engine))
-    return path
-
-
-def header_meta(text: str, path) -> ModelMeta:
-    """The ModelMeta of an engine header's JSON: edgeseg's ModelMeta (it always holds ``precision``), else the
-    plain keys (an Ultralytics engine: ``names``, ``imgsz``, ``args`` …, no ``precision``).
-
-    Raises:
-        ValueError: neither.
-    """
-    values = json.loads(text)
-    if isinstance(values, dict) and "precision" not in values and has_plain(values):
-        return meta_from_plain(values)
-    return ModelMeta.from_json(text)
-
-
-def read_engine(path: str | Path) -> tuple[ModelMeta, bytes]:
-    """The ModelMeta and serialized engine of an ``.engine`` file: from its header, else from ``<engine>.json``.
-
-    Raises:
-        EdgesegError: neither a readable header nor a sidecar (a truncated or foreign file), or
-            an unreadable sidecar.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    meta, problem = None, None
-    if len(data) > HEADER.size:
-        (length,) = HEADER.unpack_from(data)
-        if 0 < length <= len(data) - HEADER.size:
-            try:
-                meta = header_meta(data[HEADER.size : HEADER.size + length].decode(), path)
-            except (UnicodeDecodeError, ValueError, TypeError) as exc:
-                problem = exc if data[HEADER.size : HEADER.size + 1] == b"{" else None
-    if meta is not None:
-        engine = data[HEADER.size + length :]
-        if not engine:
-            raise EdgesegError(f"{path}: truncated engine: the edgeseg header is followed by no engine bytes")
-        return meta, engine
-    sidecar = path.with_name(path.name + ".json")
-    if problem is not None and not sidecar.is_file():
-        raise EdgesegError(f"{path}: unusable edgeseg metadata header ({str(problem)[:160]})")
-    if not sidecar.is_file():
-        raise EdgesegError(
-            f"{path}: no edgeseg metadata header (4-byte little-endian length + ModelMeta JSON) and no "
-            f"{sidecar.name} sidecar: a truncated file or not an edgeseg engine"
-        )
-    try:
-        return ModelMeta.from_json(sidecar.read_text()), data
-    except (UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise EdgesegError(f"{sidecar}: unreadable ModelMeta JSON ({exc})") from None
 
 
 def import_cudart():

@@ -26,7 +26,7 @@ from edgeseg.data.synth import CLASS_NAMES, synthesize  # noqa: E402
 from edgeseg.runtimes.data_config import img_paths, load_data_config  # noqa: E402
 from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
-from edgeseg.runtimes.backends.tensorrt import HEADER, read_engine, write_engine  # noqa: E402
+from edgeseg.runtimes.backends.tensorrt_file import HEADER, read_engine, write_engine  # noqa: E402
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
 from edgeseg.targets.common import ExportJob  # noqa: E402

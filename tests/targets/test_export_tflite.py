@@ -12,7 +12,7 @@ import torch
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
-from edgeseg.runtimes.backends import tflite as tflite_backend
+from edgeseg.runtimes.backends import tflite_file as tflite_backend
 from edgeseg.runtimes.head_decode import join_split_head
 from edgeseg.runtimes.meta import META_KEY, ModelMeta
 from edgeseg.runtimes.preprocess import letterbox, to_input_tensor

@@ -214,7 +214,7 @@ def _openvino_meta(base: dict, change, sandbox: Path) -> None:
 
 
 def _engine_meta(base: dict, change, sandbox: Path) -> None:
-    from edgeseg.runtimes.backends.tensorrt import HEADER
+    from edgeseg.runtimes.backends.tensorrt_file import HEADER
 
     meta = json.loads(edgeseg.runtimes.load(base["onnx"]).meta.to_json())
     change(meta)
@@ -228,7 +228,7 @@ META_CASES += [
     for name, change, expect in ONNX_METADATA
 ] + [
     Case(f"tensorrt_header_{name}", build=lambda b, s, change=change: _engine_meta(b, change, s), expect=expect,
-         code="from edgeseg.runtimes.backends.tensorrt import read_engine\nread_engine('m.engine')")
+         code="from edgeseg.runtimes.backends.tensorrt_file import read_engine\nread_engine('m.engine')")
     for name, change, expect in ONNX_METADATA
 ]
 
