@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from edgeseg.runtimes.errors import EdgesegError, quoted
+from edgeseg.runtimes.errors import EdgesegError, os_reason, quoted
 from edgeseg.runtimes.capped import FileLimitError, read_capped
 from edgeseg.runtimes.yaml_safe import load_yaml
 
@@ -141,7 +141,7 @@ def _listed_images(list_file: Path) -> set[str]:
     except FileLimitError as e:
         raise EdgesegError(f"{list_file}: image list refused: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise EdgesegError(f"{list_file}: image list cannot be read ({getattr(e, 'strerror', None) or e})") from None
+        raise EdgesegError(f"{list_file}: image list cannot be read ({os_reason(e)})") from None
     files = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         if line := line.strip():

@@ -36,3 +36,8 @@ def first_line(exc: BaseException) -> str:
 def is_int(value) -> bool:
     """True for an int that is not a bool (JSON and YAML integers, never ``True``)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why a file operation failed, in one line: the OS's message (``strerror``, e.g. ``Permission denied``) or the exception's."""
+    return getattr(exc, "strerror", None) or first_line(exc)

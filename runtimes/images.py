@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.capped import FileLimitError, open_capped
+from edgeseg.runtimes.errors import os_reason
 
 MAX_IMAGE_BYTES = 128 << 20  # bytes (128 MiB): larger image files are refused unread (a 40 MP 8-bit TIFF is 120 MB)
 MAX_IMAGE_PIXELS = 50_000_000  # pixels (50 MP, e.g. 8660 x 5773) an image header may declare
@@ -253,7 +254,7 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     except FileLimitError as e:
         raise ImageReadError(f"file is {e}") from None
     except (OSError, ValueError) as e:
-        raise ImageReadError(f"cannot be opened ({getattr(e, 'strerror', None) or e})") from None
+        raise ImageReadError(f"cannot be opened ({os_reason(e)})") from None
     with f:
         if size == 0:
             raise ImageReadError("empty file")

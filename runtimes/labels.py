@@ -33,7 +33,7 @@ import numpy as np
 from edgeseg.runtimes.images import READ_BUDGET, ImageReadError, decode_image
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.data_config import label_path
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, os_reason
 from edgeseg.runtimes.files import atomic_write
 from edgeseg.runtimes.capped import FileLimitError, open_capped, read_capped
 
@@ -290,7 +290,7 @@ def _save_cache(path: Path, digest: str, labels: list[Label], stats: ScanStats) 
             raise FileNotFoundError(errno.ENOENT, f"no folder {path.parent}")
         atomic_write(path, lambda f: np.savez(f, **arrays))
     except (OSError, EdgesegError) as e:
-        LOGGER.warning(f"label cache not written to {path}: {getattr(e, 'strerror', None) or e}")
+        LOGGER.warning(f"label cache not written to {path}: {os_reason(e)}")
         return False
     return True
 

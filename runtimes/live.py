@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, os_reason
 from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
 
 LOGGER = logging.getLogger("edgeseg")
@@ -107,7 +107,7 @@ def live_sources(source) -> list[str]:
     try:
         lines = Path(text).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgesegError(f"{text}: cannot read the streams file ({getattr(exc, 'strerror', None) or exc})") from None
+        raise EdgesegError(f"{text}: cannot read the streams file ({os_reason(exc)})") from None
     names = []
     for number, line in enumerate(lines, start=1):
         line = line.strip()

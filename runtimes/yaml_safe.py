@@ -23,7 +23,7 @@ import os
 import yaml
 
 from edgeseg.runtimes.capped import FileLimitError, read_capped
-from edgeseg.runtimes.errors import EdgesegError, first_line
+from edgeseg.runtimes.errors import EdgesegError, first_line, os_reason
 
 MAX_YAML_BYTES = 1 << 20  # bytes (1 MiB): config and data YAMLs are a few KB
 MAX_YAML_ALIASES = 100  # alias references (*name) per document
@@ -50,7 +50,7 @@ def load_yaml(path: str | os.PathLike, max_bytes: int = MAX_YAML_BYTES) -> objec
     except FileLimitError as e:
         raise EdgesegError(f"{path}: YAML file refused: {e}") from None
     except (OSError, ValueError) as e:
-        raise EdgesegError(f"{path}: YAML file cannot be read ({getattr(e, 'strerror', None) or e})") from None
+        raise EdgesegError(f"{path}: YAML file cannot be read ({os_reason(e)})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

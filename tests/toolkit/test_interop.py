@@ -30,7 +30,8 @@ from edgeseg.runtimes.labels import scan_labels
 from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
-from edgeseg.interop.coco import convert_coco, merge_polygons
+from edgeseg.interop.coco import convert_coco
+from edgeseg.interop.coco_geometry import merge_polygons
 from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
 from edgeseg.nn.network import import_ultralytics
 

@@ -30,7 +30,8 @@ from edgeseg.runtimes.images import MAX_IMAGE_BYTES, ImageHeader, ImageReadError
 from edgeseg.runtimes.labels import MAX_LABEL_BYTES, read_label, scan_labels
 from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.interop.coco import MAX_OBJECT_POINTS, _closest_pair, convert_coco
+from edgeseg.interop.coco import convert_coco
+from edgeseg.interop.coco_geometry import MAX_OBJECT_POINTS, _closest_pair
 from edgeseg.runtimes.rle import rle_decode, rle_encode
 from edgeseg.runtimes.yaml_safe import MAX_YAML_BYTES, load_yaml, parse_yaml
 from hostile import Case, check, params

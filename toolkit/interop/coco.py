@@ -8,10 +8,10 @@ Output layout (Ultralytics' and edgeseg's)::
 
 Each object becomes ONE polygon (YOLO-seg has one outline per object, no holes). COCO objects
 can have several parts (an occluded car cut in two) given as several polygons or as an RLE
-mask with several blobs; :data:`MERGE_MODES` says how they become one outline.
+mask with several blobs; :data:`MERGE_MODES` says how they become one outline (``coco_geometry``).
 
 A crafted annotation file gets one error line or counted skips, never a traceback: the file
-is refused over :data:`MAX_COCO_JSON_BYTES` before it is read; malformed ``images`` /
+is refused over ``coco_json.MAX_COCO_JSON_BYTES`` before it is read; malformed ``images`` /
 ``categories`` entries are errors; annotations that are malformed, of images over
 ``MAX_IMAGE_PIXELS`` (their RLE would be that large), or of more than :data:`MAX_OBJECT_PARTS`
 parts / :data:`MAX_OBJECT_POINTS` points (merging is quadratic in points) are skipped and
@@ -21,9 +21,7 @@ into place.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -31,32 +29,21 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
 from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
-from edgeseg.runtimes.errors import EdgesegError, is_int, quoted
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.files import atomic_write, ensure_folder, staging_prefix
-from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
-from edgeseg.runtimes.polygons import mask_polygons
-from edgeseg.runtimes.rle import rle_decode
-from edgeseg.runtimes.capped import FileLimitError, open_capped
 from edgeseg.runtimes.yaml_safe import load_yaml
+from edgeseg.interop.coco_geometry import MAX_OBJECT_PARTS, MAX_OBJECT_POINTS, ObjectTooComplex, annotation_polygon
+from edgeseg.interop.coco_json import coco_categories, coco_images, entry_id, read_coco
 
 LOGGER = logging.getLogger("edgeseg")
 
 MERGE_MODES = ("merge", "largest")
 SPLITS = ("train", "val", "test")
-MAX_COCO_JSON_BYTES = 2 << 30  # bytes (2 GiB; LVIS v1 train is 1.1 GB): larger annotation files are refused unread
-MAX_OBJECT_POINTS = 5_000  # points of one object, all its parts together (merging compares every pair of parts)
-MAX_OBJECT_PARTS = 500  # separate parts (polygons, or outlines of RLE blobs) of one object
-PAIR_BLOCK = 1 << 20  # point pairs compared at once when linking parts (32 MB of float64 differences)
 _SPLIT_IN_NAME = re.compile(r"(train|val|test)")
-
-
-class ObjectTooComplex(ValueError):
-    """An object with more parts or points than MAX_OBJECT_PARTS / MAX_OBJECT_POINTS (skipped and counted)."""
 
 
 def infer_split(annotations_json: str | os.PathLike) -> str:
@@ -65,221 +52,10 @@ def infer_split(annotations_json: str | os.PathLike) -> str:
     return match.group(1) if match else "train"
 
 
-def merge_polygons(parts: list[np.ndarray]) -> np.ndarray:
-    """Join the parts of one object into a single outline.
-
-    The parts are linked into a tree by their shortest connections (Prim's minimum spanning
-    tree over the distance between the nearest points of two parts). The outline walks once
-    around each part and, at each link point, goes along the link to the next part, around
-    it, and back the same way, so every link is a zero-width "there and back" segment.
-    Filling the outline gives the parts plus a 1-px line along each link. This is the idea
-    of Ultralytics' ``merge_multi_segment`` (which links the parts in their listed order);
-    the spanning tree keeps the links short whatever the order.
-
-    Args:
-        parts: K >= 1 polygons, each (n_i, 2) float x, y in pixels.
-
-    Returns:
-        (sum n_i + 2 * (K - 1), 2) float64 pixel outline: every vertex of every part, plus
-        both ends of each link once more (the way back).
-    """
-    parts = [np.asarray(p, np.float64).reshape(-1, 2) for p in parts]
-    k = len(parts)
-    if k == 1:
-        return parts[0]
-    dist = np.full((k, k), np.inf)
-    nearest = np.zeros((k, k), np.int64)  # nearest[i, j]: index of the point of part i closest to part j
-    for i in range(k):
-        for j in range(i + 1, k):
-            dist[i, j], a, b = _closest_pair(parts[i], parts[j])
-            dist[j, i] = dist[i, j]
-            nearest[i, j], nearest[j, i] = a, b
-    attached: list[dict[int, list[int]]] = [{} for _ in range(k)]  # part -> {its point index: child parts}
-    in_tree = np.zeros(k, bool)
-    in_tree[0] = True
-    for _ in range(k - 1):
-        masked = np.where(in_tree[:, None] & ~in_tree[None, :], dist, np.inf)
-        i, j = np.unravel_index(np.argmin(masked), masked.shape)
-        attached[i].setdefault(int(nearest[i, j]), []).append(int(j))
-        in_tree[j] = True
-
-    def steps(i: int, entry: int):
-        """Part i's points from ``entry`` around back to it; ``(child, entry)`` where a link leaves."""
-        n = len(parts[i])
-        for s in range(n + 1):
-            v = (entry + s) % n
-            yield parts[i][v]
-            for child in attached[i].get(v, []) if s < n else []:
-                yield child, int(nearest[child, i])
-                yield parts[i][v]
-
-    outline, stack = [], [steps(0, 0)]
-    while stack:  # an explicit stack instead of recursion: chains of many parts stay shallow
-        item = next(stack[-1], None)
-        if item is None:
-            stack.pop()
-        elif isinstance(item, tuple):
-            stack.append(steps(*item))
-        else:
-            outline.append(item)
-    return np.array(outline[:-1])  # the root's last point repeats its first
-
-
-def _closest_pair(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
-    """Squared distance and indices (i, j) of the closest points a[i], b[j] of (n, 2) and (m, 2) point sets.
-
-    Compared PAIR_BLOCK pairs at a time, so memory stays bounded for long outlines; ties go to
-    the first pair in row-major order, as one ``argmin`` over the whole (n, m) matrix would.
-    """
-    rows = max(1, PAIR_BLOCK // len(b))
-    best = (np.inf, 0, 0)
-    for start in range(0, len(a), rows):
-        d2 = ((a[start : start + rows, None, :] - b[None, :, :]) ** 2).sum(-1)
-        i, j = divmod(int(np.argmin(d2)), len(b))
-        if d2[i, j] < best[0]:
-            best = (float(d2[i, j]), start + i, j)
-    return best
-
-
-def annotation_polygon(segmentation, height: int, width: int, merge: str = "merge") -> np.ndarray | None:
-    """One polygon for a COCO ``segmentation`` (polygons, compressed or uncompressed RLE).
-
-    Args:
-        segmentation: a list of flat ``[x1, y1, x2, y2, ...]`` pixel polygons (or one such
-            polygon), or an RLE dict ``{"size": [H, W], "counts": str | list}``.
-        height, width: the image size in pixels (an RLE of another size is rejected before decoding).
-        merge: ``"merge"`` joins all parts (:func:`merge_polygons`); ``"largest"`` keeps the
-            part with the largest area.
-
-    Returns:
-        (n, 2) float64 x, y in pixels, n >= 3, or None when there is no usable part (malformed
-        data included: wrong types, non-finite coordinates, a broken RLE).
-
-    Raises:
-        ObjectTooComplex: more than MAX_OBJECT_PARTS parts or MAX_OBJECT_POINTS points.
-    """
-    parts = _segmentation_parts(segmentation, height, width)
-    if not parts:
-        return None
-    if len(parts) > MAX_OBJECT_PARTS or sum(len(p) for p in parts) > MAX_OBJECT_POINTS:
-        raise ObjectTooComplex(f"{len(parts)} parts, {sum(len(p) for p in parts)} points")
-    if merge == "largest":
-        return max(parts, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
-    return merge_polygons(parts)
-
-
-def _segmentation_parts(segmentation, height: int, width: int) -> list[np.ndarray]:
-    """The (n, 2) float64 pixel polygons (n >= 3, finite) of a segmentation; [] when malformed."""
-    try:
-        if isinstance(segmentation, list):
-            if segmentation and not isinstance(segmentation[0], list):  # a single flat polygon
-                segmentation = [segmentation]
-            flat = [np.asarray(p, np.float64) for p in segmentation if isinstance(p, list)]
-            usable = [p for p in flat if p.ndim == 1 and p.size >= 6 and p.size % 2 == 0 and np.isfinite(p).all()]
-            return [p.reshape(-1, 2) for p in usable]
-        if isinstance(segmentation, dict) and segmentation.get("size") == [height, width]:
-            rle = {**segmentation, "size": [height, width]}  # 480.0 -> 480
-            return mask_polygons(rle_decode(rle, max_pixels=MAX_IMAGE_PIXELS))
-    except (ValueError, TypeError, IndexError, OverflowError):
-        pass
-    return []
-
-
 def _label_line(cls: int, polygon: np.ndarray, width: int, height: int) -> str:
     """``cls x1 y1 ...`` with coordinates divided by the image size, clipped to [0, 1], 6 decimals."""
     coords = (polygon / [width, height]).clip(0, 1).ravel()
     return " ".join([str(cls)] + [f"{v:.6f}" for v in coords])
-
-
-def _entry_id(value) -> int | str | None:
-    """An image / category id as written (an int or a string), or None for any other JSON value."""
-    return value if is_int(value) or isinstance(value, str) else None
-
-
-def _pixels(value) -> int | None:
-    """A width / height as a positive int (integral floats such as 640.0 accepted), or None."""
-    if is_int(value) and value > 0:
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value == int(value) and value > 0:
-        return int(value)
-    return None
-
-
-def _read_coco(path: Path) -> dict:
-    """The annotation JSON (at most MAX_COCO_JSON_BYTES), checked for ``images``, ``categories`` and ``annotations`` lists.
-
-    The first bytes must open a JSON object before the whole file is read.
-    """
-    try:
-        f, size = open_capped(path, MAX_COCO_JSON_BYTES)
-    except FileLimitError as exc:
-        raise EdgesegError(f"{path}: annotation file refused: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise EdgesegError(f"{path}: annotation file cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    with f:
-        if f.read(1 << 16).lstrip(b" \t\r\n\xef\xbb\xbf")[:1] != b"{":
-            raise EdgesegError(f"{path}: not a COCO annotation file (no JSON object at its start)")
-        f.seek(0)
-        data = f.read(size)
-    try:
-        coco = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, an int of too many digits, deep nesting
-        raise EdgesegError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
-    except MemoryError:
-        raise EdgesegError(f"{path}: too large to load ({size:,} bytes)") from None
-    if not isinstance(coco, dict):
-        raise EdgesegError(f"{path}: expected a COCO object with 'images', 'annotations' and 'categories'")
-    for key in ("images", "categories"):
-        if not isinstance(coco.get(key), list):
-            raise EdgesegError(f"{path}: missing COCO '{key}' list")
-    if not coco["categories"]:
-        raise EdgesegError(f"{path}: 'categories' is empty")
-    if not isinstance(coco.get("annotations") or [], list):
-        raise EdgesegError(f"{path}: COCO 'annotations' must be a list")
-    return coco
-
-
-def _categories(coco: dict, path: Path) -> tuple[dict[int, int], dict[int, str]]:
-    """``{category id: class id}`` (ids sorted ascending -> 0..nc-1) and ``{class id: name}``.
-
-    Raises:
-        EdgesegError: a category without an integer ``id`` or a text ``name`` (numbers allowed),
-            a repeated id, a name over MAX_NAME_CHARS, or more than MAX_CLASSES categories.
-    """
-    found: dict[int, str] = {}
-    for cat in coco["categories"]:
-        ok = isinstance(cat, dict) and is_int(cat.get("id")) and isinstance(cat.get("name"), (str, int, float))
-        if not ok or isinstance(cat.get("name"), bool):
-            raise EdgesegError(f"{path}: category {quoted(cat)} needs an integer 'id' and a 'name'")
-        if cat["id"] in found:
-            raise EdgesegError(f"{path}: category id {cat['id']} appears twice")
-        name = str(cat["name"])
-        if len(name) > MAX_NAME_CHARS:
-            raise EdgesegError(f"{path}: category {cat['id']} has a name of {len(name)} characters (limit {MAX_NAME_CHARS})")
-        found[cat["id"]] = name
-    if len(found) > MAX_CLASSES:
-        raise EdgesegError(f"{path}: {len(found)} categories, more than {MAX_CLASSES}")
-    class_of = {cid: i for i, cid in enumerate(sorted(found))}
-    return class_of, {class_of[cid]: name for cid, name in sorted(found.items())}
-
-
-def _image_entries(coco: dict, path: Path) -> dict:
-    """``{image id: (file_name, width, height)}``.
-
-    Raises:
-        EdgesegError: an entry without an integer or text ``id`` and positive integer
-            ``width`` and ``height``, or a repeated id.
-    """
-    images = {}
-    for img in coco["images"]:
-        image_id = _entry_id(img.get("id")) if isinstance(img, dict) else None
-        width, height = (_pixels(img.get("width")), _pixels(img.get("height"))) if isinstance(img, dict) else (None, None)
-        if image_id is None or width is None or height is None:
-            raise EdgesegError(f"{path}: image entry {quoted(img)} lacks an id, width or height (positive integers)")
-        if image_id in images:
-            raise EdgesegError(f"{path}: image id {quoted(image_id)} appears twice")
-        images[image_id] = (img.get("file_name"), width, height)
-    return images
 
 
 def _update_data_yaml(yaml_path: Path, split: str, names: dict[int, str], source: Path) -> dict:
@@ -438,9 +214,9 @@ def convert_coco(
         raise EdgesegError(f"{ann_path}: annotation file not found")
     if not images_dir.is_dir():
         raise EdgesegError(f"{images_dir}: images folder not found")
-    coco = _read_coco(ann_path)
-    class_of, names = _categories(coco, ann_path)
-    images = _image_entries(coco, ann_path)
+    coco = read_coco(ann_path)
+    class_of, names = coco_categories(coco, ann_path)
+    images = coco_images(coco, ann_path)
     yaml_path = out / "data.yaml"
     data_cfg = _update_data_yaml(yaml_path, split, names, ann_path)
 
@@ -491,8 +267,8 @@ def _label_lines(annotations: list, images: dict, class_of: dict[int, int], merg
         if not isinstance(ann, dict):
             counts["malformed"] += 1
             continue
-        image = images.get(_entry_id(ann.get("image_id")))
-        category = _entry_id(ann.get("category_id"))
+        image = images.get(entry_id(ann.get("image_id")))
+        category = entry_id(ann.get("category_id"))
         if ann.get("iscrowd"):
             counts["crowd"] += 1
         elif image is None:
