@@ -17,7 +17,7 @@ import dataclasses
 import subprocess
 
 from edgeseg.runtimes.backends.folder_meta import write_folder_meta
-from edgeseg.runtimes.backends.ncnn import PARAM, WEIGHTS
+from edgeseg.runtimes.backends.ncnn_files import PARAM, WEIGHTS
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob

@@ -26,7 +26,7 @@ import numpy as np
 import openvino as ov
 
 from edgeseg.nn.head import float_kept_modules, head_module_name
-from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
+from edgeseg.runtimes.backends.openvino_files import RT_INFO_PATH
 from edgeseg.runtimes.plain_meta import write_sidecar
 from edgeseg.runtimes.preprocess import to_input_tensor
 from edgeseg.targets import onnx as onnx_target

@@ -28,7 +28,8 @@ import onnx
 import onnxslim
 
 from edgeseg.runtimes.backends.base import parse_device
-from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT, cuda_call, gpu_name, import_cudart
+from edgeseg.runtimes.backends.cuda import cuda_call, gpu_name, import_cudart
+from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT
 from edgeseg.runtimes.backends.tensorrt_file import write_engine
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.loop import batches

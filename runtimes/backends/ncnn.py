@@ -1,10 +1,10 @@
 """NCNN backend: ``<name>_ncnn_model/`` folders from edgeseg, on Tencent's ``ncnn`` Python package (``edgeseg[ncnn]``).
 
 The folder holds ``model.ncnn.param`` (the graph as text), ``model.ncnn.bin`` (the weights) and
-``edgeseg.json`` (the ModelMeta). The graph takes one (3, H, W) image per call, RGB in [0, 1],
+``edgeseg.json`` (the ModelMeta; else the plain keys of ``metadata.yaml``). The graph takes one (3, H, W) image per call, RGB in [0, 1],
 and returns the output contract without its batch axis: ``preds`` (4 + nc + nm, A) and
 ``protos`` (nm, H / 4, W / 4); batches run image by image. Its input and output blobs are read
-from the param file (the one ``Input`` layer; the two blobs no layer consumes, told apart by rank).
+from the param file (``ncnn_files.param_blobs``).
 
 An fp32 artifact runs in float32 (ncnn's fp16/bf16 storage and arithmetic switched off, which it
 would otherwise use on CPUs that have them); an fp16 one stores half weights and lets ncnn
@@ -19,41 +19,13 @@ import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.backends.folder_meta import META_FILE, read_folder_meta
+from edgeseg.runtimes.backends.ncnn_files import MAX_PARAM_BYTES, PARAM, WEIGHTS, param_blobs
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.openmp import spinning_wait
 
-PARAM, WEIGHTS = "model.ncnn.param", "model.ncnn.bin"
-PARAM_MAGIC = "7767517"  # the first line of every ncnn param file
-MAX_PARAM_BYTES = 16 << 20  # a yolo11x-seg param file is ~60 kB
 THREADS_ENV = "EDGESEG_NCNN_THREADS"
 FLOAT_ONLY = ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed")
-
-
-def param_blobs(text: str, path) -> tuple[str, list[str]]:
-    """(input blob, output blobs) of an ncnn param file's text: the ``Input`` layer's top, and the tops no layer consumes.
-
-    Raises:
-        EdgesegError: not a param file (magic line, counts), or not exactly one input.
-    """
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    if len(lines) < 2 or lines[0] != [PARAM_MAGIC] or len(lines[1]) != 2:
-        raise EdgesegError(f"{path}: not an ncnn param file (it must start with {PARAM_MAGIC} and the layer/blob counts)")
-    inputs, produced, consumed = [], [], set()
-    for fields in lines[2:]:
-        try:
-            kind, n_in, n_out = fields[0], int(fields[2]), int(fields[3])
-        except (IndexError, ValueError):
-            raise EdgesegError(f"{path}: malformed ncnn layer line {' '.join(fields)[:80]!r}") from None
-        bottoms, tops = fields[4 : 4 + n_in], fields[4 + n_in : 4 + n_in + n_out]
-        consumed.update(bottoms)
-        produced += tops
-        if kind == "Input":
-            inputs += tops
-    outputs = [blob for blob in produced if blob not in consumed]
-    if len(inputs) != 1:
-        raise EdgesegError(f"{path}: expected one Input layer, found {len(inputs)}")
-    return inputs[0], outputs
 
 
 def threads() -> int:

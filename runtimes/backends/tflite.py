@@ -18,7 +18,6 @@ boxes being in 0–1 of the input.
 """
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 
@@ -26,13 +25,10 @@ import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
-from edgeseg.runtimes.backends.tflite_file import appended_metadata, read_metadata
+from edgeseg.runtimes.backends.tflite_file import describe_tensors, file_meta, read_metadata
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.plain_meta import meta_from_map
-
-LOGGER = logging.getLogger("edgeseg")
+from edgeseg.runtimes.meta import ModelMeta
 
 def _interpreter_class():
     """The LiteRT ``Interpreter`` class: ai-edge-litert, else tflite_runtime, else tensorflow.lite.
@@ -86,11 +82,11 @@ class TfliteBackend(Backend):
         inputs = self.interpreter.get_input_details()
         shape = list(inputs[0]["shape"]) if len(inputs) == 1 else []
         if len(shape) != 4 or 3 not in (shape[1], shape[3]):
-            raise EdgesegError(f"{path}: expected one (B, H, W, 3) or (B, 3, H, W) image input, found {_describe(inputs)}")
+            raise EdgesegError(f"{path}: expected one (B, H, W, 3) or (B, 3, H, W) image input, found {describe_tensors(inputs)}")
         self.input = inputs[0]
         self.nhwc = shape[3] == 3  # edgeseg's and onnx2tf's files; a litert-torch export keeps NCHW
         batch, height, width = (int(v) for v in (shape[:3] if self.nhwc else (shape[0], *shape[2:])))
-        meta = self._meta(entries, data, (height, width), path)
+        meta = file_meta(entries, data, self.interpreter.get_output_details(), (height, width), path)
         self.outputs = self._bind(self.interpreter.get_output_details(), meta, path)
         layout = "NHWC" if self.nhwc else "NCHW"
         meta = dataclasses.replace(meta, batch=batch, dynamic=False, imgsz=(height, width), layout=layout)
@@ -99,33 +95,6 @@ class TfliteBackend(Backend):
         self.box_scale = np.array([width, height, width, height], np.float32)[None, :, None] if normalized else None
         super().__init__(path, meta, device)
 
-    def _meta(self, entries: dict[str, bytes], data: bytes, imgsz: tuple[int, int], path: str) -> ModelMeta:
-        """The embedded ModelMeta; else, for a file with the two-output layout, one from the plain keys
-        of its appended ``metadata.json`` (an Ultralytics export: names, size, boxes in 0–1 of the
-        input) or from the layout alone (names = class ids)."""
-        own = meta_from_map(entries, path)
-        if own is not None:
-            return own
-        outputs = self.interpreter.get_output_details()
-        ranks = sorted(len(o["shape"]) for o in outputs)
-        if ranks != [3, 4]:
-            raise EdgesegError(f"{path}: no '{META_KEY}' metadata and outputs not in the YOLO-seg layout: {_describe(outputs)}")
-        preds, protos = sorted(outputs, key=lambda o: len(o["shape"]))
-        nm = int(min(protos["shape"][1], protos["shape"][3]))
-        nc = int(min(preds["shape"][1:])) - 4 - nm
-        tensors = {"preds": preds["name"], "protos": protos["name"]}
-        try:
-            plain = appended_metadata(data)
-        except ValueError as exc:
-            raise EdgesegError(f"{path}: unreadable plain metadata ({exc})") from None
-        meta = meta_from_map(plain, path)
-        if meta is not None:
-            if meta.nc != nc:
-                raise EdgesegError(f"{path}: metadata names {meta.nc} classes but the outputs hold {nc}: {_describe(outputs)}")
-            return dataclasses.replace(meta, nm=nm, extra={"tensors": tensors, "boxes": "normalized"})
-        LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={nc}, names = class ids)")
-        return ModelMeta(names={i: str(i) for i in range(nc)}, imgsz=imgsz, nm=nm, extra={"tensors": tensors})
-
     @staticmethod
     def _bind(outputs: list[dict], meta: ModelMeta, path: str) -> dict[str, dict]:
         """``{contract name: output details}`` for ``meta.outputs``, by the tensor names in ``meta.extra``."""
@@ -133,7 +102,7 @@ class TfliteBackend(Backend):
         tensors = meta.extra.get("tensors", {})
         missing = [n for n in meta.outputs if tensors.get(n) not in by_name]
         if missing or sorted(meta.outputs) not in (sorted(OUTPUTS), sorted(SPLIT_OUTPUTS)):
-            raise EdgesegError(f"{path}: outputs {missing or meta.outputs} not found among {_describe(outputs)}")
+            raise EdgesegError(f"{path}: outputs {missing or meta.outputs} not found among {describe_tensors(outputs)}")
         return {n: by_name[tensors[n]] for n in meta.outputs}
 
     def _output(self, name: str, channels: int) -> np.ndarray:
@@ -170,11 +139,6 @@ class TfliteBackend(Backend):
         extra = self.meta.extra
         parts = (self._output("box_logits", 4 * extra["reg_max"]), self._output("scores", nc), self._output("coefficients", nm))
         return join_split_head(*parts, self.meta.imgsz, extra["strides"]), protos
-
-
-def _describe(details: list[dict]) -> str:
-    """``name [shape] dtype, ...`` of interpreter tensor details, for messages."""
-    return ", ".join(f"{d['name']} {list(d['shape'])} {np.dtype(d['dtype']).name}" for d in details)
 
 
 def load(path: str, device: str | None = None) -> TfliteBackend:

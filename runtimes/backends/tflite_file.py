@@ -1,16 +1,25 @@
-"""The ``.tflite`` file without an interpreter: its ``metadata`` entries, the plain keys appended after it, its operator codes.
+"""The ``.tflite`` file: its ``metadata`` entries, the plain keys appended after it, its operator codes, its ModelMeta.
 
 ``read_metadata`` and ``operator_names`` are a dependency-free flatbuffer reader (just enough of
 the format), so the export can check a file's operators and the backend read its ModelMeta before
 any interpreter is loaded.
 """
 
+import dataclasses
 import io
 import json
+import logging
 import struct
 import zipfile
 
+import numpy as np
+
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta import META_KEY, ModelMeta
+from edgeseg.runtimes.plain_meta import meta_from_map
+
+LOGGER = logging.getLogger("edgeseg")
 
 IDENTIFIER = b"TFL3"  # the TFLite flatbuffer file identifier, bytes 4-8
 # Model table field ids (tensorflow/compiler/mlir/lite/schema/schema.fbs)
@@ -144,3 +153,43 @@ def operator_names(buf: bytes) -> list[str]:
     except struct.error:
         raise ValueError("corrupt operator codes in the flatbuffer") from None
     return names
+
+
+def describe_tensors(details: list[dict]) -> str:
+    """``name [shape] dtype, ...`` of interpreter tensor details, for messages."""
+    return ", ".join(f"{d['name']} {list(d['shape'])} {np.dtype(d['dtype']).name}" for d in details)
+
+
+def file_meta(entries: dict[str, bytes], data: bytes, outputs: list[dict], imgsz: tuple[int, int], path) -> ModelMeta:
+    """The ModelMeta of a ``.tflite`` file: its embedded one; else, for the two-output layout, one from the plain keys
+    of its appended ``metadata.json`` (an Ultralytics export: names, size, boxes in 0–1 of the input) or from the
+    layout alone (names = class ids).
+
+    Args:
+        entries: ``read_metadata(data)``; data: the file's bytes.
+        outputs: the interpreter's output details; imgsz: the input's (height, width); path: for messages.
+
+    Raises:
+        EdgesegError: unreadable metadata, or no metadata and not the layout.
+    """
+    own = meta_from_map(entries, path)
+    if own is not None:
+        return own
+    ranks = sorted(len(o["shape"]) for o in outputs)
+    if ranks != [3, 4]:
+        raise EdgesegError(f"{path}: no '{META_KEY}' metadata and outputs not in the YOLO-seg layout: {describe_tensors(outputs)}")
+    preds, protos = sorted(outputs, key=lambda o: len(o["shape"]))
+    nm = int(min(protos["shape"][1], protos["shape"][3]))
+    nc = int(min(preds["shape"][1:])) - 4 - nm
+    tensors = {"preds": preds["name"], "protos": protos["name"]}
+    try:
+        plain = appended_metadata(data)
+    except ValueError as exc:
+        raise EdgesegError(f"{path}: unreadable plain metadata ({exc})") from None
+    meta = meta_from_map(plain, path)
+    if meta is not None:
+        if meta.nc != nc:
+            raise EdgesegError(f"{path}: metadata names {meta.nc} classes but the outputs hold {nc}: {describe_tensors(outputs)}")
+        return dataclasses.replace(meta, nm=nm, extra={"tensors": tensors, "boxes": "normalized"})
+    LOGGER.warning(f"{path}: no '{META_KEY}' metadata; using the output layout (nc={nc}, names = class ids)")
+    return ModelMeta(names={i: str(i) for i in range(nc)}, imgsz=imgsz, nm=nm, extra={"tensors": tensors})

@@ -65,7 +65,9 @@ def _file(name: str, size: int = 64):
     ids=["openvino", "coreml", "ncnn", "executorch", "tensorrt"],
 )
 def test_each_backend_names_its_extra_when_its_package_is_missing(monkeypatch, tmp_path, make, package, backend, extra):
-    monkeypatch.setitem(sys.modules, package, None)  # "import <package>" now fails as if it were not installed
+    for name in [package, *(n for n in sys.modules if n.startswith(f"{package}."))]:  # fails as if not installed, even once imported
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, f"{package}.runtime", None)  # executorch.runtime, whether imported yet or not
     path = make(tmp_path)
     with pytest.raises(EdgesegError, match=rf"^{path}: the {backend} backend needs the '{package}' package: install edgeseg\[{extra}\]"):
         load(path)
@@ -74,8 +76,8 @@ def test_each_backend_names_its_extra_when_its_package_is_missing(monkeypatch, t
 def test_tflite_without_any_interpreter_names_ai_edge_litert(monkeypatch):
     from edgeseg.runtimes.backends import tflite
 
-    for package in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
-        monkeypatch.setitem(sys.modules, package, None)
+    for package in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter", "tensorflow", "tensorflow.lite"):
+        monkeypatch.setitem(sys.modules, package, None)  # also when an earlier test imported them
     with pytest.raises(ModuleNotFoundError) as info:
         tflite._interpreter_class()
     assert info.value.name.split(".")[0] == "ai_edge_litert"

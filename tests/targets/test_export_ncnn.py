@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes import load
-from edgeseg.runtimes.backends.ncnn import META_FILE, PARAM, WEIGHTS
+from edgeseg.runtimes.backends.folder_meta import META_FILE
+from edgeseg.runtimes.backends.ncnn_files import PARAM, WEIGHTS
 from edgeseg.runtimes.plain_meta import SIDECAR
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.targets import export

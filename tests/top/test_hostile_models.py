@@ -204,7 +204,7 @@ META_CASES = [
 def _openvino_meta(base: dict, change, sandbox: Path) -> None:
     import openvino as ov
 
-    from edgeseg.runtimes.backends.openvino import RT_INFO_PATH
+    from edgeseg.runtimes.backends.openvino_files import RT_INFO_PATH
 
     model = ov.Core().read_model(str(base["onnx"]))
     meta = json.loads(edgeseg.runtimes.load(base["onnx"]).meta.to_json())
