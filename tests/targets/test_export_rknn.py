@@ -163,6 +163,11 @@ def test_pixels_are_the_letterboxed_image_itself():
     np.testing.assert_array_equal(to_pixels(batch), pixels)
 
 
+def meta_names(meta: dict) -> dict[int, str]:
+    """``{class id: name}`` of an ``edgeseg.json`` dict."""
+    return {int(k): v for k, v in meta["names"].items()}
+
+
 def test_board_errors_are_one_line(checkpoint, tmp_path, fake_lite, monkeypatch):
     folder = board_folder(checkpoint, tmp_path / "m-fp16_rknn_model", "fp16")
     monkeypatch.setenv("EDGESEG_RKNN_CORES", "0_1")
@@ -185,7 +190,9 @@ def test_board_errors_are_one_line(checkpoint, tmp_path, fake_lite, monkeypatch)
     with pytest.raises(EdgesegError, match="needs strides and reg_max"):
         load(folder)
     (folder / META_FILE).unlink()
-    with pytest.raises(EdgesegError, match=f"no {META_FILE}"):
+    assert load(folder).names == meta_names(meta)  # the plain keys' metadata.yaml beside it still describes the model
+    (folder / "metadata.yaml").unlink()
+    with pytest.raises(EdgesegError, match=f"no {META_FILE} and no metadata.yaml"):
         load(folder)
     (folder / MODEL).unlink()
     with pytest.raises(EdgesegError, match=f"no {MODEL}"):
