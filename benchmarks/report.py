@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 import platform
 from pathlib import Path
 
@@ -25,3 +26,10 @@ def save_report(report: dict, out: str | Path) -> dict:
 def write_report(report: dict, out: str | Path) -> None:
     """``save_report``, then print the report."""
     print(json.dumps(save_report(report, out), indent=2))
+
+
+def save_judgement(fields: dict, acceptance: dict, rows: list[dict], started: float, out: str | Path) -> None:
+    """Save a verification benchmark's result: ``fields``, its ``acceptance`` checks, its ``rows`` and the
+    seconds since ``started`` (``time.perf_counter()``), via ``save_report``; then print the acceptance."""
+    save_report({**fields, "acceptance": acceptance, "rows": rows, "seconds": round(time.perf_counter() - started)}, out)
+    print(json.dumps(acceptance, indent=2))

@@ -24,7 +24,6 @@ reason, and how far the drifts that passed (on early models) moved what a user s
 """
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.targets import export
 from edgeseg.targets.registry import target_entry
 from edgeseg.targets.verify import TOLERANCES, verification_set, verify
-from report import save_report
+from report import save_judgement
 from verify_judgement import AlteredInput, bgr, scaled_checkpoint, zero_padding
 
 ROOT = Path("runs/bench/verify_early")
@@ -227,16 +226,12 @@ def main() -> None:
     if not args.no_trained:
         rows += model_rows("b", 320, "trained")
     print("\n".join(format_row(r) for r in rows))
-    result = {
+    fields = {
         "sets": {k: dict(zip(("train", "val", "seed"), v)) for k, v in SETS.items()},
         "batch": BATCH,
         "tolerances": TOLERANCES,
-        "acceptance": acceptance(rows),
-        "rows": rows,
-        "seconds": round(time.perf_counter() - start),
     }
-    save_report(result, args.out)
-    print(json.dumps(result["acceptance"], indent=2))
+    save_judgement(fields, acceptance(rows), rows, start, args.out)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from edgeseg.targets import export
 from edgeseg.targets.registry import target_entry
 from edgeseg.targets.verify import TOLERANCES, verification_set, verify
 
-from report import save_report
+from report import save_judgement
 
 ROOT = Path("runs/bench/verify_judgement")
 RESULTS = Path(__file__).parent / "results" / "verify_judgement.json"
@@ -375,19 +375,15 @@ def main() -> None:
     rows = [row for name in args.models for row in model_rows(name, skip_tflite)]
     print("\n" + HEADER + "\n" + "\n".join(format_row(r) for r in rows))
     trained = {name: json.loads((ROOT / name / "complete").read_text()) for name in args.models}
-    result = {
+    fields = {
         "imgsz": IMGSZ,
         "datasets": {k: dict(zip(("train", "val", "seed", "far"), v)) for k, v in DATASETS.items()},
         "models": {name: dict(zip(("data", "epochs", "recipe", "from"), MODELS[name]), **trained[name]) for name in args.models},
         "fast_recipe": {**FAST, "nominal_batch": FAST_NOMINAL_BATCH},
         "tolerances": TOLERANCES,
         "tflite": skip_tflite or "exported",
-        "acceptance": acceptance(rows),
-        "rows": rows,
-        "seconds": round(time.perf_counter() - start),
     }
-    save_report(result, args.out)
-    print(json.dumps(result["acceptance"], indent=2))
+    save_judgement(fields, acceptance(rows), rows, start, args.out)
 
 
 if __name__ == "__main__":

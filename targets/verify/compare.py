@@ -86,6 +86,7 @@ class Candidates:
     boxes: np.ndarray
     scores: np.ndarray
 
+
 def image_candidates(preds: np.ndarray, info, nc: int, floor: float) -> Candidates:
     """The anchors of one image's (4 + nc + nm, A) ``preds`` whose best class score is ≥ ``floor``, as Candidates.
 
@@ -95,6 +96,25 @@ def image_candidates(preds: np.ndarray, info, nc: int, floor: float) -> Candidat
     scores = preds[4 : 4 + nc]
     keep = np.flatnonzero(scores.max(0, initial=0.0) >= floor) if scores.size else np.zeros(0, np.int64)
     return Candidates(scale_boxes(xywh2xyxy(preds[:4, keep].T), info), np.ascontiguousarray(scores[:, keep].T))
+
+class CandidatesPerImage:
+    """Each image's Candidates, made when first asked for: only an image with an unmatched detection needs them.
+
+    Args:
+        preds: (B, 4 + nc + nm, A) one side's outputs; infos: the B LetterboxInfo; nc: classes;
+        floor: the lowest best-class score kept (``image_candidates``).
+    """
+
+    def __init__(self, preds: np.ndarray, infos: list, nc: int, floor: float):
+        self._preds, self._infos, self._nc, self._floor = preds, infos, nc, floor
+        self._made: dict[int, Candidates] = {}
+
+    def __getitem__(self, k: int) -> Candidates:
+        """The Candidates of image ``k``."""
+        if k not in self._made:
+            self._made[k] = image_candidates(self._preds[k], self._infos[k], self._nc, self._floor)
+        return self._made[k]
+
 
 def tied(box: np.ndarray, cls: int, score: float, candidates: Candidates, logit_margin: float) -> bool:
     """Whether ``candidates`` hold a detection (a (4,) xyxy source-px ``box`` of class ``cls`` scoring ``score``).
@@ -130,18 +150,20 @@ def ranked_as_reference(preds: np.ndarray, reference: np.ndarray, nc: int, logit
     scores[close] = ref_scores[close]
     return out
 
-def _unmatched_counts(result, matched: list[int], borderline: float, other: Candidates | None, logit_margin: float) -> tuple[int, int, int]:
+def _unmatched_counts(result, matched: list[int], borderline: float, other, logit_margin: float) -> tuple[int, int, int]:
     """(clear, borderline, tied) counts of ``result``'s detections whose index is not in ``matched``.
 
-    Borderline: scoring below ``borderline``. Tied: clear of it, but ``tied`` in ``other`` (the
-    other side's Candidates; None finds no tie).
+    Borderline: scoring below ``borderline``. Tied: clear of it, but ``tied`` in ``other()`` (the
+    other side's Candidates, asked for only when there is such a detection; None finds no tie).
     """
     unmatched = np.setdiff1d(np.arange(len(result.scores)), matched)
     clear = unmatched[result.scores[unmatched] >= borderline]
-    ties = 0 if other is None else sum(
-        tied(result.boxes[i], int(result.classes[i]), float(result.scores[i]), other, logit_margin) for i in clear
+    held = other() if other is not None and len(clear) else None
+    ties = 0 if held is None else sum(
+        tied(result.boxes[i], int(result.classes[i]), float(result.scores[i]), held, logit_margin) for i in clear
     )  # fmt: skip
     return len(clear) - ties, len(unmatched) - len(clear), ties
+
 
 def compare_detections(
     reference: list, artifact: list, borderline: float, candidates: dict | None = None, logit_margin: float = 0.0
@@ -151,7 +173,7 @@ def compare_detections(
     Args:
         reference, artifact: one Results per image (same images, same order) of each model.
         borderline: unmatched detections scoring below this do not count as a disagreement.
-        candidates: ``{"reference": [Candidates per image], "artifact": [...]}``, each side's
+        candidates: ``{"reference": Candidates per image (a list or CandidatesPerImage), "artifact": ...}``, each side's
             outputs before NMS; an unmatched detection that the other side holds there (``tied``)
             does not count as a disagreement. None: no tie is looked for.
         logit_margin: the score window of a tie, in logits.
@@ -173,7 +195,8 @@ def compare_detections(
         for side, other, result, used in (
             ("reference", "artifact", a, [i for i, _ in pairs]), ("artifact", "reference", b, [j for _, j in pairs])
         ):
-            counts = _unmatched_counts(result, used, borderline, candidates[other][k] if candidates else None, logit_margin)
+            held = (lambda other=other, k=k: candidates[other][k]) if candidates else None
+            counts = _unmatched_counts(result, used, borderline, held, logit_margin)
             for key, count in zip(sides, counts):
                 out[key][side] += count
             clear[side] = counts[0]
@@ -312,8 +335,5 @@ def compare_outputs(
     art_results = postprocess(*ranked, infos, shape, conf=conf, **settings)
     borderline = borderline_score(conf, logit_margin)
     floor = borderline_score(conf, -logit_margin)  # no tie scores lower: every detection is >= conf
-    candidates = {
-        side: [image_candidates(p, info, len(names), floor) for p, info in zip(outputs[0], infos)]
-        for side, outputs in (("reference", ref), ("artifact", art))
-    }
+    candidates = {side: CandidatesPerImage(outputs[0], infos, len(names), floor) for side, outputs in (("reference", ref), ("artifact", art))}
     return conf, conf < CONF, borderline, compare_detections(ref_results, art_results, borderline, candidates, logit_margin)
