@@ -11,6 +11,8 @@ import os
 import stat
 from typing import BinaryIO
 
+from edgeseg.runtimes.errors import os_reason
+
 
 class FileLimitError(ValueError):
     """A file refused before it is read: not a regular file, or over a size limit (the message omits the path)."""
@@ -38,6 +40,21 @@ def open_capped(path: str | os.PathLike, max_bytes: int) -> tuple[BinaryIO, int]
         os.close(fd)
         raise
     return os.fdopen(fd, "rb"), st.st_size
+
+
+def open_user_file(path: str | os.PathLike, max_bytes: int, what: str = "file") -> tuple[BinaryIO, int]:
+    """:func:`open_capped`, with every refusal one FileLimitError whose message starts with ``what``.
+
+    Messages: ``"<what> is not a regular file"``, ``"<what> is 9,000 bytes, more than the
+    8,000-byte limit"``, ``"<what> cannot be opened (No such file or directory)"``; the caller adds
+    the path.
+    """
+    try:
+        return open_capped(path, max_bytes)
+    except FileLimitError as e:
+        raise FileLimitError(f"{what} is {e}") from None
+    except (OSError, ValueError) as e:
+        raise FileLimitError(f"{what} cannot be opened ({os_reason(e)})") from None
 
 
 def read_capped(path: str | os.PathLike, max_bytes: int) -> bytes:

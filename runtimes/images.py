@@ -31,8 +31,7 @@ from typing import BinaryIO, NamedTuple
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.capped import FileLimitError, open_capped
-from edgeseg.runtimes.errors import os_reason
+from edgeseg.runtimes.capped import FileLimitError, open_user_file
 
 MAX_IMAGE_BYTES = 128 << 20  # bytes (128 MiB): larger image files are refused unread (a 40 MP 8-bit TIFF is 120 MB)
 MAX_IMAGE_PIXELS = 50_000_000  # pixels (50 MP, e.g. 8660 x 5773) an image header may declare
@@ -250,11 +249,9 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
         ImageReadError: why the file was not decoded (one line, without the path).
     """
     try:
-        f, size = open_capped(path, MAX_IMAGE_BYTES)
+        f, size = open_user_file(path, MAX_IMAGE_BYTES)
     except FileLimitError as e:
-        raise ImageReadError(f"file is {e}") from None
-    except (OSError, ValueError) as e:
-        raise ImageReadError(f"cannot be opened ({os_reason(e)})") from None
+        raise ImageReadError(str(e)) from None
     with f:
         if size == 0:
             raise ImageReadError("empty file")

@@ -169,24 +169,7 @@ class Runtime:
         results = self._stream(items, live, shape, size, options)
         return results if stream else list(results)
 
-    def track(
-        self,
-        source,
-        tracker=None,
-        conf: float = 0.1,
-        iou: float = 0.7,
-        imgsz=None,
-        max_det: int = 300,
-        classes=None,
-        agnostic: bool = False,
-        retina_masks: bool = False,
-        batch: int = 1,
-        stream: bool = True,
-        vid_stride: int = 1,
-        stream_buffer: bool = False,
-        reconnect: int = 3,
-        pipeline: bool = True,
-    ):
+    def track(self, source, tracker=None, conf: float = 0.1, stream: bool = True, **options):
         """Segment and track objects through videos and image sequences (``edgeseg.runtimes.tracking``).
 
         Each video in ``source`` gets its own tracker; still images and arrays, in source order,
@@ -198,9 +181,10 @@ class Runtime:
             tracker: a TrackerSettings, a tracker YAML path, or None for the defaults.
             conf: the lowest score kept; the default 0.1 lets weak detections keep their tracks
                 (the tracker's ``low_score``).
-            iou, imgsz, max_det, classes, agnostic, retina_masks, batch, vid_stride,
-                stream_buffer, reconnect, pipeline: as ``predict``.
             stream: return a generator (True) or a list.
+            options: ``predict``'s other keyword arguments (``iou``, ``imgsz``, ``max_det``,
+                ``classes``, ``agnostic``, ``retina_masks``, ``batch``, ``vid_stride``,
+                ``stream_buffer``, ``reconnect``, ``pipeline``), with its defaults.
 
         Returns:
             Results per frame, in source order, with ``track_ids``; ``last_tracks`` is set when
@@ -215,10 +199,7 @@ class Runtime:
             settings = tracker or TrackerSettings()
         else:
             settings = TrackerSettings.from_yaml(tracker)
-        detections = self.predict(
-            source, conf, iou, imgsz, max_det, classes, agnostic, retina_masks, batch,
-            vid_stride=vid_stride, stream_buffer=stream_buffer, reconnect=reconnect, pipeline=pipeline,
-        )  # fmt: skip
+        detections = self.predict(source, conf=conf, stream=True, **options)
         results = self._tracked(detections, settings)
         return results if stream else list(results)
 

@@ -210,17 +210,7 @@ class ResultSaver:
         return self.folder
 
 
-def save_results(
-    results: Iterable[Results] | Results,
-    save_dir: str | Path,
-    *,
-    images: bool = True,
-    txt: bool = False,
-    coco: bool = False,
-    show_labels: bool = True,
-    show_conf: bool = True,
-    exist_ok: bool = False,
-) -> Path | None:
+def save_results(results: Iterable[Results] | Results, save_dir: str | Path, **options) -> Path | None:
     """Save every ``Results`` of an iterable (e.g. ``Runtime.predict``'s generator) into one run folder.
 
     The iterable is consumed one result at a time, so a video never has to fit in memory. See
@@ -230,11 +220,8 @@ def save_results(
         results: Results (or one Results), in source order; arrays (``path=None``) are saved as
             ``image0.jpg``, ``image1.jpg``, … in order.
         save_dir: the run folder; ``<save_dir>2``, ``<save_dir>3``, … when it exists (unless ``exist_ok``).
-        images: annotated images (source file name) and videos (``<stem>.mp4``, source fps).
-        txt: YOLO-seg ``labels/<stem>.txt``, coordinates normalised to [0, 1].
-        coco: ``predictions.json``, COCO results with bbox [x, y, w, h] in source px and RLE masks.
-        show_labels, show_conf: draw class names, and confidences, on the annotated images.
-        exist_ok: write into an existing ``save_dir`` itself.
+        options: ``ResultSaver``'s keyword arguments: ``images`` (default True), ``txt``,
+            ``coco``, ``show_labels``, ``show_conf``, ``exist_ok``, ``annotate``.
 
     Returns:
         The run folder written, or None when nothing was (no results, or every output off).
@@ -244,9 +231,7 @@ def save_results(
     """
     if isinstance(results, Results):
         results = [results]
-    saver = ResultSaver(
-        save_dir, images=images, txt=txt, coco=coco, show_labels=show_labels, show_conf=show_conf, exist_ok=exist_ok
-    )
+    saver = ResultSaver(save_dir, **options)
     with saver:
         for result in results:
             saver.add(result)

@@ -45,6 +45,23 @@ class ExportWrapper(nn.Module):
         return preds.float(), protos.float()
 
 
+def _export_graph(module: nn.Module, example: torch.Tensor, opset: int, names: list[str], axes: dict | None = None):
+    """The ONNX ModelProto of ``module`` traced on ``example`` (B, 3, H, W): input ``images``, outputs ``names``, constants folded."""
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module,
+        (example,),
+        buffer,
+        opset_version=opset,
+        input_names=["images"],
+        output_names=names,
+        dynamic_axes=axes,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
 def trace(job: ExportJob) -> onnx.ModelProto:
     """``job.net`` as an ONNX graph (not yet simplified), traced at ``job.imgsz`` with ``max(job.batch, 1)`` images.
 
@@ -69,7 +86,6 @@ def trace(job: ExportJob) -> onnx.ModelProto:
             names[0]: {0: "batch"} if nms else {0: "batch", 2: "anchors"},
             names[1]: {0: "batch", 2: "mask_height", 3: "mask_width"},
         }
-    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
@@ -78,18 +94,7 @@ def trace(job: ExportJob) -> onnx.ModelProto:
         # the folder skips are computed at run time.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            buffer,
-            opset_version=job.opset,
-            input_names=["images"],
-            output_names=names,
-            dynamic_axes=axes,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    return onnx.load_from_string(buffer.getvalue())
+        return _export_graph(wrapper, example, job.opset, names, axes)
 
 
 class NormalizedBoxes(nn.Module):
@@ -126,23 +131,13 @@ def converter_graph(job: ExportJob, path: Path, normalize_boxes: bool = False) -
     head.split = job.precision == "int8"
     names = head.output_names
     traced = NormalizedBoxes(net, job.imgsz, job.meta.head_shape[1]) if normalize_boxes and not head.split else net
-    buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's constant-stride and deprecation warnings
-            torch.onnx.export(
-                traced,
-                (torch.zeros(max(job.batch, 1), 3, *job.imgsz),),
-                buffer,
-                opset_version=job.opset,
-                input_names=["images"],
-                output_names=names,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+            model = _export_graph(traced, torch.zeros(max(job.batch, 1), 3, *job.imgsz), job.opset, names)
     finally:
         head.split = False
-    onnx.save(onnxslim.slim(onnx.load_from_string(buffer.getvalue())), str(path))
+    onnx.save(onnxslim.slim(model), str(path))
     return names
 
 

@@ -209,29 +209,41 @@ def _counts(result) -> str:
 PER_IMAGE_LINES = 20  # print one line per image when there are at most this many
 
 
-def _live_options(command):
-    """The options of video and live sources and of the pipelined stream, shared by ``predict`` and ``track``."""
-    for option in reversed([
-        click.option("--vid-stride", type=click.IntRange(1), default=1, help="Take every Nth frame of videos and streams."),
-        click.option("--stream-buffer", is_flag=True, help="Process every frame of a live source (default: only the newest when the model is slower)."),
-        click.option("--reconnect", type=click.IntRange(0), default=3, help="Attempts to reopen a lost live stream before it ends."),
-        click.option("--pipeline/--no-pipeline", default=True, help="Decode, infer and post-process on their own threads, overlapping (same results)."),
-    ]):  # fmt: skip
-        command = option(command)
-    return command
-def _run_folder_options(kind: str, project: str):
-    """``--project``, ``--name`` and ``--exist-ok``: where a command writes its run folder, as Ultralytics users type them."""
+def _options(*options):
+    """A decorator adding ``options`` (click.option decorators) to a command, in the order given."""
 
     def add(command):
-        for option in reversed([
-            click.option("--project", default=project, help="Parent folder of runs."),
-            click.option("--name", default=kind, help=f"Run folder name ({kind}, {kind}2, ... unless --exist-ok)."),
-            click.option("--exist-ok", is_flag=True, help="Write into the run folder if it exists instead of a new numbered one."),
-        ]):  # fmt: skip
+        for option in reversed(options):
             command = option(command)
         return command
 
     return add
+
+
+_live_options = _options(
+    click.option("--vid-stride", type=click.IntRange(1), default=1, help="Take every Nth frame of videos and streams."),
+    click.option("--stream-buffer", is_flag=True, help="Process every frame of a live source (default: only the newest when the model is slower)."),
+    click.option("--reconnect", type=click.IntRange(0), default=3, help="Attempts to reopen a lost live stream before it ends."),
+    click.option("--pipeline/--no-pipeline", default=True, help="Decode, infer and post-process on their own threads, overlapping (same results)."),
+)  # fmt: skip
+
+
+def _detection_options(unit: str):
+    """``--iou``, ``--imgsz``, ``--max-det`` and ``--classes``, shared by ``predict`` and ``track`` (``unit``: image or frame)."""
+    return _options(
+        click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold."),
+        click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's]."),
+        click.option("--max-det", type=click.IntRange(1), default=300, help=f"At most this many detections per {unit}."),
+        click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2."),
+    )  # fmt: skip
+def _run_folder_options(kind: str, project: str):
+    """``--project``, ``--name`` and ``--exist-ok``: where a command writes its run folder, as Ultralytics users type them."""
+
+    return _options(
+        click.option("--project", default=project, help="Parent folder of runs."),
+        click.option("--name", default=kind, help=f"Run folder name ({kind}, {kind}2, ... unless --exist-ok)."),
+        click.option("--exist-ok", is_flag=True, help="Write into the run folder if it exists instead of a new numbered one."),
+    )  # fmt: skip
 
 
 ENGINE_CHOICES = ["auto", *engine_choices()]
@@ -241,10 +253,7 @@ ENGINE_CHOICES = ["auto", *engine_choices()]
 @click.argument("model")
 @click.argument("source")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.25, help="Confidence threshold.")
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
-@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's].")
-@click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per image.")
-@click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
+@_detection_options("image")
 @click.option("--agnostic", is_flag=True, help="Class-agnostic NMS.")
 @click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
@@ -310,10 +319,7 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--tracker", default=None, help="Tracker settings YAML (high_score, low_score, new_track_score, track_buffer, match_cost, fuse_score, association).")
 @click.option("--association", type=click.Choice(["box", "mask"]), default=None, help="Match tracks by box IoU or mask IoU [default: the tracker's, box].")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.1, help="Lowest score kept (weak detections keep tracks alive).")
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
-@click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's].")
-@click.option("--max-det", type=click.IntRange(1), default=300, help="At most this many detections per frame.")
-@click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2.")
+@_detection_options("frame")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated frames and videos, with track ids.")

@@ -204,7 +204,7 @@ CATEGORY_LINE = r"ann.json: category \{'id': 'one', 'name': 'x'\} needs an integ
 WIDTH_1E300 = coco_dict(images=[{"id": 1, "file_name": "a.png", "width": 1e300, "height": 48}])
 DEEP_JSON = partial(_annotation_file, lambda p: write(p, '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"))
 SPARSE_JSON = partial(_annotation_file, lambda p: sparse(p, b"{", 6 << 30))
-SPARSE_JSON_LINE = "ann.json: annotation file refused: 6,442,450,944 bytes, more than the 2,147,483,648-byte limit"
+SPARSE_JSON_LINE = "ann.json: annotation file is 6,442,450,944 bytes, more than the 2,147,483,648-byte limit"
 SOURCES_CHECK = (
     "dangling.png: image cannot be read",
     "fifo.png: image cannot be read (file is not a regular file)",

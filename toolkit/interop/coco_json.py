@@ -6,8 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from edgeseg.runtimes.capped import FileLimitError, open_capped
-from edgeseg.runtimes.errors import EdgesegError, is_int, os_reason, quoted
+from edgeseg.runtimes.capped import FileLimitError, open_user_file
+from edgeseg.runtimes.errors import EdgesegError, is_int, quoted
 from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
 
 MAX_COCO_JSON_BYTES = 2 << 30  # bytes (2 GiB; LVIS v1 train is 1.1 GB): larger annotation files are refused unread
@@ -33,11 +33,9 @@ def read_coco(path: Path) -> dict:
     The first bytes must open a JSON object before the whole file is read.
     """
     try:
-        f, size = open_capped(path, MAX_COCO_JSON_BYTES)
+        f, size = open_user_file(path, MAX_COCO_JSON_BYTES, "annotation file")
     except FileLimitError as exc:
-        raise EdgesegError(f"{path}: annotation file refused: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise EdgesegError(f"{path}: annotation file cannot be read ({os_reason(exc)})") from None
+        raise EdgesegError(f"{path}: {exc}") from None
     with f:
         if f.read(1 << 16).lstrip(b" \t\r\n\xef\xbb\xbf")[:1] != b"{":
             raise EdgesegError(f"{path}: not a COCO annotation file (no JSON object at its start)")
