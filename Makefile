@@ -113,7 +113,7 @@ tflite-check: setup
 	ops = operator_names(open('$(TFLITE_CHECK)/yolo11n-seg.tflite', 'rb').read()); \
 	flex = [o for o in ops if o.startswith('Flex')]; sys.exit(f'error: Flex ops {flex}') if flex else print(len(ops), 'builtin op codes')"
 	$(TFLITE_RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(TFLITE_CHECK)/yolo11n-seg.tflite
-	$(BIN)/python -m pytest -q tests/runtimes/test_plain_meta.py -k tflite
+	$(BIN)/python -m pytest -q tests/runtimes/test_plain_keys.py -k tflite
 
 # make rknn-venv    the rknn-toolkit2 converter venv (.venv-rknn): rknn-toolkit2 pins numpy <= 1.26.4,
 #                   onnx <= 1.18 and torch <= 2.4 (a CUDA build from PyPI); it needs torch only to import,

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from compare_table import README, render, splice
 from report import write_report
 
@@ -116,7 +115,7 @@ def edgeseg_threshold(args) -> dict:
 def edgeseg_predict(args) -> dict:
     """Median end-to-end and raw-inference ms per image of ``edgeseg.runtimes.load(onnx, engine)``, and detections per image."""
     import edgeseg.runtimes
-    from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+    from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
     images = list(np.load(args.images).values())
     runtime = edgeseg.runtimes.load(args.model, engine=args.engine)
@@ -222,7 +221,7 @@ def main() -> None:
         return
 
     from edgeseg.data.synth import synthesize
-    from edgeseg.runtimes.images import read_image
+    from edgeseg.runtimes.io.images import read_image
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

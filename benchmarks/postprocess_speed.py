@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from edgeseg.runtimes.postprocess import non_max_suppression, process_masks
-from edgeseg.runtimes.preprocess import letterbox
+from edgeseg.runtimes.pipeline.postprocess import non_max_suppression, process_masks
+from edgeseg.runtimes.pipeline.preprocess import letterbox
 
 
 def synthetic_outputs(imgsz: int, objects: int, nc: int, nm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,7 @@ def calibrated_checkpoint(imgsz: int, images: list[np.ndarray], path: Path, shif
 
     import edgeseg
     from edgeseg.data.synth import CLASS_NAMES
-    from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+    from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
     torch.manual_seed(0)
     model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))

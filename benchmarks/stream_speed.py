@@ -67,8 +67,8 @@ def worker(mode: str, artifact: str, video: str, out: str, warmup: int, check: b
     import cv2
 
     from edgeseg.runtimes import load
-    from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
-    from edgeseg.runtimes.save import ResultSaver
+    from edgeseg.runtimes.io.save import ResultSaver
+    from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
     runtime = load(artifact)
     runtime.warmup()

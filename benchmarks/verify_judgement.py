@@ -36,17 +36,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from report import save_judgement
 
 import edgeseg
 from edgeseg.data.synth import synthesize
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
-from edgeseg.runtimes.preprocess import PAD_VALUE
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.pipeline.preprocess import PAD_VALUE
 from edgeseg.targets import export
 from edgeseg.targets.registry import target_entry
 from edgeseg.targets.verify import TOLERANCES, verification_set, verify
-
-from report import save_judgement
 
 ROOT = Path("runs/bench/verify_judgement")
 RESULTS = Path(__file__).parent / "results" / "verify_judgement.json"

@@ -8,10 +8,10 @@ import math
 import re
 from pathlib import Path
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.models import MODELS_DIR
-from edgeseg.runtimes.limits import MAX_CLASSES
-from edgeseg.runtimes.yaml_safe import load_yaml
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.io.yaml_safe import load_yaml
+from edgeseg.runtimes.meta.limits import MAX_CLASSES
 
 MODEL_KEYS = {"nc", "scales", "scale", "backbone", "head", "names", "ch"}
 KNOWN_MODULES = {

@@ -9,10 +9,10 @@ when a ``.pt`` is opened (docs/ARCHITECTURE.md, "Layers").
 
 from edgeseg.runtimes.backends import select_backend
 from edgeseg.runtimes.backends.engines import load_with_engine
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.io.save import ResultSaver, save_results
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.results import Results
 from edgeseg.runtimes.runtime import Runtime
-from edgeseg.runtimes.save import ResultSaver, save_results
 
 __all__ = ["load", "Runtime", "Results", "ModelMeta", "ResultSaver", "save_results"]
 

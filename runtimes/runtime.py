@@ -1,6 +1,6 @@
 """``Runtime``: one backend plus the one pipeline used by predict and val for every format.
 
-``edgeseg.runtimes.loop``: letterbox (to the input size) → ``Backend.infer`` → confidence filter →
+``edgeseg.runtimes.pipeline.loop``: letterbox (to the input size) → ``Backend.infer`` → confidence filter →
 NMS → mask decode → scale back to the source image → ``Results``. The ``.pt`` checkpoint goes through the same
 path, so formats differ only by their backend (docs/ARCHITECTURE.md, "Output contract").
 """
@@ -11,15 +11,15 @@ import math
 import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend
-from edgeseg.runtimes.data_config import load_data_config
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_IMGSZ
-from edgeseg.runtimes.live import LiveOptions
-from edgeseg.runtimes.loop import predict_batches
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.metrics import SegmentMetrics
-from edgeseg.runtimes.sources import SourceFrames, resolve_source, sequence_of
-from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
+from edgeseg.runtimes.evaluation.metrics import SegmentMetrics
+from edgeseg.runtimes.evaluation.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate, split_labels
+from edgeseg.runtimes.io.data_config import load_data_config
+from edgeseg.runtimes.io.live import LiveOptions
+from edgeseg.runtimes.io.sources import SourceFrames, resolve_source, sequence_of
+from edgeseg.runtimes.meta.limits import MAX_IMGSZ
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.loop import predict_batches
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -139,11 +139,11 @@ class Runtime:
             stream_buffer: process every frame of a live source (True) or only the newest one
                 when the model is slower than the source (False; dropped frames are counted in
                 ``last_dropped``).
-            reconnect: attempts to reopen a lost live source, ``edgeseg.runtimes.live.LiveOptions``.
+            reconnect: attempts to reopen a lost live source, ``edgeseg.runtimes.io.live.LiveOptions``.
             pipeline: decode + letterbox, inference (two frames at a time where the backend
                 allows concurrent calls, ``Backend.concurrent``) and post-processing on threads
                 of their own, so they overlap with each other and with the caller's work on the
-                results (``edgeseg.runtimes.loop.predict_batches``); False does one step at a
+                results (``edgeseg.runtimes.pipeline.loop.predict_batches``); False does one step at a
                 time, the lowest latency per frame. The results are the same either way; a live
                 source's frames wait a few batches longer in the pipeline.
 
@@ -268,7 +268,7 @@ class Runtime:
         max_det: int = VAL_MAX_DET,
         progress: bool = True,
     ) -> SegmentMetrics:
-        """Box and mask metrics on a YOLO-seg split, through ``edgeseg.runtimes.validate.evaluate``.
+        """Box and mask metrics on a YOLO-seg split, through ``edgeseg.runtimes.evaluation.validate.evaluate``.
 
         Args:
             data: a data YAML path or a config from ``load_data_config``.

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.files import staging_folder
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.preprocess import letterbox
-from edgeseg.runtimes.sources import SplitImages, split_images
+from edgeseg.runtimes.io.files import staging_folder
+from edgeseg.runtimes.io.sources import SplitImages, split_images
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.preprocess import letterbox
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -84,7 +84,7 @@ def atomic_output(dest: str | Path):
     previous artifact of the same layout (every path in it is also in the new one), so a user's
     folder is never deleted. On any exception, KeyboardInterrupt and SIGTERM under the CLI
     included, the staging folder is deleted and ``dest`` is left as it was; staging folders of
-    killed runs are removed the next time ``dest`` is written (``edgeseg.runtimes.files.remove_stale``).
+    killed runs are removed the next time ``dest`` is written (``edgeseg.runtimes.io.files.remove_stale``).
 
     Raises:
         EdgesegError: the block wrote nothing, or ``dest`` is a file or folder the artifact must

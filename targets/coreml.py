@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.plain_meta import plain_strings
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import plain_strings
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.onnx import ExportWrapper
 

@@ -1,7 +1,7 @@
 """NMS in the graph: the torch module that end-to-end exports trace (``--end2end``).
 
 ``End2End`` wraps the traced model: (B, 3, H, W) images → ``detections`` (B, max_det, 6 + nm)
-and ``protos``, the layout of ``edgeseg.runtimes.end2end``. It is built from standard ONNX ops
+and ``protos``, the layout of ``edgeseg.runtimes.pipeline.end2end``. It is built from standard ONNX ops
 only, so ONNX Runtime, OpenVINO and TensorRT run it without custom ops:
 
 1. each anchor's best class score and label (``ReduceMax``/``ArgMax``); a (B, nc, A) score

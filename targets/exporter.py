@@ -17,10 +17,10 @@ from pathlib import Path
 
 from edgeseg.runtimes import load
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_DETECTIONS, MAX_IMGSZ
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.evaluation.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
+from edgeseg.runtimes.meta.limits import MAX_DETECTIONS, MAX_IMGSZ
+from edgeseg.runtimes.meta.model_meta import ModelMeta
 from edgeseg.runtimes.runtime import Runtime, check_thresholds
-from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
 from edgeseg.targets.common import ExportJob, artifact_size, atomic_output, missing_extra, refuse_folder
 from edgeseg.targets.registry import TargetEntry, target_entry
 from edgeseg.targets.verify import format_report, save_report, verification_set

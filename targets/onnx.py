@@ -18,10 +18,10 @@ import onnxslim
 import torch
 from torch import nn
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import parse_device
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.plain_meta import plain_strings
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import plain_strings
 from edgeseg.targets.common import ExportJob
 from edgeseg.targets.end2end import End2End
 
@@ -145,7 +145,7 @@ def build(job: ExportJob) -> None:
     """Write ``job.path``: the traced graph, simplified with onnxslim when ``job.simplify``, checked, metadata embedded.
 
     ``metadata_props`` holds the ModelMeta as JSON under ``META_KEY`` and, beside it, the plain
-    keys the YOLO ecosystem reads (``edgeseg.runtimes.plain_meta``).
+    keys the YOLO ecosystem reads (``edgeseg.runtimes.meta.plain_keys``).
 
     Raises:
         EdgesegError: an opset outside 17–20.

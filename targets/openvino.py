@@ -27,8 +27,8 @@ import openvino as ov
 
 from edgeseg.nn.head import float_kept_modules, head_module_name
 from edgeseg.runtimes.backends.openvino_files import RT_INFO_PATH
-from edgeseg.runtimes.plain_meta import write_sidecar
-from edgeseg.runtimes.preprocess import to_input_tensor
+from edgeseg.runtimes.meta.plain_keys import write_sidecar
+from edgeseg.runtimes.pipeline.preprocess import to_input_tensor
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob, calibration_images
 
@@ -107,7 +107,7 @@ def build(job: ExportJob) -> None:
     """Write the ``job.path`` folder: the fp32 ONNX hub artifact converted to IR, quantised for int8, metadata in rt_info.
 
     Beside the IR, ``metadata.yaml`` holds the plain keys the YOLO ecosystem reads
-    (``edgeseg.runtimes.plain_meta``).
+    (``edgeseg.runtimes.meta.plain_keys``).
 
     Raises:
         EdgesegError: int8 without usable calibration data, or a bad opset.

@@ -32,8 +32,8 @@ from edgeseg.runtimes.backends.cuda import cuda_call, gpu_name, import_cudart
 from edgeseg.runtimes.backends.tensorrt import MIN_TENSORRT
 from edgeseg.runtimes.backends.tensorrt_file import write_engine
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.loop import batches
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.loop import batches
 from edgeseg.targets.common import ExportJob, calibration_set
 from edgeseg.targets.onnx import trace
 
@@ -67,7 +67,7 @@ def prepare_onnx(job: ExportJob) -> onnx.ModelProto:
 class CalibrationBatches:
     """int8 calibration data: letterboxed images in (batch, 3, H, W) float32 RGB [0, 1] batches, and the cache.
 
-    Iterating yields ``len(self)`` batches of the runtime's batch loop (``edgeseg.runtimes.loop``)
+    Iterating yields ``len(self)`` batches of the runtime's batch loop (``edgeseg.runtimes.pipeline.loop``)
     covering every image once; the last batch is completed with the first images when the count
     is not a multiple of ``batch`` (a static engine's batch is fixed). The cache file holds
     ``CACHE_MAGIC + key + "\\n"`` and TensorRT's cache bytes; ``read_cache`` returns those bytes

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.tflite_file import operator_names
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.plain_meta import plain_metadata
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
+from edgeseg.runtimes.meta.plain_keys import plain_metadata
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 from edgeseg.targets.common import ExportJob, calibration_images, side_python
 from edgeseg.targets.onnx import converter_graph
 

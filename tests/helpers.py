@@ -10,9 +10,9 @@ import edgeseg
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.base import Backend
-from edgeseg.runtimes.data_config import label_path
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.io.data_config import label_path
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
 
 def calibrated_model(images: list[np.ndarray], imgsz: int, bn_gain: float | None = None) -> "edgeseg.Model":

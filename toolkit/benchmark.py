@@ -85,8 +85,8 @@ def measure_speed(path: str, image_files: list[str], imgsz: int | None, device: 
         ``throughput``: images/s at ``best_batch`` (wall time of ``predict`` over
         THROUGHPUT_IMAGES images); ``peak_rss_mb``: this process's peak RSS (MB).
     """
-    from edgeseg.runtimes.images import read_image
     from edgeseg.runtimes import load
+    from edgeseg.runtimes.io.images import read_image
 
     runtime = load(path, device)
     images = [read_image(f) for f in image_files]
@@ -149,8 +149,8 @@ def _candidates(targets, preset) -> list[tuple[str, str] | Path]:
     Raises:
         EdgesegError: an unknown target or precision in ``targets``.
     """
-    from edgeseg.targets.registry import registered_targets, target_entry
     from edgeseg.targets.presets import parse_spec
+    from edgeseg.targets.registry import registered_targets, target_entry
 
     if targets is None:
         return list(preset.candidates) if preset is not None else [("onnx", "fp32")]
@@ -179,7 +179,7 @@ class _Bench:
 
     def __init__(self, model: Path, data: str, imgsz: int | None, device: str | None, runs: int, dynamic: bool, calib: int):
         from edgeseg.runtimes import load
-        from edgeseg.runtimes.sources import split_images
+        from edgeseg.runtimes.io.sources import split_images
         from edgeseg.targets.verify import MAX_IMAGES
 
         self.model, self.data, self.device, self.runs, self.dynamic, self.calib = model, data, device, runs, dynamic, calib
@@ -296,7 +296,7 @@ def bench(
         EdgesegError: a bad model, data YAML, preset or target spec (a target that cannot be
             built or run here is a skipped row instead).
     """
-    from edgeseg.runtimes.paths import increment_path
+    from edgeseg.runtimes.io.paths import increment_path
     from edgeseg.targets.common import missing_extra
     from edgeseg.targets.presets import preset as find_preset
 
@@ -337,7 +337,7 @@ def bench(
 
 def save_results(rows: list[dict], summary: dict, save_dir: Path) -> None:
     """Write ``bench.csv`` (COLUMNS), ``bench.json`` (``summary``) and ``bench.png`` into ``save_dir``."""
-    from edgeseg.runtimes.files import atomic_write_text
+    from edgeseg.runtimes.io.files import atomic_write_text
     from edgeseg.targets.common import missing_extra
 
     text = io.StringIO()

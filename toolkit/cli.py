@@ -13,7 +13,7 @@ import click
 from edgeseg import __version__
 from edgeseg.runtimes.backends import engine_choices
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_IMGSZ
+from edgeseg.runtimes.meta.limits import MAX_IMGSZ
 
 
 class Terminated(KeyboardInterrupt):
@@ -271,7 +271,7 @@ def predict(model, source, device, engine, save, save_txt, save_json, show_label
     from pathlib import Path
 
     from edgeseg.runtimes import load
-    from edgeseg.runtimes.save import ResultSaver
+    from edgeseg.runtimes.io.save import ResultSaver
 
     runtime = load(model, device, engine)
     results = runtime.predict(source, **options)
@@ -335,7 +335,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
     from pathlib import Path
 
     from edgeseg.runtimes import load
-    from edgeseg.runtimes.save import ResultSaver
+    from edgeseg.runtimes.io.save import ResultSaver
     from edgeseg.runtimes.tracking import TrackerSettings, TrackRecorder
     from edgeseg.runtimes.tracking.zones import by_class
 
@@ -431,8 +431,8 @@ def export(model, **options) -> None:
 @click.option("-o", "--out", default=None, help="edgeseg checkpoint to write [default: <stem>-edgeseg.pt beside PATH].")
 def import_(path: str, out: str | None) -> None:
     """Convert an Ultralytics YOLO11-seg checkpoint (PATH) into an edgeseg checkpoint, without running its code."""
-    from edgeseg.nn.network import import_ultralytics
     from edgeseg.nn.checkpoint import load_checkpoint
+    from edgeseg.nn.network import import_ultralytics
 
     written = import_ultralytics(path, out)
     ckpt = load_checkpoint(written)

@@ -4,10 +4,10 @@ Never imports torch. matplotlib (the ``train`` extra) is imported inside the fun
 need it, so ``import edgeseg.plots`` stays light; figures are rendered through an explicit
 Agg canvas (no pyplot, no global backend switch, no font downloads: matplotlib's bundled
 DejaVu Sans). Image grids are drawn with OpenCV (Hershey fonts) through
-:meth:`edgeseg.runtimes.results.Results.plot`, so ground truth and predictions use the same
-class colours (:func:`edgeseg.runtimes.results.class_color`) as ``predict``.
+:meth:`edgeseg.runtimes.pipeline.results.Results.plot`, so ground truth and predictions use the same
+class colours (:func:`edgeseg.runtimes.pipeline.results.class_color`) as ``predict``.
 
-Every function writes its file atomically (``edgeseg.runtimes.files.atomic_write``) and returns the path written.
+Every function writes its file atomically (``edgeseg.runtimes.io.files.atomic_write``) and returns the path written.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.files import atomic_write
-from edgeseg.runtimes.preprocess import fit_on_canvas
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.io.files import atomic_write
+from edgeseg.runtimes.pipeline.preprocess import fit_on_canvas
+from edgeseg.runtimes.pipeline.results import Results
 
 __all__ = ["plot_results", "plot_pr_curves", "plot_labelled_batch", "plot_val_predictions", "write_figure"]
 
@@ -141,7 +141,7 @@ def plot_results(csv_path: str | Path) -> Path:
 
 
 def _plot_pr(task, names: dict[int, str], title: str, path: Path) -> Path:
-    """One PR-curve figure of a :class:`edgeseg.runtimes.metrics.TaskMetrics` (IoU 0.5)."""
+    """One PR-curve figure of a :class:`edgeseg.runtimes.evaluation.metrics.TaskMetrics` (IoU 0.5)."""
     from matplotlib.figure import Figure
 
     classes = [int(c) for c in task.ap_class_index]
@@ -165,7 +165,7 @@ def plot_pr_curves(metrics, names: dict[int, str], save_dir: str | Path) -> list
     """Precision-recall curves at IoU 0.5 of a validation run.
 
     Args:
-        metrics: :class:`edgeseg.runtimes.metrics.SegmentMetrics`; per task the curves are
+        metrics: :class:`edgeseg.runtimes.evaluation.metrics.SegmentMetrics`; per task the curves are
             ``prec (nc, 101)`` over the recall grid ``px (101,)``.
         names: class id -> name.
         save_dir: folder of the figures (created if missing).

@@ -4,9 +4,9 @@ import logging
 
 import numpy as np
 
-from edgeseg.runtimes.end2end import detections_to_preds
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.end2end import detections_to_preds
 
 LOGGER = logging.getLogger("edgeseg")
 _LOGGED_CHOICES: set[str] = set()  # the default-device lines already logged by this process
@@ -99,7 +99,7 @@ class Backend:
         Returns:
             preds (B, 4 + nc + nm, A) float32 and protos (B, nm, H / 4, W / 4) float32. An
             end-to-end artifact's detections come back in that layout, one column per detection
-            (``edgeseg.runtimes.end2end.detections_to_preds``).
+            (``edgeseg.runtimes.pipeline.end2end.detections_to_preds``).
         """
         preds, protos = self._chunked(batch)
         if self.meta.end2end:

@@ -13,10 +13,10 @@ import platform
 
 import numpy as np
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, PredictUnavailable
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.plain_meta import meta_from_map
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 # device → compute units: "cpu" keeps float32 packages in float32; "all" lets CoreML use the GPU
 # and the Neural Engine (which compute in float16).

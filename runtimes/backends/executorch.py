@@ -20,8 +20,8 @@ import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta.model_meta import ModelMeta
 
 META_METHOD = "edgeseg_meta"
 MAX_PROGRAM_BYTES = 2 << 30  # a yolo11x-seg program is ~250 MB

@@ -1,6 +1,6 @@
 """The ModelMeta as ``edgeseg.json`` beside the model files, for folder artifacts whose files have no room for it (NCNN, RKNN).
 
-The plain keys the YOLO ecosystem reads go beside it as ``metadata.yaml`` (``edgeseg.runtimes.plain_meta``); a folder with
+The plain keys the YOLO ecosystem reads go beside it as ``metadata.yaml`` (``edgeseg.runtimes.meta.plain_keys``); a folder with
 only those (an Ultralytics export) is read from them.
 """
 
@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.plain_meta import SIDECAR, meta_from_map, write_sidecar
-from edgeseg.runtimes.yaml_safe import load_yaml
+from edgeseg.runtimes.io.yaml_safe import load_yaml
+from edgeseg.runtimes.meta.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.meta.plain_keys import SIDECAR, meta_from_map, write_sidecar
 
 META_FILE = "edgeseg.json"
 

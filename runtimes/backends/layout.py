@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import DEFAULT_IMGSZ, META_KEY, ModelMeta
+from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ, META_KEY, ModelMeta
 
 LOGGER = logging.getLogger("edgeseg")
 

@@ -5,11 +5,11 @@ import logging
 import numpy as np
 import onnxruntime as ort
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, choose_device, parse_device
 from edgeseg.runtimes.backends.layout import bind_outputs, layout_meta, with_input_shape
 from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.plain_meta import meta_from_map
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -43,7 +43,7 @@ class OnnxBackend(Backend):
     """An ONNX Runtime session bound to the ``preds``/``protos`` contract.
 
     The metadata is read from ``metadata_props[META_KEY]``, else from the plain keys an
-    Ultralytics export carries (``edgeseg.runtimes.plain_meta``). Without either, a model whose outputs
+    Ultralytics export carries (``edgeseg.runtimes.meta.plain_keys``). Without either, a model whose outputs
     have the YOLO-seg layout still loads: nc = C - 4 - nm from the output shapes, the input size
     from the input shape (640 if dynamic) and class ids as names. Outputs are bound by the names
     the metadata lists, else by rank (rank 4 = protos). Static facts of the graph (batch, input

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.backends.layout import bind_outputs, layout_meta, with_input_shape
-from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.meta import META_KEY
 from edgeseg.runtimes.backends.openvino_files import ONNX_RT_INFO_PATH, RT_INFO_PATH, ir_files, ov_device, plain_values
-from edgeseg.runtimes.plain_meta import meta_from_map
+from edgeseg.runtimes.cpus import usable_cpus
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 

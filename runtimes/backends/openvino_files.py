@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.plain_meta import PLAIN_KEYS, SIDECAR
-from edgeseg.runtimes.yaml_safe import load_yaml
+from edgeseg.runtimes.io.yaml_safe import load_yaml
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import PLAIN_KEYS, SIDECAR
 
 RT_INFO_PATH = ["model_info", META_KEY]
 ONNX_RT_INFO_PATH = ["framework", META_KEY]  # where an ONNX file's metadata_props appear once read by OpenVINO
@@ -49,7 +49,7 @@ def plain_values(model, xml_or_onnx: Path, onnx_file: bool) -> dict:
     (an Ultralytics export); ``{}`` when there are none.
 
     Raises:
-        EdgesegError: a ``metadata.yaml`` that is not a YAML mapping (``edgeseg.runtimes.yaml_safe`` limits).
+        EdgesegError: a ``metadata.yaml`` that is not a YAML mapping (``edgeseg.runtimes.io.yaml_safe`` limits).
     """
     if onnx_file:
         return {key: model.get_rt_info(["framework", key]).astype(str) for key in PLAIN_KEYS if model.has_rt_info(["framework", key])}

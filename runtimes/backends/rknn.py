@@ -23,8 +23,8 @@ import numpy as np
 from edgeseg.runtimes.backends.base import Backend, PredictUnavailable
 from edgeseg.runtimes.backends.folder_meta import read_folder_meta
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.head_decode import join_split_head
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.head_decode import join_split_head
 
 MODEL = "model.rknn"
 CORES_ENV = "EDGESEG_RKNN_CORES"

@@ -13,8 +13,8 @@ import struct
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.plain_meta import has_plain, meta_from_plain
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.meta.plain_keys import has_plain, meta_from_plain
 
 HEADER = struct.Struct("<I")  # length of the ModelMeta JSON that precedes the engine bytes
 

@@ -9,7 +9,7 @@ bins, decoded here with ``meta.extra["reg_max"]`` and ``meta.extra["strides"]``,
 (B, nc, A), ``coefficients`` (B, nm, A) and ``protos`` (B, H / 4, W / 4, nm). After
 dequantisation (``(q - zero_point) * scale`` per tensor) they are joined back into the output
 contract ``preds`` (B, 4 + nc + nm, A) + ``protos`` (B, nm, H / 4, W / 4) by
-``edgeseg.runtimes.head_decode.join_split_head``.
+``edgeseg.runtimes.pipeline.head_decode.join_split_head``.
 
 The ModelMeta lives in the flatbuffer's ``metadata`` vector under ``META_KEY`` (read without any
 interpreter by ``tflite_file``). A file without it (an Ultralytics export, whose input may be
@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend, parse_device
 from edgeseg.runtimes.backends.tflite_file import describe_tensors, file_meta, read_metadata
 from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
+
 
 def _interpreter_class():
     """The LiteRT ``Interpreter`` class: ai-edge-litert, else tflite_runtime, else tensorflow.lite.

@@ -15,9 +15,9 @@ import zipfile
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.plain_meta import meta_from_map
+from edgeseg.runtimes.meta.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
+from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.metrics import box_iou, mask_iou
+from edgeseg.runtimes.evaluation.metrics import box_iou, mask_iou
+from edgeseg.runtimes.io.yaml_safe import load_yaml
 from edgeseg.runtimes.tracking import kalman
-from edgeseg.runtimes.yaml_safe import load_yaml
 
 SECOND_STAGE_COST = 0.5
 UNCONFIRMED_COST = 0.7

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.files import atomic_write_text
-from edgeseg.runtimes.results import Results
-from edgeseg.runtimes.sources import sequence_of
+from edgeseg.runtimes.io.files import atomic_write_text
+from edgeseg.runtimes.io.sources import sequence_of
+from edgeseg.runtimes.pipeline.results import Results
 from edgeseg.runtimes.tracking.zones import Trails, ZoneCounter
 
 TRACKS_FILE = "tracks.json"  # per sequence, one summary per track (``Track.summary``)

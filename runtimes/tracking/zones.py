@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.results import Results, class_color, draw_label
-from edgeseg.runtimes.sources import sequence_of
+from edgeseg.runtimes.io.sources import sequence_of
+from edgeseg.runtimes.pipeline.results import Results, class_color, draw_label
 
 ZONE_COLOR = (0, 215, 255)  # BGR amber: zones and their counts
 

@@ -1,6 +1,6 @@
 """Export verification: does the artifact detect and segment what the PyTorch model does?
 
-Both models see the same images through the runtime's batch loop (``edgeseg.runtimes.loop``:
+Both models see the same images through the runtime's batch loop (``edgeseg.runtimes.pipeline.loop``:
 letterbox → ``Backend.infer``) and its ``postprocess``: exactly the steps ``Runtime.predict``
 takes, so any drift is the backend's. What is judged is what a user sees, against limits per
 precision (``TOLERANCES``):
@@ -22,7 +22,7 @@ precision (``TOLERANCES``):
 * box IoU and mask IoU (source resolution) of the matched detections: their mean and their 5th
   percentile, so that a few badly drifted objects fail as surely as a general drift;
 * ΔmAP, when the images are labelled (a data YAML's val split): box and mask mAP50-95 of the
-  artifact minus those of the reference on those images, from ``edgeseg.runtimes.validate.evaluate``
+  artifact minus those of the reference on those images, from ``edgeseg.runtimes.evaluation.validate.evaluate``
   (the evaluation of ``Runtime.val``); a drop beyond ``map_drop`` fails;
 * the artifact's outputs are finite.
 

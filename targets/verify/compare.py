@@ -4,11 +4,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeseg.runtimes.end2end import detections_to_preds, host_detections
-from edgeseg.runtimes.labels import Label
-from edgeseg.runtimes.metrics import box_iou
-from edgeseg.runtimes.postprocess import non_max_suppression, postprocess, scale_boxes, xywh2xyxy
-from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.evaluation.metrics import box_iou
+from edgeseg.runtimes.evaluation.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET, evaluate
+from edgeseg.runtimes.pipeline.end2end import detections_to_preds, host_detections
+from edgeseg.runtimes.pipeline.postprocess import non_max_suppression, postprocess, scale_boxes, xywh2xyxy
 from edgeseg.targets.verify.inputs import CHUNK
 
 CONF = 0.25  # detection threshold for the agreement

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.data.synth import render_sample, sample_rng
-from edgeseg.runtimes.data_config import load_data_config
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.labels import Label
-from edgeseg.runtimes.loop import infer_batches
-from edgeseg.runtimes.validate import split_labels
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.evaluation.validate import split_labels
+from edgeseg.runtimes.io.data_config import load_data_config
+from edgeseg.runtimes.io.images import read_image
+from edgeseg.runtimes.pipeline.loop import infer_batches
 
 MAX_IMAGES = 32  # dataset val images used (the first, sorted by path)
 SYNTHETIC_IMAGES = 8  # images drawn when no dataset is available

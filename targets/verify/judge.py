@@ -3,8 +3,8 @@
 import numpy as np
 
 from edgeseg.runtimes.backends.base import PredictUnavailable
-from edgeseg.runtimes.labels import Label
-from edgeseg.runtimes.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.evaluation.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
 from edgeseg.targets.verify.compare import as_detections, compare_outputs, iou_summary, map_delta, output_diff
 from edgeseg.targets.verify.inputs import infer_frames
 

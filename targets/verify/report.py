@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from edgeseg.runtimes.files import atomic_write_text
+from edgeseg.runtimes.io.files import atomic_write_text
 from edgeseg.targets.verify.compare import CONF
 
 

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.io.data_config import img_paths, load_data_config
 
 from bad_files import GIB3, encoded, sparse, write
 

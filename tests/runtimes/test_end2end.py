@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgeseg.runtimes import ModelMeta
-from edgeseg.runtimes.end2end import DETECTION_COLUMNS, detections_to_preds, host_detections
-from edgeseg.runtimes.postprocess import non_max_suppression
+from edgeseg.runtimes.pipeline.end2end import DETECTION_COLUMNS, detections_to_preds, host_detections
+from edgeseg.runtimes.pipeline.postprocess import non_max_suppression
 
 NC, NM, ANCHORS = 3, 4, 400
 

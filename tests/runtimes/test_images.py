@@ -12,11 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.runtimes import images as images_module
-from edgeseg.runtimes.images import MAX_IMAGE_BYTES, ImageHeader, ImageReadError, decode_image, read_image, read_image_header
+from edgeseg.runtimes.io import images as images_module
+from edgeseg.runtimes.io.images import MAX_IMAGE_BYTES, ImageHeader, ImageReadError, decode_image, read_image, read_image_header
 
 from bad_files import GIB3, bmp_bytes, encoded, patch_sof, png_bytes, small_image, sparse, tiff_bytes, webp_vp8x, write
-
 
 # --------------------------------------------------------------------------------------
 # Header parsers: known answers

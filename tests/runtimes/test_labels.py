@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.runtimes.labels import MAX_LABEL_BYTES, read_label, scan_labels
-from edgeseg.runtimes.data_config import img_paths, load_data_config
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.evaluation.labels import MAX_LABEL_BYTES, read_label
+from edgeseg.runtimes.io.data_config import img_paths, load_data_config
 
 from bad_files import GIB3, LABEL, dataset, encoded, planted_links, sparse, write
-
 
 # --------------------------------------------------------------------------------------
 # Label files: numbers, sizes

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 
 from edgeseg.cli import main
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.live import LiveOptions, is_live, live_sources
+from edgeseg.runtimes.io.live import LiveOptions, is_live, live_sources
+from edgeseg.runtimes.io.sources import resolve_source
 from edgeseg.runtimes.runtime import Runtime
-from edgeseg.runtimes.sources import resolve_source
 
 import helpers
 from helpers import BlobBackend, MjpegServer

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import edgeseg.runtimes
 from edgeseg.cli import main
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.loop import read_ahead
+from edgeseg.runtimes.pipeline.loop import read_ahead
 from edgeseg.runtimes.runtime import Runtime
 
 import helpers

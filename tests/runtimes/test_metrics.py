@@ -1,4 +1,4 @@
-"""edgeseg.runtimes.metrics against pycocotools' COCOeval (bbox and segm) and hand-computed answers."""
+"""edgeseg.runtimes.evaluation.metrics against pycocotools' COCOeval (bbox and segm) and hand-computed answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.runtimes.metrics import (
+from edgeseg.runtimes.evaluation.metrics import (
     IOU_THRESHOLDS,
     MatchAccumulator,
     SegmentEvaluator,
@@ -533,5 +533,5 @@ def test_iou_thresholds_are_cocos():
 
 
 def test_metrics_does_not_import_torch():
-    code = "import sys, edgeseg.runtimes.metrics; assert 'torch' not in sys.modules; assert 'pycocotools' not in sys.modules"
+    code = "import sys, edgeseg.runtimes.evaluation.metrics; assert 'torch' not in sys.modules; assert 'pycocotools' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,17 +9,17 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from edgeseg.runtimes.polygons import masks_to_polygons
-from edgeseg.runtimes.postprocess import (
+from edgeseg.runtimes.pipeline.polygons import masks_to_polygons
+from edgeseg.runtimes.pipeline.postprocess import (
     non_max_suppression,
     pixel_windows,
     postprocess,
     process_masks,
     scale_boxes,
 )
-from edgeseg.runtimes.preprocess import letterbox
-from edgeseg.runtimes.results import Results
-from edgeseg.runtimes.rle import rle_decode, rle_encode
+from edgeseg.runtimes.pipeline.preprocess import letterbox
+from edgeseg.runtimes.pipeline.results import Results
+from edgeseg.runtimes.pipeline.rle import rle_decode, rle_encode
 
 NM = 32
 SOURCE = (480, 640)  # non-square source (h, w)
@@ -492,7 +492,7 @@ def test_results_empty():
 
 def test_runtime_modules_do_not_import_torch():
     code = (
-        "import sys, edgeseg.runtimes.postprocess, edgeseg.runtimes.results, edgeseg.runtimes.rle; "
+        "import sys, edgeseg.runtimes.pipeline.postprocess, edgeseg.runtimes.pipeline.results, edgeseg.runtimes.pipeline.rle; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,8 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from edgeseg.runtimes.rle import rle_decode, rle_encode
-
+from edgeseg.runtimes.pipeline.rle import rle_decode, rle_encode
 
 # --------------------------------------------------------------------------------------
 # RLE and COCO conversion

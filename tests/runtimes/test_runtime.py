@@ -20,13 +20,12 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES, synthesize
-from edgeseg.runtimes.data_config import label_path, load_data_config
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes import ModelMeta, Runtime, load
-from edgeseg.runtimes import backends
+from edgeseg.runtimes import ModelMeta, Runtime, backends, load
 from edgeseg.runtimes.backends.base import Backend
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.validate import evaluate, split_labels
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.evaluation.validate import evaluate, split_labels
+from edgeseg.runtimes.io.data_config import label_path, load_data_config
+from edgeseg.runtimes.meta.model_meta import META_KEY
 
 import helpers
 

@@ -1,4 +1,4 @@
-"""Saving predictions through the Python API: ``edgeseg.runtimes.save`` (annotated images/videos, labels, COCO)."""
+"""Saving predictions through the Python API: ``edgeseg.runtimes.io.save`` (annotated images/videos, labels, COCO)."""
 
 import ast
 import json
@@ -15,10 +15,10 @@ import torch
 
 import edgeseg.runtimes
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.results import Results
-from edgeseg.runtimes.rle import rle_decode
-from edgeseg.runtimes.save import ResultSaver, save_results
+from edgeseg.runtimes.io.save import ResultSaver, save_results
+from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
+from edgeseg.runtimes.pipeline.results import Results
+from edgeseg.runtimes.pipeline.rle import rle_decode
 
 import helpers
 
@@ -192,11 +192,11 @@ def test_errors_are_one_line_naming_the_file(tmp_path):
 
 
 def test_the_saver_is_torch_free():
-    source = Path(edgeseg.runtimes.save.__file__)
+    source = Path(edgeseg.runtimes.io.save.__file__)
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.startswith("edgeseg"):
             assert node.module.startswith("edgeseg.runtimes"), node.module
         assert not isinstance(node, ast.Import) or all(not a.name.startswith(("edgeseg", "torch")) for a in node.names)
-    script = "import sys, edgeseg.runtimes.save; assert 'torch' not in sys.modules, 'torch was imported'"
+    script = "import sys, edgeseg.runtimes.io.save; assert 'torch' not in sys.modules, 'torch was imported'"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -6,10 +6,9 @@ import re
 import pytest
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.yaml_safe import MAX_YAML_BYTES, load_yaml, parse_yaml
+from edgeseg.runtimes.io.yaml_safe import MAX_YAML_BYTES, load_yaml, parse_yaml
 
 from bad_files import BOMB, sparse, write
-
 
 # --------------------------------------------------------------------------------------
 # Data YAML and the shared safe loader

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import edgeseg.runtimes
 from edgeseg.cli import main
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.pipeline.results import Results
 from edgeseg.runtimes.runtime import Runtime
 from edgeseg.runtimes.tracking import LineZone, PolygonZone, TrackRecorder, Trails, ZoneCounter, parse_zone
 from edgeseg.runtimes.tracking.zones import by_class

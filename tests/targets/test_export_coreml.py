@@ -17,10 +17,10 @@ from coremltools.proto import MIL_pb2  # noqa: E402
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng  # noqa: E402
-from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
 from edgeseg.runtimes.backends.base import PredictUnavailable  # noqa: E402
-from edgeseg.runtimes.meta import META_KEY  # noqa: E402
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.meta.model_meta import META_KEY  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
 from edgeseg.targets.common import artifact_size  # noqa: E402
 

@@ -13,9 +13,9 @@ import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes import load
-from edgeseg.runtimes.end2end import host_detections
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.pipeline.end2end import host_detections
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export
 from edgeseg.targets.end2end import End2End
 from edgeseg.targets.onnx import ExportWrapper

@@ -13,8 +13,8 @@ from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.folder_meta import META_FILE
 from edgeseg.runtimes.backends.ncnn_files import PARAM, WEIGHTS
-from edgeseg.runtimes.plain_meta import SIDECAR
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.plain_keys import SIDECAR
 from edgeseg.targets import export
 
 import helpers

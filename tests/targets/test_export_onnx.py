@@ -16,12 +16,12 @@ from click.testing import CliRunner
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.synth import CLASS_NAMES
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.nn.checkpoint import file_hash
 from edgeseg.runtimes import ModelMeta, load
-from edgeseg.runtimes.meta import META_KEY
-from edgeseg.runtimes.plain_meta import plain_strings
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY
+from edgeseg.runtimes.meta.plain_keys import plain_strings
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export, register_target
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import atomic_output

@@ -15,10 +15,10 @@ pytest.importorskip("nncf", reason="int8 OpenVINO export needs edgeseg[openvino]
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES  # noqa: E402
-from edgeseg.runtimes.images import read_image  # noqa: E402
-from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.io.images import read_image  # noqa: E402
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
 from edgeseg.targets.common import ExportJob  # noqa: E402
 from edgeseg.targets.openvino import calibration_batches  # noqa: E402

@@ -24,10 +24,10 @@ from edgeseg.cli import main
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.backends.folder_meta import META_FILE, write_folder_meta
-from edgeseg.runtimes.plain_meta import SIDECAR
 from edgeseg.runtimes.backends.rknn import MODEL, to_pixels
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.meta.plain_keys import SIDECAR
 from edgeseg.runtimes.runtime import Runtime
 from edgeseg.targets import export
 from edgeseg.targets import rknn as rknn_target

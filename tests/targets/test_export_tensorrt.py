@@ -21,18 +21,24 @@ from click.testing import CliRunner  # noqa: E402
 
 import edgeseg  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.runtimes.images import read_image  # noqa: E402
 from edgeseg.data.synth import CLASS_NAMES, synthesize  # noqa: E402
-from edgeseg.runtimes.data_config import img_paths, load_data_config  # noqa: E402
-from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
 from edgeseg.runtimes import ModelMeta, load  # noqa: E402
 from edgeseg.runtimes.backends.tensorrt_file import HEADER, read_engine, write_engine  # noqa: E402
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor  # noqa: E402
+from edgeseg.runtimes.errors import EdgesegError  # noqa: E402
+from edgeseg.runtimes.io.data_config import img_paths, load_data_config  # noqa: E402
+from edgeseg.runtimes.io.images import read_image  # noqa: E402
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor  # noqa: E402
 from edgeseg.targets import export  # noqa: E402
-from edgeseg.targets.common import ExportJob  # noqa: E402
-from edgeseg.targets.tensorrt import NOT_INSTALLED  # noqa: E402
-from edgeseg.targets.common import calibration_set  # noqa: E402
-from edgeseg.targets.tensorrt import CalibrationBatches, cache_key, prepare_onnx  # noqa: E402
+from edgeseg.targets.common import (
+    ExportJob,  # noqa: E402
+    calibration_set,  # noqa: E402
+)
+from edgeseg.targets.tensorrt import (  # noqa: E402
+    NOT_INSTALLED,  # noqa: E402
+    CalibrationBatches,
+    cache_key,
+    prepare_onnx,
+)
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installed here (it cannot be: docs/ARCHITECTURE.md); engine building is unverified"

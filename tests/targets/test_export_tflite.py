@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from edgeseg.data.synth import CLASS_NAMES
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends import tflite_file as tflite_backend
-from edgeseg.runtimes.head_decode import join_split_head
-from edgeseg.runtimes.meta import META_KEY, ModelMeta
-from edgeseg.runtimes.preprocess import letterbox, to_input_tensor
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
+from edgeseg.runtimes.pipeline.head_decode import join_split_head
+from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 from edgeseg.targets import export
 from edgeseg.targets import tflite as tflite_target
 from edgeseg.targets.verify import synthetic_images

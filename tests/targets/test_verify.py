@@ -6,18 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.runtimes.labels import Label
 from edgeseg.data.synth import synthesize
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import Runtime, load
 from edgeseg.runtimes.backends.base import Backend
-from edgeseg.runtimes.meta import ModelMeta
-from edgeseg.runtimes.preprocess import PAD_VALUE
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.postprocess import xywh2xyxy
+from edgeseg.runtimes.pipeline.preprocess import PAD_VALUE
+from edgeseg.runtimes.pipeline.results import Results
 from edgeseg.targets import export
 from edgeseg.targets import onnx as onnx_target
-from edgeseg.targets.verify import compare as verify_compare
-from edgeseg.runtimes.postprocess import xywh2xyxy
 from edgeseg.targets.verify import (
     TOLERANCES,
     Candidates,
@@ -28,6 +27,7 @@ from edgeseg.targets.verify import (
     verification_set,
     verify,
 )
+from edgeseg.targets.verify import compare as verify_compare
 
 import helpers
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from edgeseg.data.dataset import SegmentationDataset, collate
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.labels import scan_labels
-from edgeseg.runtimes.data_config import img_paths, label_path, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.preprocess import letterbox
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.io.data_config import img_paths, label_path, load_data_config
+from edgeseg.runtimes.io.images import read_image
+from edgeseg.runtimes.pipeline.preprocess import letterbox
 
 OBJECT_BGR = (0, 0, 255)  # red
 BACKGROUND_BGR = (40, 90, 40)

@@ -13,8 +13,8 @@ import torch
 
 import edgeseg
 from edgeseg.nn.head import Segment, float_kept_modules, head_module_name
-from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
+from edgeseg.runtimes.pipeline.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.targets import onnx as onnx_target
 from edgeseg.targets.common import ExportJob
 

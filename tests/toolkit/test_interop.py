@@ -26,14 +26,14 @@ from pycocotools import mask as mask_util
 import edgeseg
 from edgeseg.cli import main
 from edgeseg.data.check import check_dataset
-from edgeseg.runtimes.labels import scan_labels
-from edgeseg.runtimes.data_config import img_paths, load_data_config
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.interop import torch_pickle
 from edgeseg.interop.coco import convert_coco
 from edgeseg.interop.coco_geometry import merge_polygons
 from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
 from edgeseg.nn.network import import_ultralytics
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.io.data_config import img_paths, load_data_config
 
 # Where Ultralytics defines the classes an edgeseg network is made of (its pickles name these paths).
 ULTRALYTICS_CLASSES = {

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from edgeseg.runtimes.metrics import SegmentEvaluator  # noqa: E402
 from edgeseg.plots import plot_labelled_batch, plot_pr_curves, plot_results, plot_val_predictions  # noqa: E402
-from edgeseg.runtimes.results import Results, class_color  # noqa: E402
+from edgeseg.runtimes.evaluation.metrics import SegmentEvaluator  # noqa: E402
+from edgeseg.runtimes.pipeline.results import Results, class_color  # noqa: E402
 
 NAMES = {0: "cat", 1: "dog", 2: "bird"}
 COLUMNS = [

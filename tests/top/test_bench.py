@@ -14,11 +14,11 @@ import edgeseg.benchmark
 import edgeseg.targets
 from edgeseg.benchmark import COLUMNS, _candidates, _target_of
 from edgeseg.cli import main
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes import load
-from edgeseg.targets.registry import TargetEntry, target_names
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.io.sources import split_images
 from edgeseg.targets.presets import preset, preset_names, presets
-from edgeseg.runtimes.sources import split_images
+from edgeseg.targets.registry import TargetEntry, target_names
 from edgeseg.targets.verify import MAX_IMAGES, verify
 
 import helpers

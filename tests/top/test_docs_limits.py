@@ -1,7 +1,7 @@
 """docs/limits.md states the code's limits: each number in its table equals the constant the row names.
 
 The table's last column names a constant as ``module.CONSTANT`` (an importable module of the
-installed package, e.g. ``edgeseg.runtimes.limits.MAX_IMGSZ``) or ``—`` for a rule with no
+installed package, e.g. ``edgeseg.runtimes.meta.limits.MAX_IMGSZ``) or ``—`` for a rule with no
 number. ``limit_problems`` imports each named constant and compares it with the first number of
 the row's limit, read with its unit (``10,000``; ``250 M``, ``50 MP``: 10^6; ``64 MiB``: 2^20;
 ``2 GiB``: 2^30). Most named modules are torch-free; the few in the training toolkit import torch.
@@ -88,9 +88,9 @@ def test_a_wrong_value_or_a_missing_constant_is_caught():
     # torch-free rows of the real table, each edited the way a stale doc would be
     lines = LIMITS_DOC.read_text(encoding="utf-8").splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("|") and line.rstrip().endswith("| constant |"))
-    imgsz = next(line for line in lines if "`edgeseg.runtimes.limits.MAX_IMGSZ`" in line)
-    yaml_bytes = next(line for line in lines if "`edgeseg.runtimes.yaml_safe.MAX_YAML_BYTES`" in line)
-    labels = next(line for line in lines if "`edgeseg.runtimes.labels.MAX_LABEL_BYTES`" in line)
+    imgsz = next(line for line in lines if "`edgeseg.runtimes.meta.limits.MAX_IMGSZ`" in line)
+    yaml_bytes = next(line for line in lines if "`edgeseg.runtimes.io.yaml_safe.MAX_YAML_BYTES`" in line)
+    labels = next(line for line in lines if "`edgeseg.runtimes.evaluation.labels.MAX_LABEL_BYTES`" in line)
     table = lines[header : header + 2]
 
     assert limit_problems("\n".join([*table, imgsz, yaml_bytes, labels])) == (3, [])
@@ -98,8 +98,8 @@ def test_a_wrong_value_or_a_missing_constant_is_caught():
     wrong_value = imgsz.replace("4096 px", "4095 px")
     wrong_unit = yaml_bytes.replace("1 MiB", "1 GiB")
     missing = labels.replace("MAX_LABEL_BYTES", "MAX_LABEL_SIZE")
-    no_module = imgsz.replace("edgeseg.runtimes.limits.", "edgeseg.runtimes.no_such_module.")
-    unnamed = labels.replace("`edgeseg.runtimes.labels.MAX_LABEL_BYTES`", NO_CONSTANT)
+    no_module = imgsz.replace("edgeseg.runtimes.meta.limits.", "edgeseg.runtimes.no_such_module.")
+    unnamed = labels.replace("`edgeseg.runtimes.evaluation.labels.MAX_LABEL_BYTES`", NO_CONSTANT)
     checked, problems = limit_problems("\n".join([*table, wrong_value, wrong_unit, missing, no_module, unnamed]))
     assert checked == 2 and len(problems) == 5, problems
     assert "4095" in problems[0] and "MAX_IMGSZ is 4096" in problems[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import edgeseg
+
 from bad_files import BOMB, GIB3, LABEL, coco_dict, dataset, encoded, planted_links, png_bytes, sparse, tiff16_rgba, write
 from hostile import Case, check, params
 
@@ -167,8 +168,8 @@ VAL = ["val", "m.onnx", "--data", "ds/data.yaml"]
 PREDICT = ["predict", "m.onnx", "src", "--project", "runs"]
 CONVERT = ["data", "convert", "coco", "ann.json", "--images", "images", "--out", "out"]
 API_SCAN = """
-from edgeseg.runtimes.labels import scan_labels
-from edgeseg.runtimes.data_config import img_paths
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.io.data_config import img_paths
 _, stats = scan_labels(img_paths('images/train', 'ds'), 1)
 print('corrupt', stats.corrupt)
 """
@@ -178,7 +179,7 @@ rt = edgeseg.runtimes.load('m.onnx')
 out = list(rt.predict({source!r}))
 print('results', len(out), 'skipped', rt.last_skipped)
 """
-API_DATA_YAML = "from edgeseg.runtimes.data_config import load_data_config\nload_data_config('ds/data.yaml')"
+API_DATA_YAML = "from edgeseg.runtimes.io.data_config import load_data_config\nload_data_config('ds/data.yaml')"
 API_CONVERT = "from edgeseg.interop.coco import convert_coco\nconvert_coco('ann.json', 'images', 'out')\nprint('done')"
 
 

@@ -35,10 +35,10 @@ def test_the_tree_keeps_the_contract(tmp_path):
 @pytest.mark.parametrize(
     "module, line, broken",
     [
-        ("runtimes/sources.py", "from edgeseg.data.synth import render_sample", "edgeseg.runtimes is not allowed to import edgeseg.data"),
-        ("runtimes/loop.py", "import torch", "edgeseg.runtimes is not allowed to import torch"),
+        ("runtimes/io/sources.py", "from edgeseg.data.synth import render_sample", "edgeseg.runtimes is not allowed to import edgeseg.data"),
+        ("runtimes/pipeline/loop.py", "import torch", "edgeseg.runtimes is not allowed to import torch"),
         ("toolkit/nn/network.py", "from edgeseg.targets import export", "edgeseg.nn is not allowed to import edgeseg.targets"),
-        ("runtimes/preprocess.py", "from edgeseg.runtimes.loop import batches", "No cycles are allowed in edgeseg.runtimes"),
+        ("runtimes/pipeline/preprocess.py", "from edgeseg.runtimes.pipeline.loop import batches", "No cycles are allowed in edgeseg.runtimes"),
     ],
 )
 def test_a_back_edge_breaks_the_contract(tmp_path, module, line, broken):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edgeseg.cli import main
 from edgeseg.runtimes import load
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.pipeline.results import Results
 from edgeseg.runtimes.runtime import Runtime
 from edgeseg.runtimes.tracking import TrackerSettings
 

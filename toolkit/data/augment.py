@@ -10,11 +10,10 @@ pixels of the current image, with pixel i covering [i, i + 1).
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.preprocess import PAD_VALUE
+from edgeseg.runtimes.pipeline.preprocess import PAD_VALUE
 
 DEFAULT_HYP: dict[str, float] = {
     "mosaic": 1.0,  # probability

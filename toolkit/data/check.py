@@ -9,11 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.preprocess import fit_on_canvas
-from edgeseg.runtimes.labels import Label, scan_labels
-from edgeseg.runtimes.data_config import img_paths, load_data_config
 from edgeseg.plots import plot_labelled_batch
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.io.data_config import img_paths, load_data_config
+from edgeseg.runtimes.io.images import read_image
+from edgeseg.runtimes.pipeline.preprocess import fit_on_canvas
 
 SIZE_BIN = 64  # px: image sizes are counted in bins this wide, per side
 SAMPLE_SIZE = 480  # px: side of each letterboxed sample tile
@@ -73,7 +74,7 @@ def check_dataset(data_yaml: str | os.PathLike, out_png: str | os.PathLike | Non
     Returns:
         ``{"yaml", "names" {id: name}, "splits", "png"}``; ``splits`` maps each split present
         to ``{"images", "found", "missing", "empty", "corrupt", "duplicates"`` (the label scan's
-        counts, see :class:`edgeseg.runtimes.labels.ScanStats`), ``"instances"`` (objects in the usable
+        counts, see :class:`edgeseg.runtimes.evaluation.labels.ScanStats`), ``"instances"`` (objects in the usable
         images), ``"classes"`` ({class id: instances}, every class, zeros included), ``"sizes"``
         ({``"W0-W1xH0-H1"`` px bin, SIZE_BIN wide per side: images}, most frequent first) and
         ``"problems"`` (one line per excluded file)}; ``png`` is the grid's path or None.

@@ -27,11 +27,12 @@ from edgeseg.data.augment import (
     resample_polygon,
 )
 from edgeseg.runtimes.cpus import usable_cpus
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.labels import Label, scan_labels
-from edgeseg.runtimes.data_config import img_paths
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.preprocess import letterbox
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.io.data_config import img_paths
+from edgeseg.runtimes.io.images import read_image
+from edgeseg.runtimes.pipeline.preprocess import letterbox
 
 LOGGER = logging.getLogger("edgeseg")
 

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.files import atomic_write, ensure_folder, staging_prefix
-from edgeseg.runtimes.yaml_safe import load_yaml
 from edgeseg.interop.coco_geometry import MAX_OBJECT_PARTS, MAX_OBJECT_POINTS, ObjectTooComplex, annotation_polygon
 from edgeseg.interop.coco_json import coco_categories, coco_images, entry_id, read_coco
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.io.files import atomic_write, ensure_folder, staging_prefix
+from edgeseg.runtimes.io.images import MAX_IMAGE_PIXELS
+from edgeseg.runtimes.io.yaml_safe import load_yaml
 
 LOGGER = logging.getLogger("edgeseg")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
-from edgeseg.runtimes.polygons import mask_polygons
-from edgeseg.runtimes.rle import rle_decode
+from edgeseg.runtimes.io.images import MAX_IMAGE_PIXELS
+from edgeseg.runtimes.pipeline.polygons import mask_polygons
+from edgeseg.runtimes.pipeline.rle import rle_decode
 
 MAX_OBJECT_POINTS = 5_000  # points of one object, all its parts together (merging compares every pair of parts)
 MAX_OBJECT_PARTS = 500  # separate parts (polygons, or outlines of RLE blobs) of one object

@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from edgeseg.runtimes.capped import FileLimitError, open_user_file
 from edgeseg.runtimes.errors import EdgesegError, is_int, quoted
-from edgeseg.runtimes.limits import MAX_CLASSES, MAX_NAME_CHARS
+from edgeseg.runtimes.io.capped import FileLimitError, open_user_file
+from edgeseg.runtimes.meta.limits import MAX_CLASSES, MAX_NAME_CHARS
 
 MAX_COCO_JSON_BYTES = 2 << 30  # bytes (2 GiB; LVIS v1 train is 1.1 GB): larger annotation files are refused unread
 

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.models.config import KNOWN_MODULES, scale_from_name, validate_model_config
-from edgeseg.runtimes.errors import EdgesegError, safe_repr
 from edgeseg.interop.torch_pickle import (
     MAX_PICKLE_BYTES,
     READ_ERRORS,
@@ -36,8 +34,10 @@ from edgeseg.interop.torch_pickle import (
     load_restricted,
     read_error,
 )
-from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
-from edgeseg.runtimes.meta import DEFAULT_IMGSZ
+from edgeseg.models.config import KNOWN_MODULES, scale_from_name, validate_model_config
+from edgeseg.runtimes.errors import EdgesegError, safe_repr
+from edgeseg.runtimes.meta.limits import MAX_IMGSZ, MAX_NAME_CHARS
+from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ
 
 SEGMENTATION_MODEL = "ultralytics.nn.tasks.SegmentationModel"
 MAX_VALUES = 100_000  # values one walk over the unpickled data visits, shared ones counted at each use

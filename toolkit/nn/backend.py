@@ -12,7 +12,7 @@ from edgeseg.devices import check_cuda_index, default_device
 from edgeseg.nn.net import SegmentationNet
 from edgeseg.nn.network import load_network, network_meta
 from edgeseg.runtimes.backends.base import Backend, parse_device
-from edgeseg.runtimes.meta import ModelMeta
+from edgeseg.runtimes.meta.model_meta import ModelMeta
 from edgeseg.runtimes.runtime import Runtime
 
 

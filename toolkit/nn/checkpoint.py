@@ -15,9 +15,9 @@ import torch
 from edgeseg.interop.torch_pickle import check_torch_zip
 from edgeseg.models.config import validate_model_config
 from edgeseg.runtimes.errors import EdgesegError, first_line
-from edgeseg.runtimes.files import atomic_write
-from edgeseg.runtimes.limits import MAX_IMGSZ, MAX_NAME_CHARS
-from edgeseg.runtimes.meta import DEFAULT_IMGSZ
+from edgeseg.runtimes.io.files import atomic_write
+from edgeseg.runtimes.meta.limits import MAX_IMGSZ, MAX_NAME_CHARS
+from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ
 from edgeseg.runtimes.version import __version__
 
 REQUIRED_KEYS = ("config", "state_dict", "names")
@@ -27,7 +27,7 @@ MAX_STRING_CHARS = 1 << 20  # characters of one string
 
 
 def atomic_torch_save(obj: dict, path: str | Path) -> Path:
-    """``torch.save`` through ``edgeseg.runtimes.files.atomic_write``: complete or untouched, never through a planted link."""
+    """``torch.save`` through ``edgeseg.runtimes.io.files.atomic_write``: complete or untouched, never through a planted link."""
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 

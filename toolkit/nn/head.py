@@ -4,7 +4,7 @@ Train mode returns what the loss needs; eval/export mode returns the output cont
 ``preds (B, 4 + nc + nm, A)`` (cx, cy, w, h in input pixels, sigmoid scores, mask
 coefficients) and ``protos (B, nm, H/4, W/4)``, or, with ``Segment.split`` set, the split
 outputs int8 formats keep (``SPLIT_OUTPUTS``, decoded in numpy by
-``edgeseg.runtimes.head_decode.join_split_head``).
+``edgeseg.runtimes.pipeline.head_decode.join_split_head``).
 
 The head also names what int8 quantisers must keep in float (``float_kept_modules``), found
 in the module tree by type, so no exporter depends on the head's layer index.
@@ -17,7 +17,7 @@ from torch import nn
 
 from edgeseg.nn.blocks import Conv, DWConv
 from edgeseg.nn.boxes import dist2bbox, make_anchors
-from edgeseg.runtimes.head_decode import OUTPUTS, SPLIT_OUTPUTS
+from edgeseg.runtimes.pipeline.head_decode import OUTPUTS, SPLIT_OUTPUTS
 
 
 class DFL(nn.Module):
@@ -91,7 +91,7 @@ class Detect(nn.Module):
 
         Returns:
             (B, 4 + nc, A) with A = sum of H/s * W/s, level by level, row-major. Its numpy twin on
-            the split outputs is ``edgeseg.runtimes.head_decode.join_split_head``; the two must agree.
+            the split outputs is ``edgeseg.runtimes.pipeline.head_decode.join_split_head``; the two must agree.
         """
         b = levels[0].shape[0]
         anchors, strides = (t.transpose(0, 1) for t in make_anchors(levels, self.stride, 0.5))

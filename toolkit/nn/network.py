@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from edgeseg.interop.ultralytics import is_ultralytics_checkpoint, ultralytics_checkpoint
+from edgeseg.models.config import load_model_config
 from edgeseg.nn.checkpoint import (
     atomic_torch_save,
     build_checkpoint,
@@ -20,10 +21,9 @@ from edgeseg.nn.checkpoint import (
     file_hash,
     load_checkpoint,
 )
-from edgeseg.models.config import load_model_config
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.runtimes.errors import EdgesegError, first_line
-from edgeseg.runtimes.meta import DEFAULT_IMGSZ, ModelMeta
+from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ, ModelMeta
 from edgeseg.runtimes.version import __version__
 
 LOGGER = logging.getLogger("edgeseg")

@@ -19,18 +19,19 @@ import yaml
 from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
-from edgeseg.runtimes.cpus import busy_cpus, usable_cpus
-from edgeseg.runtimes.data_config import load_data_config
-from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.loss import SegmentationLoss
-from edgeseg.runtimes.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.nn.network import Network, build_network, load_network, network_meta
-from edgeseg.runtimes.limits import MAX_IMGSZ
-from edgeseg.runtimes.paths import increment_path
-from edgeseg.runtimes.validate import evaluate, split_labels
+from edgeseg.runtimes.cpus import usable_cpus
+from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.evaluation.validate import evaluate, split_labels
+from edgeseg.runtimes.io.data_config import load_data_config
+from edgeseg.runtimes.io.files import atomic_write, atomic_write_text, ensure_folder, remove_stale
+from edgeseg.runtimes.io.paths import increment_path
+from edgeseg.runtimes.meta.limits import MAX_IMGSZ
 from edgeseg.train import distributed
+from edgeseg.train.cpu_load import busy_cpus
 from edgeseg.train.loader import train_loader
 from edgeseg.train.optim import ModelEMA, accumulation_steps, build_optimizer, linear_lr, set_epoch_lr, warmup
 
@@ -488,8 +489,8 @@ class Trainer:
         plots.plot_labelled_batch({k: v.numpy() if torch.is_tensor(v) else v for k, v in batch.items()}, self.data["names"], self.save_dir / "train_batch0.png")
         if self.val_labels:
             from edgeseg.nn.backend import network_runtime
-            from edgeseg.runtimes.images import read_image
-            from edgeseg.runtimes.validate import ground_truth
+            from edgeseg.runtimes.evaluation.validate import ground_truth
+            from edgeseg.runtimes.io.images import read_image
 
             chunk = self.val_labels[:8]
             images = [read_image(label.im_file) for label in chunk]

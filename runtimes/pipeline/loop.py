@@ -30,9 +30,9 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from edgeseg.runtimes.postprocess import postprocess
-from edgeseg.runtimes.preprocess import LetterboxInfo, letterbox, to_input_tensor
-from edgeseg.runtimes.results import Results
+from edgeseg.runtimes.pipeline.postprocess import postprocess
+from edgeseg.runtimes.pipeline.preprocess import LetterboxInfo, letterbox, to_input_tensor
+from edgeseg.runtimes.pipeline.results import Results
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 Item = TypeVar("Item")
@@ -174,7 +174,7 @@ def predict_batches(
             backend whose ``infer`` is thread-safe, ``Backend.concurrent``: on a CPU the
             engine's own threads leave cores idle between layers, and a second batch fills them).
         options: ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``, ``retina_masks``
-            (``edgeseg.runtimes.postprocess.postprocess``).
+            (``edgeseg.runtimes.pipeline.postprocess.postprocess``).
 
     Each Results carries ``speed``: ms per image of ``preprocess`` (letterbox), ``inference``
     (wall time of its ``infer`` call) and ``postprocess``.

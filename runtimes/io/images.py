@@ -14,7 +14,7 @@ corrupt with the reason, predict skips and counts it. OpenCV's own pixel limit
 be lowered once another module has imported cv2; the header check here does not depend on it.
 
 Reading runs on several threads (the scan, val prefetching); what all of them may hold at once
-while decoding (or parsing labels, see ``edgeseg.runtimes.labels``) is bounded by
+while decoding (or parsing labels, see ``edgeseg.runtimes.evaluation.labels``) is bounded by
 :data:`MAX_READ_BYTES_IN_FLIGHT` through :data:`READ_BUDGET` (a read that would pass it waits
 for the others), so memory does not grow with the number of threads.
 """
@@ -31,7 +31,7 @@ from typing import BinaryIO, NamedTuple
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.capped import FileLimitError, open_user_file
+from edgeseg.runtimes.io.capped import FileLimitError, open_user_file
 
 MAX_IMAGE_BYTES = 128 << 20  # bytes (128 MiB): larger image files are refused unread (a 40 MP 8-bit TIFF is 120 MB)
 MAX_IMAGE_PIXELS = 50_000_000  # pixels (50 MP, e.g. 8660 x 5773) an image header may declare

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.limits import MAX_METADATA_BYTES
-from edgeseg.runtimes.meta import META_KEY, ModelMeta, parse_imgsz, parse_names
+from edgeseg.runtimes.meta.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta, parse_imgsz, parse_names
 
 AUTHOR = "edgeseg"
 REQUIRED = ("names", "imgsz")  # what an artifact's plain keys must hold to describe it

@@ -2,7 +2,7 @@
 
 ``resolve_source`` checks a predict source before anything runs; ``SourceFrames`` decodes it
 lazily, skipping and counting unreadable files, and reads live sources through
-``edgeseg.runtimes.live``; ``split_images`` is the one way any caller
+``edgeseg.runtimes.io.live``; ``split_images`` is the one way any caller
 (calibration, export verification, bench) takes "the first N readable images of a split".
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.runtimes.data_config import IMG_SUFFIXES, img_paths, load_data_config
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image, read_image
-from edgeseg.runtimes.live import LiveFrames, LiveOptions, is_live, live_sources
+from edgeseg.runtimes.io.data_config import IMG_SUFFIXES, img_paths, load_data_config
+from edgeseg.runtimes.io.images import MAX_IMAGE_PIXELS, ImageReadError, decode_image, read_image
+from edgeseg.runtimes.io.live import LiveFrames, LiveOptions, is_live, live_sources
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -69,7 +69,7 @@ def resolve_source(source) -> list[tuple[str, object]]:
         source: an image or video path, a folder (its images and videos, sorted, not recursive),
             a glob pattern, an (H, W[, C]) uint8 array (see ``to_bgr``), a live source (a webcam
             index, an ``rtsp://``, ``rtmp://``, ``http(s)://`` URL or a ``.streams`` file; see
-            ``edgeseg.runtimes.live``), or a list of these. The live sources of a list are read
+            ``edgeseg.runtimes.io.live``), or a list of these. The live sources of a list are read
             together, at the place of the first one.
 
     Returns:

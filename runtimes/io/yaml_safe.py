@@ -22,8 +22,8 @@ import os
 
 import yaml
 
-from edgeseg.runtimes.capped import FileLimitError, read_capped
 from edgeseg.runtimes.errors import EdgesegError, first_line, os_reason
+from edgeseg.runtimes.io.capped import FileLimitError, read_capped
 
 MAX_YAML_BYTES = 1 << 20  # bytes (1 MiB): config and data YAMLs are a few KB
 MAX_YAML_ALIASES = 100  # alias references (*name) per document

@@ -3,7 +3,7 @@
 The one writer of predict outputs, used by ``edgeseg predict`` and by the Python API::
 
     from edgeseg.runtimes import load
-    from edgeseg.runtimes.save import save_results
+    from edgeseg.runtimes.io.save import save_results
 
     folder = save_results(load("best.onnx").predict("images/"), "runs/segment/predict", txt=True, coco=True)
 
@@ -39,11 +39,11 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.files import atomic_write_text, ensure_folder
-from edgeseg.runtimes.live import is_live_name
-from edgeseg.runtimes.paths import increment_path
-from edgeseg.runtimes.results import Results
-from edgeseg.runtimes.sources import VIDEO_SUFFIXES
+from edgeseg.runtimes.io.files import atomic_write_text, ensure_folder
+from edgeseg.runtimes.io.live import is_live_name
+from edgeseg.runtimes.io.paths import increment_path
+from edgeseg.runtimes.io.sources import VIDEO_SUFFIXES
+from edgeseg.runtimes.pipeline.results import Results
 
 __all__ = ["ResultSaver", "save_results", "DEFAULT_FPS"]
 
@@ -69,7 +69,7 @@ class ResultSaver:
 
     Args:
         save_dir: the run folder to create; when it exists, the first free ``<save_dir>2``,
-            ``<save_dir>3``, … (``edgeseg.runtimes.paths.increment_path``) is created instead, on
+            ``<save_dir>3``, … (``edgeseg.runtimes.io.paths.increment_path``) is created instead, on
             the first write.
         images: write annotated images (source file name) and videos (``<stem>.mp4``).
         txt: write YOLO-seg ``labels/<stem>.txt`` (class id, then x y pairs normalised to [0, 1]

@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.runtimes.images import read_image
-from edgeseg.runtimes.labels import Label, scan_labels
-from edgeseg.runtimes.data_config import img_paths
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.metrics import SegmentEvaluator, SegmentMetrics, mask_extents
-from edgeseg.runtimes.loop import infer_batches
-from edgeseg.runtimes.postprocess import mask_logits, non_max_suppression, pixel_windows, scale_boxes
+from edgeseg.runtimes.evaluation.label_cache import scan_labels
+from edgeseg.runtimes.evaluation.labels import Label
+from edgeseg.runtimes.evaluation.metrics import SegmentEvaluator, SegmentMetrics, mask_extents
+from edgeseg.runtimes.io.data_config import img_paths
+from edgeseg.runtimes.io.images import read_image
+from edgeseg.runtimes.pipeline.loop import infer_batches
+from edgeseg.runtimes.pipeline.postprocess import mask_logits, non_max_suppression, pixel_windows, scale_boxes
 
 VAL_CONF = 0.001  # keep nearly every detection for mAP, as COCO-style evaluation expects
 VAL_IOU = 0.7
@@ -41,7 +42,7 @@ def ground_truth(label: Label) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def split_labels(data: dict, split: str = "val") -> list[Label]:
-    """The scanned labels of ``split`` from a data config (``edgeseg.runtimes.data_config.load_data_config``)."""
+    """The scanned labels of ``split`` from a data config (``edgeseg.runtimes.io.data_config.load_data_config``)."""
     if data.get(split) is None:
         raise EdgesegError(f"{data.get('yaml_file', 'data config')}: no '{split}' split")
     labels, _ = scan_labels(img_paths(data[split], data["path"]), data["nc"], prefix=split)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError, os_reason
-from edgeseg.runtimes.images import MAX_IMAGE_PIXELS
+from edgeseg.runtimes.io.images import MAX_IMAGE_PIXELS
 
 LOGGER = logging.getLogger("edgeseg")
 

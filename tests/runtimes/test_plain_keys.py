@@ -23,7 +23,7 @@ import torch
 import edgeseg
 from edgeseg.runtimes import ModelMeta, load
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.plain_meta import meta_from_plain, plain_metadata, plain_strings
+from edgeseg.runtimes.meta.plain_keys import meta_from_plain, plain_metadata, plain_strings
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ultralytics"
 GENUINE_PT = FIXTURES / "yolo11-seg-tiny-u8.4.190.pt"

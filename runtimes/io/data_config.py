@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError, os_reason, quoted
-from edgeseg.runtimes.capped import FileLimitError, read_capped
-from edgeseg.runtimes.yaml_safe import load_yaml
+from edgeseg.runtimes.io.capped import FileLimitError, read_capped
+from edgeseg.runtimes.io.yaml_safe import load_yaml
 
 IMG_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MAX_LIST_BYTES = 64 << 20  # bytes (64 MiB): a split's .txt image list (about a million paths)
@@ -77,7 +77,7 @@ def _normalise_names(names, nc, yaml_file: Path) -> dict[int, str]:
 
 
 def load_data_config(path: str | os.PathLike) -> dict:
-    """Read and check a data YAML (through ``edgeseg.runtimes.yaml_safe.load_yaml``: at most 1 MiB, no alias bombs).
+    """Read and check a data YAML (through ``edgeseg.runtimes.io.yaml_safe.load_yaml``: at most 1 MiB, no alias bombs).
 
     Args:
         path: the YAML file.
@@ -90,7 +90,7 @@ def load_data_config(path: str | os.PathLike) -> dict:
 
     Raises:
         EdgesegError: naming the YAML, when it is missing, unreadable or over a limit of
-            ``edgeseg.runtimes.yaml_safe``, lacks ``train``/``val``, a path is not a string or does not
+            ``edgeseg.runtimes.io.yaml_safe``, lacks ``train``/``val``, a path is not a string or does not
             exist, ``names`` is missing/empty, or ``nc`` disagrees with it.
     """
     yaml_file = Path(os.path.realpath(_user_path(path, Path.cwd(), "data YAML")))

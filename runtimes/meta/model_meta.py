@@ -4,7 +4,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from edgeseg.runtimes.errors import is_int
-from edgeseg.runtimes.limits import MAX_CLASSES, MAX_DETECTIONS, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
+from edgeseg.runtimes.meta.limits import MAX_CLASSES, MAX_DETECTIONS, MAX_IMGSZ, MAX_METADATA_BYTES, MAX_NAME_CHARS
 
 META_KEY = "edgeseg"  # the key under which artifacts store ``ModelMeta.to_json()``
 DEFAULT_IMGSZ = 640  # px: the input size assumed when a file records none (a dynamic graph, an old checkpoint)
@@ -30,7 +30,7 @@ class ModelMeta:
         version: the edgeseg version that exported it.
         outputs: output tensor names in contract order (``preds``, ``protos``) or split-head names.
         extra: target-specific facts (e.g. quantisation scales), JSON-serialisable.
-        nms: empty, or for an end-to-end artifact (NMS in the graph, ``edgeseg.runtimes.end2end``)
+        nms: empty, or for an end-to-end artifact (NMS in the graph, ``edgeseg.runtimes.pipeline.end2end``)
             its settings: ``conf`` (the lowest score it reports), ``iou`` and ``max_det``.
     """
 
@@ -71,7 +71,7 @@ class ModelMeta:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     def check(self) -> "ModelMeta":
-        """Raise ValueError naming the first field outside its type or limit (see ``edgeseg.runtimes.limits``); else self."""
+        """Raise ValueError naming the first field outside its type or limit (see ``edgeseg.runtimes.meta.limits``); else self."""
         h, w = self.imgsz
         checks = (
             (0 < len(self.names) <= MAX_CLASSES, f"{len(self.names)} class names (1 to {MAX_CLASSES})"),

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.files import ensure_folder
+from edgeseg.runtimes.io.files import ensure_folder
 
 
 def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
