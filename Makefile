@@ -109,7 +109,7 @@ tflite-check: setup
 	EDGESEG_TFLITE_PYTHON=$(TFLITE_VENV)/bin/python $(BIN)/edgeseg export $(TFLITE_CHECK)/yolo11n-seg.pt --target tflite --imgsz 160
 	$(TFLITE_RUNTIME_VENV)/bin/python -c "import sys, importlib.util as u; \
 	bad = [m for m in ('torch', 'tensorflow') if u.find_spec(m)]; sys.exit(f'error: {bad} importable') if bad else None; \
-	from edgeseg.runtimes.backends.tflite_file import operator_names; \
+	from edgeseg.runtimes.backends.tflite_flatbuffer import operator_names; \
 	ops = operator_names(open('$(TFLITE_CHECK)/yolo11n-seg.tflite', 'rb').read()); \
 	flex = [o for o in ops if o.startswith('Flex')]; sys.exit(f'error: Flex ops {flex}') if flex else print(len(ops), 'builtin op codes')"
 	$(TFLITE_RUNTIME_VENV)/bin/python tests/runtime_only_check.py $(TFLITE_CHECK)/yolo11n-seg.tflite

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes.backends.tflite_file import operator_names
+from edgeseg.runtimes.backends.tflite_flatbuffer import operator_names
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
 from edgeseg.runtimes.meta.plain_keys import plain_metadata

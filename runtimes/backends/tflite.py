@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend, parse_device
-from edgeseg.runtimes.backends.tflite_file import describe_tensors, file_meta, read_metadata
+from edgeseg.runtimes.backends.tflite_file import describe_tensors, file_meta
+from edgeseg.runtimes.backends.tflite_flatbuffer import read_metadata
 from edgeseg.runtimes.cpus import usable_cpus
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import ModelMeta

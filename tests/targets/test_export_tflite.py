@@ -11,7 +11,7 @@ import torch
 
 from edgeseg.data.synth import CLASS_NAMES
 from edgeseg.runtimes import load
-from edgeseg.runtimes.backends import tflite_file as tflite_backend
+from edgeseg.runtimes.backends import tflite_flatbuffer as tflite_backend
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta
 from edgeseg.runtimes.pipeline.head_decode import join_split_head
