@@ -1,7 +1,8 @@
 """Model YAML resolution and validation (torch-free).
 
 A model name such as ``yolo11n-seg.yaml`` resolves to the bundled ``yolo11-seg.yaml``
-with scale ``n``, the way Ultralytics names its files. Any other path is read as is.
+with scale ``n``, the way Ultralytics names its files (``yolov8n-seg.yaml``,
+``yolo26n-seg.yaml`` likewise). Any other path is read as is.
 """
 
 import math
@@ -9,13 +10,14 @@ import re
 from pathlib import Path
 
 from edgeseg.models import MODELS_DIR
-from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.runtimes.errors import EdgesegError, is_int, quoted
 from edgeseg.runtimes.io.yaml_safe import load_yaml
 from edgeseg.runtimes.meta.limits import MAX_CLASSES
 
-MODEL_KEYS = {"nc", "scales", "scale", "backbone", "head", "names", "ch"}
+MODEL_KEYS = {"nc", "scales", "scale", "backbone", "head", "names", "ch", "end2end", "reg_max"}
 KNOWN_MODULES = {
     "Conv",
+    "C2f",
     "C3k2",
     "SPPF",
     "C2PSA",
@@ -23,13 +25,16 @@ KNOWN_MODULES = {
     "Upsample",
     "nn.Upsample",
     "Segment",
+    "Segment26",
 }
-CHANNEL_MODULES = {"Conv", "C3k2", "SPPF", "C2PSA"}  # rows whose first argument is the output channel count
+HEAD_MODULES = {"Segment", "Segment26"}  # the last row's module: Segment (YOLOv8, YOLO11) or Segment26 (YOLO26)
+CHANNEL_MODULES = {"Conv", "C2f", "C3k2", "SPPF", "C2PSA"}  # rows whose first argument is the output channel count
+MAX_REG_MAX = 64  # DFL bins per box side (YOLOv8, YOLO11: 16; YOLO26: 1, no DFL)
 ARG_WORDS = {"nc", "None", "nearest"}  # the strings a row's args may hold
 MAX_CHANNELS = 4096  # output channels of one layer (YOLO11x-seg: 768)
-MAX_REPEATS = 16  # repeats of one row before depth scaling (YOLO11: 2)
+MAX_REPEATS = 16  # repeats of one row before depth scaling (YOLOv8: 6, YOLO11 and YOLO26: 2)
 MAX_LAYERS = 64  # rows in backbone + head (YOLO11-seg: 24)
-MAX_MULTIPLE = 4.0  # largest depth / width multiple of a scale (YOLO11x: 1.5)
+MAX_MULTIPLE = 4.0  # largest depth / width multiple of a scale (YOLO11x, YOLO26x: 1.5)
 _SCALE_IN_NAME = re.compile(r"yolo[v]?\d+([nslmx])(?=-|$)")
 
 
@@ -37,6 +42,17 @@ def scale_from_name(stem: str) -> str | None:
     """The scale letter encoded in a model file stem (``yolo11n-seg`` -> ``n``), or None."""
     match = _SCALE_IN_NAME.search(stem)
     return match.group(1) if match else None
+
+
+def family_name(cfg: dict) -> str:
+    """The YOLO-seg family a model config builds, with its scale: ``YOLOv8n-seg``, ``YOLO11s-seg``, ``YOLO26x-seg``.
+
+    Told from the rows as Ultralytics builds them: a ``Segment26`` head is YOLO26, ``C2f`` blocks
+    are YOLOv8, anything else YOLO11.
+    """
+    modules = {row[2] for row in cfg["backbone"] + cfg["head"]}
+    family = "YOLO26" if "Segment26" in modules else "YOLOv8" if "C2f" in modules else "YOLO11"
+    return f"{family}{cfg.get('scale') or ''}-seg"
 
 
 def _locate(name: str) -> tuple[Path, str | None]:
@@ -95,8 +111,12 @@ def validate_model_config(cfg: dict, source: str = "model config") -> None:
     for key in ("nc", "backbone", "head"):
         if key not in cfg:
             raise EdgesegError(f"{source}: missing required key '{key}'")
-    if not _is_int(cfg["nc"]) or not 1 <= cfg["nc"] <= MAX_CLASSES:
-        raise EdgesegError(f"{source}: nc must be an integer from 1 to {MAX_CLASSES}, got {_short(cfg['nc'])}")
+    if not is_int(cfg["nc"]) or not 1 <= cfg["nc"] <= MAX_CLASSES:
+        raise EdgesegError(f"{source}: nc must be an integer from 1 to {MAX_CLASSES}, got {quoted(cfg['nc'], 60)}")
+    if "reg_max" in cfg and not (is_int(cfg["reg_max"]) and 1 <= cfg["reg_max"] <= MAX_REG_MAX):
+        raise EdgesegError(f"{source}: reg_max must be an integer from 1 to {MAX_REG_MAX}, got {quoted(cfg['reg_max'], 60)}")
+    if "end2end" in cfg and not isinstance(cfg["end2end"], bool):
+        raise EdgesegError(f"{source}: end2end must be true or false, got {quoted(cfg['end2end'], 60)}")
     scales = cfg.get("scales") or {}
     if scales:
         if cfg.get("scale") is None:
@@ -113,10 +133,10 @@ def validate_model_config(cfg: dict, source: str = "model config") -> None:
             raise EdgesegError(f"{source}: '{section}' must be a non-empty list of [from, repeats, module, args]")
         for i, layer in enumerate(layers):
             if not (isinstance(layer, list) and len(layer) == 4):
-                raise EdgesegError(f"{source}: {section}[{i}] must be [from, repeats, module, args], got {_short(layer)}")
+                raise EdgesegError(f"{source}: {section}[{i}] must be [from, repeats, module, args], got {quoted(layer, 60)}")
             if not isinstance(layer[2], str) or layer[2] not in KNOWN_MODULES:
                 raise EdgesegError(
-                    f"{source}: {section}[{i}] uses unknown module {_short(layer[2])} "
+                    f"{source}: {section}[{i}] uses unknown module {quoted(layer[2], 60)} "
                     f"(known: {', '.join(sorted(KNOWN_MODULES))})"
                 )
             problem = _row_problem(layer, index, last=section == "head" and i == len(layers) - 1)
@@ -125,17 +145,6 @@ def validate_model_config(cfg: dict, source: str = "model config") -> None:
             index += 1
     if index > MAX_LAYERS:
         raise EdgesegError(f"{source}: {index} layers (at most {MAX_LAYERS})")
-
-
-def _short(value, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for messages about hostile values."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_int(value) -> bool:
-    """True for an int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_scales(scales, source: str) -> None:
@@ -149,7 +158,7 @@ def _check_scales(scales, source: str) -> None:
         numbers_ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         if not (numbers_ok and 0 < depth <= MAX_MULTIPLE and 0 < width <= MAX_MULTIPLE and 0 < max_channels <= MAX_CHANNELS):
             raise EdgesegError(
-                f"{source}: scale '{letter}' is {_short(values)}; depth and width must lie in (0, {MAX_MULTIPLE}], "
+                f"{source}: scale '{letter}' is {quoted(values, 60)}; depth and width must lie in (0, {MAX_MULTIPLE}], "
                 f"max_channels in 1..{MAX_CHANNELS}"
             )
 
@@ -158,24 +167,26 @@ def _row_problem(row: list, index: int, last: bool) -> str | None:
     """What is wrong with one ``[from, repeats, module, args]`` row of layer ``index``, or None."""
     src, repeats, module, args = row
     sources = src if isinstance(src, list) else [src]
-    joins = module in ("Concat", "Segment")
+    joins = module == "Concat" or module in HEAD_MODULES
     if joins != isinstance(src, list) or not sources:
-        return f"'from' must be {'a list of layer indices' if joins else 'one layer index'}, got {_short(src)}"
+        return f"'from' must be {'a list of layer indices' if joins else 'one layer index'}, got {quoted(src, 60)}"
     if index == 0 and src != -1:
         return "the first layer must read the image ('from' -1)"
-    if index > 0 and not all(_is_int(j) and -index <= j < index for j in sources):
-        return f"'from' {_short(src)} names a layer that does not come before it"
-    if not _is_int(repeats) or not 1 <= repeats <= MAX_REPEATS:
-        return f"repeats {_short(repeats)} (1 to {MAX_REPEATS})"
+    if index > 0 and not all(is_int(j) and -index <= j < index for j in sources):
+        return f"'from' {quoted(src, 60)} names a layer that does not come before it"
+    if not is_int(repeats) or not 1 <= repeats <= MAX_REPEATS:
+        return f"repeats {quoted(repeats, 60)} (1 to {MAX_REPEATS})"
     if not isinstance(args, list) or len(args) > 8:
-        return f"args must be a list of at most 8 values, got {_short(args)}"
+        return f"args must be a list of at most 8 values, got {quoted(args, 60)}"
     for arg in args:
         plain = arg is None or isinstance(arg, bool) or arg in ARG_WORDS
         number = isinstance(arg, (int, float)) and not isinstance(arg, bool) and abs(arg) <= MAX_CHANNELS
         if not (plain or number) or (isinstance(arg, float) and not math.isfinite(arg)):
-            return f"argument {_short(arg)} is not a number up to {MAX_CHANNELS}, a flag or one of {', '.join(sorted(ARG_WORDS))}"
-    if module in CHANNEL_MODULES and not (args and _is_int(args[0]) and 1 <= args[0] <= MAX_CHANNELS):
-        return f"{module} needs output channels 1..{MAX_CHANNELS} as its first argument, got {_short(args[:1])}"
-    if (module == "Segment") != last:
-        return "the last layer, and only it, must be Segment"
+            return f"argument {quoted(arg, 60)} is not a number up to {MAX_CHANNELS}, a flag or one of {', '.join(sorted(ARG_WORDS))}"
+    if module in CHANNEL_MODULES and not (args and is_int(args[0]) and 1 <= args[0] <= MAX_CHANNELS):
+        return f"{module} needs output channels 1..{MAX_CHANNELS} as its first argument, got {quoted(args[:1], 60)}"
+    if (module in HEAD_MODULES) != last:
+        return f"the last layer, and only it, must be a head ({' or '.join(sorted(HEAD_MODULES))})"
+    if last and len(args) != 3:
+        return f"{module} takes [nc, masks, proto channels], got {quoted(args, 60)}"
     return None

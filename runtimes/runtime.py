@@ -165,7 +165,7 @@ class Runtime:
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
-        options["pipeline"] = pipeline
+        options.update(pipeline=pipeline, selection=self.meta.selection)
         results = self._stream(items, live, shape, size, options)
         return results if stream else list(results)
 
@@ -221,8 +221,10 @@ class Runtime:
             self.last_tracks = {sequence: tracker.summaries() for sequence, tracker in trackers.items()}
 
     def _warn_end2end(self, conf: float, iou: float, max_det: int, agnostic: bool = False) -> None:
-        """Log which asked-for settings an end-to-end artifact cannot honour: its graph did NMS with its own."""
+        """Log which asked-for settings an end-to-end artifact cannot honour: its graph did NMS or top-k with its own."""
         nms = self.meta.nms
+        if self.meta.topk and max_det > self.meta.topk:
+            LOGGER.warning(f"{self.backend.path}: this end-to-end graph reports at most {self.meta.topk} detections, not max_det {max_det}")
         if not nms:
             return
         limits = []
@@ -304,6 +306,7 @@ class Runtime:
             max_det=max_det,
             progress=progress,
             desc=split,
+            selection=self.meta.selection,
         )
 
     def __repr__(self) -> str:

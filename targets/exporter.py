@@ -121,7 +121,7 @@ def _destination(out, entry: TargetEntry, folder: Path, stem: str, precision: st
     if out.is_dir() and not out.name.endswith(entry.suffix):
         return out / name
     if not out.name.endswith(entry.suffix):
-        raise EdgesegError(f"{out}: a {entry.name} artifact's name must end with {entry.suffix!r} (or give an existing folder)")
+        raise EdgesegError(f"{out}: an artifact for {entry.name} must have a name ending in {entry.suffix!r} (or give an existing folder)")
     return out
 
 

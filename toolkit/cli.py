@@ -430,7 +430,8 @@ def export(model, **options) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default=None, help="edgeseg checkpoint to write [default: <stem>-edgeseg.pt beside PATH].")
 def import_(path: str, out: str | None) -> None:
-    """Convert an Ultralytics YOLO11-seg checkpoint (PATH) into an edgeseg checkpoint, without running its code."""
+    """Convert an Ultralytics YOLOv8-seg, YOLO11-seg or YOLO26-seg checkpoint (PATH) into an edgeseg checkpoint, without running its code."""
+    from edgeseg.models.config import family_name
     from edgeseg.nn.checkpoint import load_checkpoint
     from edgeseg.nn.network import import_ultralytics
 
@@ -439,7 +440,7 @@ def import_(path: str, out: str | None) -> None:
     source = ckpt["source"]
     epoch = f", epoch {ckpt['epoch']}" if ckpt.get("epoch") is not None else ""
     click.echo(
-        f"found Ultralytics {source.get('version') or '(version unknown)'} YOLO11{ckpt['config'].get('scale') or ''}-seg: "
+        f"found Ultralytics {source.get('version') or '(version unknown)'} {family_name(ckpt['config'])}: "
         f"nc={ckpt['config']['nc']}, {len(ckpt['names'])} class names, weights from '{source['weights']}'{epoch}, "
         f"imgsz {ckpt['imgsz']}"
     )

@@ -17,7 +17,7 @@ from edgeseg.runtimes.evaluation.metrics import SegmentEvaluator, SegmentMetrics
 from edgeseg.runtimes.io.data_config import img_paths
 from edgeseg.runtimes.io.images import read_image
 from edgeseg.runtimes.pipeline.loop import infer_batches
-from edgeseg.runtimes.pipeline.postprocess import mask_logits, non_max_suppression, pixel_windows, scale_boxes
+from edgeseg.runtimes.pipeline.postprocess import mask_logits, pixel_windows, scale_boxes, select_detections
 
 VAL_CONF = 0.001  # keep nearly every detection for mAP, as COCO-style evaluation expects
 VAL_IOU = 0.7
@@ -87,6 +87,7 @@ def evaluate(
     max_det: int = VAL_MAX_DET,
     progress: bool = True,
     desc: str = "val",
+    selection: str = "nms",
 ) -> SegmentMetrics:
     """Run ``infer`` over the labelled images and compute COCO-style box and mask metrics.
 
@@ -98,6 +99,8 @@ def evaluate(
         batch: images per ``infer`` call.
         conf, iou, max_det: post-processing thresholds (defaults as Ultralytics validates).
         progress: show a tqdm bar.
+        desc: the bar's label.
+        selection: how detections are picked, ``nms`` or ``topk`` (``ModelMeta.selection``).
 
     Returns:
         SegmentMetrics with ``box`` and ``seg`` results (mask IoU at the original resolution).
@@ -112,7 +115,7 @@ def evaluate(
         for step, (preds, protos), _ in infer_batches(infer, frames, shape, batch):
             for b, info in enumerate(step.infos):
                 gt_boxes, gt_classes, gt_masks = ground_truth(next(pending))
-                boxes, scores, classes, coeffs = non_max_suppression(preds[b], nc, conf=conf, iou=iou, max_det=max_det)
+                boxes, scores, classes, coeffs = select_detections(preds[b], nc, selection, conf=conf, iou=iou, max_det=max_det)
                 boxes = scale_boxes(boxes, info)
                 windows = matchable_windows(pixel_windows(boxes, info.source_shape), classes, gt_masks, gt_classes)
                 crops = [logits > 0 for logits in mask_logits(protos[b], coeffs, windows, info, shape)]

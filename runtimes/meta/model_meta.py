@@ -32,6 +32,11 @@ class ModelMeta:
         extra: target-specific facts (e.g. quantisation scales), JSON-serialisable.
         nms: empty, or for an end-to-end artifact (NMS in the graph, ``edgeseg.runtimes.pipeline.end2end``)
             its settings: ``conf`` (the lowest score it reports), ``iou`` and ``max_det``.
+        selection: how detections are picked from the head's candidates: ``nms`` (one-to-many
+            heads) or ``topk`` (a one-to-one head, YOLO26's ``one2one`` branch: the best scores,
+            no NMS; ``edgeseg.runtimes.pipeline.topk``).
+        topk: 0, or for an end-to-end artifact of a one-to-one head (top-k in the graph, no NMS)
+            the number of detections it reports per image.
     """
 
     names: dict[int, str]
@@ -50,6 +55,8 @@ class ModelMeta:
     outputs: list[str] = field(default_factory=lambda: ["preds", "protos"])
     extra: dict = field(default_factory=dict)
     nms: dict = field(default_factory=dict)
+    selection: str = "nms"
+    topk: int = 0
 
     @property
     def nc(self) -> int:
@@ -58,8 +65,8 @@ class ModelMeta:
 
     @property
     def end2end(self) -> bool:
-        """True when NMS is in the graph: the first output is (B, max_det, 6 + nm) detections."""
-        return bool(self.nms)
+        """True when NMS or top-k is in the graph: the first output is (B, max_det, 6 + nm) detections."""
+        return bool(self.nms) or self.topk > 0
 
     @property
     def head_shape(self) -> tuple[int, int]:
@@ -82,6 +89,10 @@ class ModelMeta:
             (0 < self.nm <= 1024, f"nm {self.nm} mask coefficients (1 to 1024)"),
             (0 <= self.batch <= 1024, f"batch {self.batch} (0 = dynamic, up to 1024)"),
             (not self.nms or _nms_ok(self.nms), f"nms {self.nms} (conf and iou from 0 to 1, max_det 1 to {MAX_DETECTIONS})"),
+            (self.selection in ("nms", "topk"), f"selection {self.selection!r} (nms or topk)"),
+            (is_int(self.topk) and 0 <= self.topk <= MAX_DETECTIONS, f"topk {self.topk!r} (0 to {MAX_DETECTIONS})"),
+            (not self.nms or self.selection == "nms", "nms settings on an artifact whose detections are picked by top-k"),
+            (not self.topk or self.selection == "topk", "a top-k end-to-end artifact whose detections are picked by NMS"),
         )
         for ok, problem in checks:
             if not ok:
@@ -106,10 +117,10 @@ class ModelMeta:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["names"] = parse_names(known["names"])
         known["imgsz"] = parse_imgsz(known["imgsz"])
-        for key in ("stride", "nm", "batch"):
+        for key in ("stride", "nm", "batch", "topk"):
             if key in known and not is_int(known[key]):
                 raise ValueError(f"{key} is {known[key]!r}, not an integer")
-        for key in ("precision", "task", "channels", "normalization", "layout", "source_hash", "version"):
+        for key in ("precision", "task", "channels", "normalization", "layout", "source_hash", "version", "selection"):
             if key in known and not isinstance(known[key], str):
                 raise ValueError(f"{key} is {known[key]!r}, not a string")
         if not isinstance(known.get("outputs", []), list) or not all(isinstance(o, str) for o in known.get("outputs", [])):

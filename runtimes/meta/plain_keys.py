@@ -15,13 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.runtimes.meta.limits import MAX_METADATA_BYTES
+from edgeseg.runtimes.errors import EdgesegError, is_int
+from edgeseg.runtimes.meta.limits import MAX_DETECTIONS, MAX_METADATA_BYTES
 from edgeseg.runtimes.meta.model_meta import META_KEY, ModelMeta, parse_imgsz, parse_names
 
 AUTHOR = "edgeseg"
 REQUIRED = ("names", "imgsz")  # what an artifact's plain keys must hold to describe it
 PLAIN_KEYS = ("names", "imgsz", "stride", "batch", "task", "args", "end2end")  # the keys read back
+TOPK_DEFAULT = 300  # detections per image of an end-to-end Ultralytics export whose args carry no max_det
 SIDECAR = "metadata.yaml"  # the plain keys' file inside a folder artifact (OpenVINO IR)
 
 
@@ -51,7 +52,8 @@ def plain_metadata(meta: ModelMeta) -> dict:
             "int8": int8,
             "quantize": 16 if fp16 else 8 if int8 else None,
             "dynamic": bool(meta.dynamic),
-            "nms": meta.end2end,
+            "nms": bool(meta.nms),
+            **({"max_det": int(meta.topk)} if meta.topk else {}),
         },
         "channels": 3,
         "end2end": meta.end2end,
@@ -88,8 +90,10 @@ def meta_from_plain(values: Mapping) -> ModelMeta:
     """A ``ModelMeta`` from plain keys (strings as ONNX/CoreML store them, or YAML/JSON values); checked.
 
     ``names`` may map ids (int or digit strings) to names, or be a list; ``imgsz`` an int or
-    ``[h, w]``. The end-to-end NMS settings are not in the plain keys: an end-to-end artifact
-    (``args["nms"]`` or ``end2end`` true) is refused.
+    ``[h, w]``. ``end2end`` true is a one-to-one head's top-k in the graph (YOLO26 exported with
+    ``nms=False``): its ``args["max_det"]`` (default 300) detections per image, picked without NMS.
+    An export with NMS in the graph (``args["nms"]`` true otherwise) is refused: its NMS settings
+    are not in the plain keys.
 
     Raises:
         ValueError: a missing or malformed key, or a value outside ``ModelMeta.check``'s limits.
@@ -108,8 +112,14 @@ def meta_from_plain(values: Mapping) -> ModelMeta:
             fields[key] = value
     args = _literal("args", values.get("args", {}))
     args = args if isinstance(args, dict) else {}
-    if _literal("end2end", values.get("end2end", False)) is True or args.get("nms") is True:
-        raise ValueError("an end-to-end (NMS in the graph) export without edgeseg metadata is not supported")
+    end2end = _literal("end2end", values.get("end2end", False)) is True
+    if args.get("nms") is True and not end2end:
+        raise ValueError("an export with NMS in the graph (nms=True) is not supported without edgeseg metadata")
+    if end2end:  # a one-to-one head's top-k in the graph (YOLO26 exported with nms=False)
+        topk = args.get("max_det", TOPK_DEFAULT)
+        if not is_int(topk) or not 0 < topk <= MAX_DETECTIONS:
+            raise ValueError(f"max_det is {topk!r}, not a detection count from 1 to {MAX_DETECTIONS}")
+        fields.update(selection="topk", topk=topk)
     task = values.get("task", "segment")
     if task != "segment":
         raise ValueError(f"task is {task!r}; edgeseg runs segmentation models")

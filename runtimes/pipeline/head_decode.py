@@ -25,11 +25,13 @@ def join_split_head(
     """Rejoin the split head parts into ``preds``: DFL (softmax expectation over the bins) and box decoding.
 
     Each box side's distance from its anchor is the expectation of its bin index under the softmax
-    of its ``reg_max`` logits (in grid cells of the anchor's level); the anchor is the cell centre
+    of its ``reg_max`` logits (in grid cells of the anchor's level), or with ``reg_max`` 1 (YOLO26)
+    the box output itself; the anchor is the cell centre
     ``(x + 0.5, y + 0.5)``; box and anchor are scaled by the level's stride into input pixels.
 
     Args:
-        box_logits: (B, 4 * reg_max, A) DFL bin logits, l, t, r, b in that order, reg_max bins each.
+        box_logits: (B, 4 * reg_max, A) DFL bin logits, l, t, r, b in that order, reg_max bins each
+            (reg_max 1: the distances in grid cells).
         scores: (B, nc, A) class scores (already through the sigmoid).
         coefficients: (B, nm, A) mask coefficients.
         imgsz: the input (height, width) in pixels, multiples of the largest stride.
@@ -39,9 +41,12 @@ def join_split_head(
         (B, 4 + nc + nm, A) float32 preds, boxes cx, cy, w, h in input pixels.
     """
     b, channels, a = box_logits.shape
-    logits = box_logits.reshape(b, 4, channels // 4, a)
-    bins = np.exp(logits - logits.max(2, keepdims=True))
-    distances = (bins * np.arange(channels // 4, dtype=np.float32).reshape(1, 1, -1, 1)).sum(2) / bins.sum(2)
+    if channels == 4:  # reg_max 1 (YOLO26): the four distances themselves, no DFL
+        distances = box_logits.astype(np.float32, copy=False)
+    else:
+        logits = box_logits.reshape(b, 4, channels // 4, a)
+        bins = np.exp(logits - logits.max(2, keepdims=True))
+        distances = (bins * np.arange(channels // 4, dtype=np.float32).reshape(1, 1, -1, 1)).sum(2) / bins.sum(2)
     h, w = imgsz
     points, steps = [], []
     for stride in strides:

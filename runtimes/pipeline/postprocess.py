@@ -20,6 +20,7 @@ import numpy as np
 
 from .preprocess import LetterboxInfo
 from .results import Results
+from .topk import topk_detections
 
 MAX_WH = 7680  # class offset for class-aware NMS: larger than any box coordinate in input px
 
@@ -113,6 +114,27 @@ def non_max_suppression(
         labels[keep].astype(np.int64),
         np.ascontiguousarray(coeffs, dtype=np.float32).reshape(len(keep), nm),
     )
+
+
+def select_detections(
+    preds: np.ndarray,
+    nc: int,
+    selection: str = "nms",
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes=None,
+    agnostic: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One image's detections from its raw outputs, the way its head needs them picked (``ModelMeta.selection``).
+
+    ``selection`` ``nms``: ``non_max_suppression`` (one-to-many heads: YOLOv8, YOLO11, YOLO26's
+    default branch); ``topk``: ``topk_detections`` (YOLO26's one-to-one branch; ``iou`` unused).
+    The arguments and the returned arrays are ``non_max_suppression``'s.
+    """
+    if selection == "topk":
+        return topk_detections(preds, nc, conf=conf, max_det=max_det, classes=classes, agnostic=agnostic)
+    return non_max_suppression(preds, nc, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
 
 
 def scale_boxes(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
@@ -280,6 +302,7 @@ def postprocess(
     names: dict[int, str] | None = None,
     images: list[np.ndarray] | None = None,
     paths: list[str] | None = None,
+    selection: str = "nms",
 ) -> list[Results]:
     """Turn one batch of raw outputs into one Results per image.
 
@@ -294,9 +317,12 @@ def postprocess(
         names: class id -> name; None names classes by their id.
         images: optional B source images (H0, W0, 3) uint8 BGR, kept for ``Results.plot``.
         paths: optional B source paths.
+        selection: how detections are picked, ``nms`` or ``topk`` (``select_detections``).
 
     Returns:
-        B Results with boxes in source px and (N, H0, W0) bool masks.
+        B Results with boxes in source px and (N, H0, W0) bool masks. A detection whose box lies
+        wholly outside the image (zero width or height once clipped to it) is left out: its mask
+        is empty, and Ultralytics' predict leaves it out too.
     """
     nm = protos.shape[1]
     if nc is None:
@@ -308,13 +334,17 @@ def postprocess(
     names = names if names is not None else {i: str(i) for i in range(nc)}
     results = []
     for b, info in enumerate(infos):
-        boxes, scores, labels, coeffs = non_max_suppression(
-            preds[b], nc, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
+        boxes, scores, labels, coeffs = select_detections(
+            preds[b], nc, selection, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
         )
+        source_boxes = scale_boxes(boxes, info)
+        inside = (source_boxes[:, 2] > source_boxes[:, 0]) & (source_boxes[:, 3] > source_boxes[:, 1])
+        if not inside.all():  # boxes wholly outside the image, clipped to a line: nothing of them is in it
+            boxes, scores, labels, coeffs, source_boxes = (x[inside] for x in (boxes, scores, labels, coeffs, source_boxes))
         masks = process_masks(protos[b], coeffs, boxes, info, input_shape, retina_masks=retina_masks)
         results.append(
             Results(
-                boxes=scale_boxes(boxes, info),
+                boxes=source_boxes,
                 scores=scores,
                 classes=labels,
                 masks=masks,

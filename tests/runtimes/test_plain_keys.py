@@ -56,6 +56,15 @@ def test_plain_strings_read_as_ultralytics_reads_them():
     assert meta_from_plain(plain_metadata(meta)).names == meta.names  # YAML/JSON values (not strings) read the same
 
 
+def test_an_end2end_export_is_a_one_to_one_top_k():
+    """Ultralytics writes end2end True for YOLO26 exported with nms=False: its graph keeps the max_det best scores, no NMS."""
+    meta = meta_from_plain({"names": "{0: 'a'}", "imgsz": "[64, 64]", "end2end": "True", "args": "{'nms': False}"})
+    assert (meta.selection, meta.topk, meta.end2end, meta.head_shape) == ("topk", 300, True, (2, 38))
+    meta = meta_from_plain({"names": "{0: 'a'}", "imgsz": "[64, 64]", "end2end": True, "args": {"max_det": 100}})
+    assert (meta.selection, meta.topk) == ("topk", 100)
+    assert meta_from_plain(plain_metadata(meta)) == meta  # what edgeseg writes reads back the same
+
+
 @pytest.mark.parametrize(
     "values, problem",
     [
@@ -65,7 +74,8 @@ def test_plain_strings_read_as_ultralytics_reads_them():
         ({"names": "{0: 'a'}", "imgsz": "[64, 64, 3]"}, "not an integer or [height, width]"),
         ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "stride": "'32'"}, "stride is '32', not an integer"),
         ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "task": "pose"}, "edgeseg runs segmentation models"),
-        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "args": "{'nms': True}"}, "end-to-end"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "args": "{'nms': True}"}, "is not supported without edgeseg metadata"),
+        ({"names": "{0: 'a'}", "imgsz": "[64, 64]", "end2end": "True", "args": "{'max_det': 0}"}, "max_det is 0"),
         ({"names": "{0: 'a'}", "imgsz": "[99999, 64]"}, "imgsz 99999x64"),
         ({"names": "[['a']]", "imgsz": "[64, 64]"}, "is not 'class id: name'"),
         ({"names": "[" * 100_000 + "]" * 100_000, "imgsz": "[64, 64]"}, "'names' is not a Python literal"),

@@ -373,16 +373,16 @@ def _detect_head(cfg):
     cfg["head"][-1][2] = "Detect"
 
 
-def _v8_blocks(cfg):
+def _unknown_blocks(cfg):
     for row in cfg["backbone"] + cfg["head"]:
-        row[2] = "C2f" if row[2] == "C3k2" else row[2]
+        row[2] = "C2fAttn" if row[2] == "C3k2" else row[2]
 
 
 @pytest.mark.parametrize(
     "kind, message",
     [
-        ("detect", "a detection-only model (head Detect, not Segment)"),
-        ("yolov8", "YOLOv8-seg (C2f blocks) is not supported, only YOLO11-seg"),
+        ("detect", "a detection-only model (head Detect, not Segment); edgeseg imports YOLOv8-seg, YOLO11-seg and YOLO26-seg"),
+        ("block", "model.yaml uses module(s) C2fAttn that edgeseg does not build (it builds YOLOv8-seg, YOLO11-seg and YOLO26-seg: "),
         ("state_dict", "a plain state_dict"),
         ("edgeseg", "already an edgeseg checkpoint"),
         ("plain_pickle", "a plain pickle, not a PyTorch zip checkpoint"),
@@ -394,8 +394,8 @@ def test_other_files_get_a_clear_error(foreign, tmp_path, kind, message):
     net = foreign.model.net
     if kind == "detect":
         write_ultralytics_checkpoint(path, net, model_class="DetectionModel", yaml_edit=_detect_head)
-    elif kind == "yolov8":
-        write_ultralytics_checkpoint(path, net, yaml_edit=_v8_blocks)
+    elif kind == "block":
+        write_ultralytics_checkpoint(path, net, yaml_edit=_unknown_blocks)
     elif kind == "state_dict":
         torch.save(net.state_dict(), path)
     elif kind == "edgeseg":

@@ -1,4 +1,4 @@
-"""Import Ultralytics YOLO11-seg checkpoints (``yolo11n-seg.pt`` …) into edgeseg without running their code.
+"""Import Ultralytics YOLOv8-seg, YOLO11-seg and YOLO26-seg checkpoints (``yolo26n-seg.pt`` …) without running their code.
 
 The checkpoint's pickle is read by ``edgeseg.interop.torch_pickle.load_restricted``: Ultralytics
 and ``torch.nn`` objects arrive as inert stand-ins, tensors as views checked against their
@@ -34,12 +34,13 @@ from edgeseg.interop.torch_pickle import (
     load_restricted,
     read_error,
 )
-from edgeseg.models.config import KNOWN_MODULES, scale_from_name, validate_model_config
+from edgeseg.models.config import HEAD_MODULES, KNOWN_MODULES, scale_from_name, validate_model_config
 from edgeseg.runtimes.errors import EdgesegError, safe_repr
 from edgeseg.runtimes.meta.limits import MAX_IMGSZ, MAX_NAME_CHARS
 from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ
 
 SEGMENTATION_MODEL = "ultralytics.nn.tasks.SegmentationModel"
+FAMILIES = "YOLOv8-seg, YOLO11-seg and YOLO26-seg"  # what edgeseg imports, for messages
 MAX_VALUES = 100_000  # values one walk over the unpickled data visits, shared ones counted at each use
 MAX_STRING_CHARS = 1_000_000  # characters of one string
 MAX_TEXT_CHARS = 10_000_000  # characters of all strings one walk visits
@@ -51,7 +52,7 @@ _HEADS = {
     "OBB": "an oriented-box model (head OBB, not Segment)",
     "Classify": "a classification model (head Classify, not Segment)",
 }
-_CONFIG_KEYS = ("nc", "scales", "scale", "backbone", "head")
+_CONFIG_KEYS = ("nc", "scales", "scale", "backbone", "head", "end2end", "reg_max")
 _IGNORED_YAML_KEYS = {"yaml_file", "ch", "channels"}  # the file name it came from; input channels (checked: 3)
 _STR_TYPES = (bytes, datetime.date, datetime.timedelta, datetime.tzinfo, torch.device)  # _plain keeps their str
 
@@ -206,8 +207,8 @@ def _architecture(model: StandIn, path: Path) -> dict:
     """The edgeseg model config from the pickled model's ``yaml`` dict.
 
     Raises:
-        EdgesegError: no embedded YAML, a head other than Segment, YOLOv8 blocks, modules or
-            keys edgeseg does not build, or input channels other than 3.
+        EdgesegError: no embedded YAML, a head other than Segment or Segment26, modules or keys
+            edgeseg does not build, or input channels other than 3.
     """
     raw = _plain(vars(model).get("yaml"), _Budget("model.yaml"))
     if not isinstance(raw, dict):
@@ -215,16 +216,14 @@ def _architecture(model: StandIn, path: Path) -> dict:
     rows = [row for section in ("backbone", "head") for row in (raw.get(section) or [])]
     modules = [_row_module(row) for row in rows]
     head = modules[-1] if modules else "none"
-    if head != "Segment":
-        what = _HEADS.get(head, f"a model with head {head[:40]}, not Segment")
-        raise EdgesegError(f"{path}: {what}; edgeseg imports YOLO11-seg instance-segmentation models only")
-    if "C2f" in modules:
-        raise EdgesegError(f"{path}: YOLOv8-seg (C2f blocks) is not supported, only YOLO11-seg")
+    if head not in HEAD_MODULES:
+        what = _HEADS.get(head, f"a model with head {head[:40]}, not Segment or Segment26")
+        raise EdgesegError(f"{path}: {what}; edgeseg imports {FAMILIES} instance-segmentation models")
     unknown = sorted(set(modules) - KNOWN_MODULES)
     if unknown:
         raise EdgesegError(
             f"{path}: model.yaml uses module(s) {', '.join(m[:40] for m in unknown[:8])} that edgeseg does not build "
-            f"(YOLO11-seg: {', '.join(sorted(KNOWN_MODULES))})"
+            f"(it builds {FAMILIES}: {', '.join(sorted(KNOWN_MODULES))})"
         )
     extra = sorted(str(k)[:40] for k in set(raw) - set(_CONFIG_KEYS) - _IGNORED_YAML_KEYS)[:8]
     if extra:
@@ -278,7 +277,7 @@ def _imgsz(train_args, model_args, path: Path) -> int:
 
 
 def ultralytics_checkpoint(path: str | Path) -> dict:
-    """Read an Ultralytics YOLO11-seg ``.pt`` as an edgeseg checkpoint dict, in memory (nothing written).
+    """Read an Ultralytics YOLOv8-seg, YOLO11-seg or YOLO26-seg ``.pt`` as an edgeseg checkpoint dict, in memory (nothing written).
 
     Args:
         path: the Ultralytics checkpoint (``yolo11n-seg.pt``, a ``best.pt`` …).

@@ -1,7 +1,8 @@
-"""YOLO11 building blocks (backbone and neck).
+"""The building blocks of the YOLO-seg families' backbones and necks (YOLOv8, YOLO11, YOLO26).
 
 Attribute names (``conv``, ``bn``, ``cv1``, ``m`` …) match Ultralytics' modules so that
-state dicts carry over key for key. All tensors are (B, C, H, W).
+state dicts carry over key for key. All tensors are (B, C, H, W). YOLOv8 uses Conv, C2f and
+SPPF; YOLO11 adds C3k2 and C2PSA; YOLO26 adds C3k2's attention variant and SPPF's shortcut.
 """
 
 from math import gcd
@@ -98,30 +99,51 @@ class C2f(nn.Module):
 
 
 class C3k2(C2f):
-    """YOLO11's C2f variant: inner blocks are C3k (``c3k=True``) or plain Bottlenecks."""
+    """C2f whose inner blocks are C3k (``c3k``), a Bottleneck followed by a PSABlock (``attn``, YOLO26), or a Bottleneck.
 
-    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, g: int = 1, shortcut: bool = True):
+    (B, c1, H, W) → (B, c2, H, W); the argument order is Ultralytics' (a YAML row's args after
+    the output channels are ``c3k, e, attn``).
+    """
+
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, attn: bool = False, g: int = 1, shortcut: bool = True
+    ):
         super().__init__(c1, c2, n, shortcut, g, e)
-        self.m = nn.ModuleList(
-            C3k(self.c, self.c, 2, shortcut, g) if c3k else Bottleneck(self.c, self.c, shortcut, g) for _ in range(n)
-        )
+        self.m = nn.ModuleList(self._inner(c3k, attn, g, shortcut) for _ in range(n))
+
+    def _inner(self, c3k: bool, attn: bool, g: int, shortcut: bool) -> nn.Module:
+        """One inner block on ``self.c`` channels."""
+        if attn:
+            return nn.Sequential(
+                Bottleneck(self.c, self.c, shortcut, g), PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1))
+            )
+        if c3k:
+            return C3k(self.c, self.c, 2, shortcut, g)
+        return Bottleneck(self.c, self.c, shortcut, g)
 
 
 class SPPF(nn.Module):
-    """Spatial pyramid pooling (fast): three chained k×k max-pools, concatenated. Keeps H, W."""
+    """Spatial pyramid pooling (fast): ``n`` chained k×k max-pools, concatenated. Keeps H, W.
 
-    def __init__(self, c1: int, c2: int, k: int = 5):
+    YOLO26 adds the input to the output (``shortcut``, when c1 == c2) and leaves ``cv1``
+    unactivated (``cv1_act=False``); YOLOv8 and YOLO11 rows (``[c2, k]``) keep SiLU on ``cv1``.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 5, n: int = 3, shortcut: bool = False, cv1_act: bool = True):
         super().__init__()
         hidden = c1 // 2
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(hidden * 4, c2, 1, 1)
+        self.cv1 = Conv(c1, hidden, 1, 1, act=cv1_act)
+        self.cv2 = Conv(hidden * (n + 1), c2, 1, 1)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.n = n
+        self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = [self.cv1(x)]
-        for _ in range(3):
+        for _ in range(self.n):
             y.append(self.m(y[-1]))
-        return self.cv2(torch.cat(y, 1))
+        y = self.cv2(torch.cat(y, 1))
+        return y + x if self.add else y
 
 
 class Attention(nn.Module):

@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from edgeseg.runtimes.errors import EdgesegError
-from edgeseg.nn.blocks import C2PSA, C3k2, SPPF, Concat, Conv
-from edgeseg.nn.head import Segment
+from edgeseg.nn.blocks import C2PSA, SPPF, C2f, C3k2, Concat, Conv
+from edgeseg.nn.head import Segment, Segment26
 
 MODULES = {
     "Conv": Conv,
+    "C2f": C2f,
     "C3k2": C3k2,
     "SPPF": SPPF,
     "C2PSA": C2PSA,
@@ -19,10 +20,13 @@ MODULES = {
     "Upsample": nn.Upsample,
     "nn.Upsample": nn.Upsample,
     "Segment": Segment,
+    "Segment26": Segment26,
 }
-MAX_PARAMETERS = 250_000_000  # parameters of one architecture (YOLO11x-seg: 62 million)
-_REPEATED = {C3k2, C2PSA}
-_CHANNEL_CHANGING = {Conv, C3k2, SPPF, C2PSA}
+MAX_PARAMETERS = 250_000_000  # parameters of one architecture (YOLO26x-seg: 71 million)
+_REPEATED = {C2f, C3k2, C2PSA}
+_CHANNEL_CHANGING = {Conv, C2f, C3k2, SPPF, C2PSA}
+_HEADS = {Segment, Segment26}
+DEFAULT_REG_MAX = 16  # DFL bins of a head whose YAML sets no reg_max (YOLOv8, YOLO11)
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -39,36 +43,44 @@ def build_layers(cfg: dict, in_channels: int = 3) -> tuple[nn.Sequential, list[i
 
     Returns:
         (layers, save): ``layers[i]`` carries ``.i`` (index), ``.f`` (input index or list,
-        -1 = previous), ``.type``, ``.n`` (repeats), ``.args`` and ``.np`` (parameter count); ``save`` lists the layer
+        -1 = previous), ``.type``, ``.repeats``, ``.args`` and ``.np`` (parameter count); ``save`` lists the layer
         indices whose outputs later layers read.
     """
     nc = cfg["nc"]
     depth, width, max_channels = cfg["scales"][cfg["scale"]] if cfg.get("scales") else (1.0, 1.0, float("inf"))
     channels = [in_channels]
     layers, save = [], []
+    legacy = True  # YOLOv8's class branch, until a C3k2 row says the model is YOLO11 or later
     for i, (src, repeats, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
         module_cls = MODULES[name]
-        args = [nc if a == "nc" else None if a == "None" else a for a in args]
+        args, kwargs = [nc if a == "nc" else None if a == "None" else a for a in args], {}
         repeats = max(round(repeats * depth), 1) if repeats > 1 else repeats
         if module_cls in _CHANNEL_CHANGING:
             c1, c2 = channels[src], args[0]
             c2 = make_divisible(min(c2, max_channels) * width, 8)
+            if module_cls is SPPF:
+                kwargs["cv1_act"] = len(args) <= 2  # [c2, k] rows (YOLOv8, YOLO11); YOLO26's [c2, k, n, shortcut] have none
             args = [c1, c2, *args[1:]]
             if module_cls in _REPEATED:
                 args.insert(2, repeats)
                 repeats = 1
-            if module_cls is C3k2 and cfg.get("scale") in ("m", "l", "x"):
-                args[3] = True
+            if module_cls is C3k2:
+                legacy = False
+                if cfg.get("scale") in ("m", "l", "x"):
+                    args[3:4] = [True]  # C3k inner blocks at the larger scales
         elif module_cls is Concat:
             c2 = sum(channels[j] for j in src)
-        elif module_cls is Segment:
+        elif module_cls in _HEADS:
             args[2] = make_divisible(min(args[2], max_channels) * width, 8)
-            args.append([channels[j] for j in src])
+            kwargs = dict(
+                reg_max=cfg.get("reg_max", DEFAULT_REG_MAX), end2end=bool(cfg.get("end2end")), ch=[channels[j] for j in src], legacy=legacy
+            )
             c2 = None
         else:
             c2 = channels[src]
-        module = nn.Sequential(*(module_cls(*args) for _ in range(repeats))) if repeats > 1 else module_cls(*args)
-        module.i, module.f, module.type, module.n, module.args = i, src, name, repeats, args
+        module = nn.Sequential(*(module_cls(*args, **kwargs) for _ in range(repeats))) if repeats > 1 else module_cls(*args, **kwargs)
+        shown = [*args, kwargs["ch"]] if module_cls in _HEADS else args  # a head's input channels, as Ultralytics prints them
+        module.i, module.f, module.type, module.repeats, module.args = i, src, name, repeats, shown
         module.np = sum(p.numel() for p in module.parameters())
         save.extend(j % i for j in ([src] if isinstance(src, int) else src) if j != -1)
         layers.append(module)
@@ -102,7 +114,7 @@ def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
 
 
 class SegmentationNet(nn.Module):
-    """A YOLO11-seg network. Input (B, 3, H, W) RGB in [0, 1] with H, W multiples of 32.
+    """A YOLO-seg network (YOLOv8, YOLO11 or YOLO26). Input (B, 3, H, W) RGB in [0, 1] with H, W multiples of 32.
 
     ``model.train()``: returns ``(levels, coeffs, protos)`` for the loss (see ``Segment``).
     ``model.eval()``: returns ``(preds (B, 4 + nc + 32, A), protos (B, 32, H/4, W/4))``.
@@ -121,7 +133,7 @@ class SegmentationNet(nn.Module):
 
     @property
     def head(self) -> Segment:
-        """The Segment head (the last layer)."""
+        """The Segment (or Segment26) head: the last layer."""
         return self.model[-1]
 
     @property

@@ -8,6 +8,7 @@ needs to run it (docs/ARCHITECTURE.md, "ModelMeta").
 """
 
 import logging
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ from edgeseg.runtimes.version import __version__
 LOGGER = logging.getLogger("edgeseg")
 
 WEIGHT_KEYS = ("state_dict", "optimizer", "ema", "model_state")  # left out of ``Network.checkpoint``
+_FAMILY_PREFIX = re.compile(r"^(yolov?\d+)(?=-)")  # the family in a YAML stem: yolov8-seg, yolo11-seg, yolo26-seg
 
 
 class Network(NamedTuple):
@@ -55,16 +57,16 @@ class Network(NamedTuple):
 
 
 def network_name(source: str, net: SegmentationNet, from_checkpoint: bool) -> str:
-    """The checkpoint file stem, or for a YAML-built network the YAML stem with its scale letter (``yolo11n-seg``)."""
+    """The checkpoint file stem, or for a YAML-built network the YAML stem with its scale letter (``yolo26n-seg``)."""
     stem = Path(source).stem
     scale = net.yaml.get("scale")
     if from_checkpoint or scale is None or scale in stem:
         return stem
-    return stem.replace("11", f"11{scale}", 1)
+    return _FAMILY_PREFIX.sub(lambda m: m.group(1) + scale, stem, count=1)
 
 
 def network_meta(net: SegmentationNet, imgsz, source_hash: str = "") -> ModelMeta:
-    """The ModelMeta of an in-memory network: dynamic batch and input size, fp32.
+    """The ModelMeta of an in-memory network: dynamic batch and input size, fp32, detections picked as its head's branch needs.
 
     Args:
         net: the network (its names, stride and head's ``nm`` are read).
@@ -81,6 +83,7 @@ def network_meta(net: SegmentationNet, imgsz, source_hash: str = "") -> ModelMet
         dynamic=True,
         source_hash=source_hash,
         version=__version__,
+        selection="topk" if net.head.branch == "one2one" else "nms",
     )
 
 
@@ -88,7 +91,7 @@ def load_network(path: str | Path) -> Network:
     """Read a ``.pt`` checkpoint into a network without running any of its code.
 
     An edgeseg checkpoint is read with ``load_checkpoint`` (weights only, sizes checked); an
-    Ultralytics YOLO11-seg one is converted in memory by ``edgeseg.interop.ultralytics``. The
+    Ultralytics YOLOv8-seg, YOLO11-seg or YOLO26-seg one is converted in memory by ``edgeseg.interop.ultralytics``. The
     architecture and every weight shape are checked before the weights are loaded.
 
     Raises:
@@ -154,7 +157,7 @@ def open_network(source: str | Path, nc: int | None = None, names=None) -> Netwo
 
 
 def import_ultralytics(path: str | Path, out: str | Path | None = None) -> Path:
-    """Convert an Ultralytics YOLO11-seg checkpoint into an edgeseg checkpoint file (written atomically).
+    """Convert an Ultralytics YOLOv8-seg, YOLO11-seg or YOLO26-seg checkpoint into an edgeseg checkpoint file (written atomically).
 
     Args:
         path: the Ultralytics ``.pt``.

@@ -24,5 +24,5 @@ def layer_table(model) -> str:
     """One line per layer: index, input(s), repeats, parameters, module type and its arguments."""
     lines = [f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<12}arguments"]
     for layer in model.model:
-        lines.append(f"{layer.i:>3}{str(layer.f):>18}{layer.n:>3}{layer.np:>10,}  {layer.type:<12}{layer.args}")
+        lines.append(f"{layer.i:>3}{str(layer.f):>18}{layer.repeats:>3}{layer.np:>10,}  {layer.type:<12}{layer.args}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
 from edgeseg.loss import SegmentationLoss
+from edgeseg.models.config import family_name
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.nn.network import Network, build_network, load_network, network_meta
@@ -217,6 +218,11 @@ class Trainer:
             self.network = _rebuild_for_classes(load_network(args["model"]), names)
         else:
             self.network = build_network(args["model"], names=names)
+        if self.network.net.head.has_one2one:
+            raise EdgesegError(
+                f"{self.network.source}: edgeseg does not train {family_name(self.network.net.yaml)} yet (its one-to-one head "
+                "needs its own loss); it imports, predicts, validates and exports YOLO26-seg, and trains YOLOv8-seg and YOLO11-seg"
+            )
         net = self.network.net.to(self.device)
         net.names = dict(names)
         self.net = net
