@@ -77,6 +77,20 @@ class Runtime:
         """``{class id: name}``."""
         return self.backend.meta.names
 
+    def select_branch(self, branch: str) -> "Runtime":
+        """Pick the head branch that predict, val and track run: ``one2many`` (NMS) or ``one2one`` (top-k, no NMS).
+
+        Only a YOLO26 ``.pt`` has both; an exported artifact runs the one it was exported with.
+
+        Returns:
+            This Runtime.
+
+        Raises:
+            EdgesegError: a branch this model cannot run.
+        """
+        self.backend.select_branch(branch)
+        return self
+
     def input_shape(self, imgsz=None) -> tuple[int, int]:
         """The (H, W) model input for a requested size.
 

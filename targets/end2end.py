@@ -1,8 +1,9 @@
-"""NMS in the graph: the torch module that end-to-end exports trace (``--end2end``).
+"""Detections in the graph: the torch modules that end-to-end exports trace (``--end2end``).
 
-``End2End`` wraps the traced model: (B, 3, H, W) images → ``detections`` (B, max_det, 6 + nm)
-and ``protos``, the layout of ``edgeseg.runtimes.pipeline.end2end``. It is built from standard ONNX ops
-only, so ONNX Runtime, OpenVINO and TensorRT run it without custom ops:
+``End2End`` (NMS, for one-to-many heads) and ``TopK`` (a one-to-one head's best scores, YOLO26)
+wrap the traced model: (B, 3, H, W) images → ``detections`` (B, max_det, 6 + nm) and ``protos``,
+the layout of ``edgeseg.runtimes.pipeline.end2end``. Both are built from standard ONNX ops only,
+so ONNX Runtime, OpenVINO and TensorRT run them without custom ops. ``End2End``:
 
 1. each anchor's best class score and label (``ReduceMax``/``ArgMax``); a (B, nc, A) score
    tensor that holds the best score at the anchor's label and 0 elsewhere;
@@ -123,3 +124,37 @@ class End2End(nn.Module):
         picked = torch.gather(rows, 2, index[:, None].expand(-1, rows.shape[1], -1)).transpose(1, 2)  # (B, max_det, 5 + nm)
         detections = torch.cat((_xyxy(picked[..., :4]), scores[..., None], picked[..., 4 + nm :], picked[..., 4 : 4 + nm]), -1)
         return detections * valid[..., None], protos
+
+
+class TopK(nn.Module):
+    """A one-to-one head's model followed by top-k (no NMS): images → (detections, protos).
+
+    The graph form of ``edgeseg.runtimes.pipeline.topk.topk_detections`` with ``conf`` 0: the
+    ``max_det`` anchors with the best class score (``TopK``), then the ``max_det`` best
+    (anchor, class) scores among them, as x1, y1, x2, y2, score, class, coefficients; rows that
+    hold no detection (score 0, or padding when the image has fewer than ``max_det`` anchors) are zeros.
+
+    Args:
+        model: maps (B, 3, H, W) float32 to the one-to-one branch's preds (B, 4 + nc + nm, A) and protos.
+        nc: number of classes.
+        max_det: detections per image (rows of ``detections``).
+    """
+
+    def __init__(self, model: nn.Module, nc: int, max_det: int):
+        super().__init__()
+        self.model, self.nc, self.max_det = model, nc, max_det
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) → detections (B, max_det, 6 + nm) float32 (x1, y1, x2, y2, score, class, coefficients), protos."""
+        preds, protos = self.model(images)
+        nc, k = self.nc, self.max_det
+        preds = F.pad(preds, (0, k))  # (B, C, A + k): zero columns make k valid for any A
+        best = preds[:, 4 : 4 + nc].amax(1)  # (B, A + k)
+        anchors = best.topk(k, dim=1).indices  # (B, k)
+        candidates = torch.gather(preds, 2, anchors[:, None].expand(-1, preds.shape[1], -1))  # (B, C, k)
+        pairs = candidates[:, 4 : 4 + nc].transpose(1, 2).flatten(1)  # (B, k * nc), anchor-major
+        scores, order = pairs.topk(k, dim=1)  # (B, k), best first
+        picked = torch.gather(candidates, 2, (order // nc)[:, None].expand(-1, preds.shape[1], -1)).transpose(1, 2)  # (B, k, C)
+        labels = (order % nc).to(preds.dtype)
+        detections = torch.cat((_xyxy(picked[..., :4]), scores[..., None], labels[..., None], picked[..., 4 + nc :]), -1)
+        return detections * (scores > 0).to(preds.dtype)[..., None], protos

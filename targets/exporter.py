@@ -155,7 +155,9 @@ def export(
         imgsz: input size, an int or (height, width), multiples of the stride (default: the model's).
         batch: the static batch size of the artifact.
         dynamic: batch, height and width free (then leave ``batch`` at 1).
-        end2end: NMS in the graph, where the target supports it.
+        end2end: NMS in the graph, where the target supports it; for a YOLO26 model, its
+            one-to-one branch with top-k (no NMS): in the graph on ONNX and OpenVINO, else raw
+            one-to-one outputs that the runtime top-k's.
         data: a data YAML: calibration images (int8) and the images verification runs on
             (default: the checkpoint's training data when that YAML exists, else synthetic images).
         calib: number of calibration images.
@@ -170,7 +172,8 @@ def export(
         opset: ONNX opset (ONNX-based targets).
         conf, iou, max_det: with ``end2end``, the graph's NMS settings: the lowest score it
             reports (the default keeps what ``Runtime.val`` counts), the IoU above which a box
-            is suppressed, and the detections per image (rows of its ``detections`` output).
+            is suppressed, and the detections per image (rows of its ``detections`` output); a
+            top-k graph takes ``max_det`` only.
         platform: the chip, for a target that compiles for one (RKNN: ``rk3588``, ``rk3566`` …;
             default: the first of the target's ``platforms``).
 
@@ -203,6 +206,12 @@ def export(
         source, folder, stem = _open_source(model)
         net = copy.deepcopy(source.net).fuse().eval()
     checkpoint = source.checkpoint
+    # YOLO26: end-to-end is its one-to-one branch with top-k (no NMS); in the graph where the target
+    # builds end-to-end graphs, else the raw one-to-one outputs and the top-k on the host.
+    topk = end2end and net.head.has_one2one
+    if topk:
+        net.head.select_branch("one2one")
+    in_graph = end2end and (entry.end2end or not topk)
     stride = int(net.stride.max())
     hw = _input_size(source.meta.imgsz[0] if imgsz is None else imgsz, stride)
     meta = ModelMeta(
@@ -215,8 +224,10 @@ def export(
         precision=precision,
         source_hash=source.meta.source_hash,
         version=source.meta.version,
-        outputs=["detections", "protos"] if end2end else ["preds", "protos"],
-        nms={"conf": float(conf), "iou": float(iou), "max_det": int(max_det)} if end2end else {},
+        outputs=["detections", "protos"] if in_graph else ["preds", "protos"],
+        nms={"conf": float(conf), "iou": float(iou), "max_det": int(max_det)} if in_graph and not topk else {},
+        selection="topk" if topk else "nms",
+        topk=int(max_det) if in_graph and topk else 0,
     )
     dest = _destination(out, entry, folder, stem, precision)
     if entry.suffix in FILE_SUFFIXES:
@@ -233,7 +244,7 @@ def export(
             imgsz=hw,
             batch=0 if dynamic else batch,
             dynamic=dynamic,
-            end2end=end2end,
+            end2end=in_graph,
             data=data or ((checkpoint or {}).get("train_args") or {}).get("data"),
             calib=calib,
             device=device,

@@ -2,8 +2,8 @@
 
 Graph: input ``images`` (B, 3, H, W) float32 RGB in [0, 1]; outputs ``preds`` (B, 4 + nc + nm, A)
 and ``protos`` (B, nm, H / 4, W / 4) float32 (docs/ARCHITECTURE.md, "Output contract"); with
-``--end2end`` (``job.meta.nms`` set), NMS in the graph and ``detections`` (B, max_det, 6 + nm)
-instead of ``preds`` (``edgeseg.targets.end2end``). Static, or with batch, height and
+``--end2end``, NMS (``job.meta.nms`` set) or a one-to-one head's top-k (``job.meta.topk``) in the
+graph and ``detections`` (B, max_det, 6 + nm) instead of ``preds`` (``edgeseg.targets.end2end``). Static, or with batch, height and
 width dynamic (the anchor grid is computed in the graph from the feature-map shapes). fp16
 artifacts hold half weights and compute in half, but cast in the graph so that their input and
 outputs stay float32.
@@ -23,7 +23,7 @@ from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import META_KEY
 from edgeseg.runtimes.meta.plain_keys import plain_strings
 from edgeseg.targets.common import ExportJob
-from edgeseg.targets.end2end import End2End
+from edgeseg.targets.end2end import End2End, TopK
 
 MIN_OPSET = 17
 MAX_OPSET = 20  # the newest opset torch's TorchScript-based exporter writes
@@ -77,13 +77,15 @@ def trace(job: ExportJob) -> onnx.ModelProto:
     nms = job.meta.nms
     if nms:
         wrapper = End2End(wrapper, job.meta.nc, nms["conf"], nms["iou"], nms["max_det"]).eval()
+    elif job.meta.topk:
+        wrapper = TopK(wrapper, job.meta.nc, job.meta.topk).eval()
     names = job.meta.outputs
     example = torch.zeros(max(job.batch, 1), 3, *job.imgsz, device=device)
     axes = None
     if job.dynamic:
         axes = {
             "images": {0: "batch", 2: "height", 3: "width"},
-            names[0]: {0: "batch"} if nms else {0: "batch", 2: "anchors"},
+            names[0]: {0: "batch"} if job.meta.end2end else {0: "batch", 2: "anchors"},
             names[1]: {0: "batch", 2: "mask_height", 3: "mask_width"},
         }
     with warnings.catch_warnings():

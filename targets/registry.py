@@ -26,6 +26,7 @@ class TargetEntry:
     suffix: str
     tolerances: dict = field(default_factory=dict)
     platforms: tuple[str, ...] = ()
+    end2end: bool = False
 
     def artifact_name(self, stem: str, precision: str) -> str:
         """``<stem><suffix>`` for fp32, ``<stem>-<precision><suffix>`` otherwise."""
@@ -43,6 +44,7 @@ def register_target(
     suffix: str,
     tolerances: dict | None = None,
     platforms: tuple[str, ...] = (),
+    end2end: bool = False,
 ) -> None:
     """Add a target, or replace the one registered under ``name``.
 
@@ -56,8 +58,11 @@ def register_target(
         tolerances: ``{precision: {check: limit}}`` overrides of ``verify.TOLERANCES``.
         platforms: the chips it compiles for (``--platform``), the default first; empty when the
             artifact is not built for one chip.
+        end2end: it builds end-to-end graphs (``--end2end``: NMS, or a one-to-one head's top-k, in
+            the graph). Without, a YOLO26 ``--end2end`` export keeps the one-to-one branch's raw
+            outputs and the host does the top-k; other models are refused by the target's ``build``.
     """
-    _REGISTRY[name] = TargetEntry(name, build, tuple(precisions), extra, suffix, dict(tolerances or {}), tuple(platforms))
+    _REGISTRY[name] = TargetEntry(name, build, tuple(precisions), extra, suffix, dict(tolerances or {}), tuple(platforms), end2end)
 
 
 def lazy_build(module: str) -> Callable[[ExportJob], None]:
@@ -93,8 +98,8 @@ def target_entry(target: str, precision: str) -> TargetEntry:
     return entry
 
 
-register_target("onnx", lazy_build("onnx"), ("fp32", "fp16"), "export", ".onnx")
-register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "int8"), "openvino", "_openvino_model")
+register_target("onnx", lazy_build("onnx"), ("fp32", "fp16"), "export", ".onnx", end2end=True)
+register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "int8"), "openvino", "_openvino_model", end2end=True)
 register_target("coreml", lazy_build("coreml"), ("fp32", "fp16", "int8"), "coreml", ".mlpackage")
 register_target("tensorrt", lazy_build("tensorrt"), ("fp32", "fp16", "int8"), "tensorrt", ".engine")
 register_target("tflite", lazy_build("tflite"), ("fp32", "fp16", "int8"), "tflite-export", ".tflite")

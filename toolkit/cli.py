@@ -236,6 +236,17 @@ def _detection_options(unit: str):
         click.option("--max-det", type=click.IntRange(1), default=300, help=f"At most this many detections per {unit}."),
         click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2."),
     )  # fmt: skip
+END2END_HELP = "YOLO26 .pt: run the one-to-one head with top-k (no NMS) instead of the one-to-many head with NMS."
+
+
+def _load(model: str, device, engine, end2end: bool):
+    """``edgeseg.runtimes.load(model, device, engine)``, on the one-to-one branch when ``end2end``."""
+    from edgeseg.runtimes import load
+
+    runtime = load(model, device, engine)
+    return runtime.select_branch("one2one") if end2end else runtime
+
+
 def _run_folder_options(kind: str, project: str):
     """``--project``, ``--name`` and ``--exist-ok``: where a command writes its run folder, as Ultralytics users type them."""
 
@@ -255,6 +266,7 @@ ENGINE_CHOICES = ["auto", *engine_choices()]
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.25, help="Confidence threshold.")
 @_detection_options("image")
 @click.option("--agnostic", is_flag=True, help="Class-agnostic NMS.")
+@click.option("--end2end", is_flag=True, help=END2END_HELP)
 @click.option("--retina-masks", is_flag=True, help="Decode masks from full-resolution prototypes.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Images per inference call (dynamic-batch models).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
@@ -266,14 +278,13 @@ ENGINE_CHOICES = ["auto", *engine_choices()]
 @click.option("--show-conf/--hide-conf", default=True, help="Draw confidences.")
 @_run_folder_options("predict", "runs/segment")
 @_live_options
-def predict(model, source, device, engine, save, save_txt, save_json, show_labels, show_conf, project, name, exist_ok, **options) -> None:
+def predict(model, source, device, engine, end2end, save, save_txt, save_json, show_labels, show_conf, project, name, exist_ok, **options) -> None:
     """Segment SOURCE (image, folder, glob, video, webcam index, rtsp/rtmp/http(s) URL or .streams file) with MODEL (.pt, .onnx, ...) and save the results."""
     from pathlib import Path
 
-    from edgeseg.runtimes import load
     from edgeseg.runtimes.io.save import ResultSaver
 
-    runtime = load(model, device, engine)
+    runtime = _load(model, device, engine, end2end)
     results = runtime.predict(source, **options)
     saver = ResultSaver(
         Path(project) / name, images=save, txt=save_txt, coco=save_json, show_labels=show_labels, show_conf=show_conf, exist_ok=exist_ok
@@ -320,6 +331,7 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--association", type=click.Choice(["box", "mask"]), default=None, help="Match tracks by box IoU or mask IoU [default: the tracker's, box].")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.1, help="Lowest score kept (weak detections keep tracks alive).")
 @_detection_options("frame")
+@click.option("--end2end", is_flag=True, help=END2END_HELP)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL [default: onnxruntime].")
 @click.option("--save/--no-save", default=True, help="Write annotated frames and videos, with track ids.")
@@ -329,12 +341,11 @@ def _save_and_report(results, saver, runtime, desc: str) -> None:
 @click.option("--trail", type=click.IntRange(0), default=30, help="Frames of each track's path drawn on the saved video (0: none).")
 @_run_folder_options("track", "runs/track")
 @_live_options
-def track(model, source, tracker, association, device, engine, save, save_txt, zone, line, trail, project, name, exist_ok, **options) -> None:
+def track(model, source, tracker, association, end2end, device, engine, save, save_txt, zone, line, trail, project, name, exist_ok, **options) -> None:
     """Segment and track objects in SOURCE (video, folder or glob of frames, webcam, stream URL, .streams) with MODEL; tracks.json summarises each track, counts.json the --zone/--line counts."""
     import dataclasses
     from pathlib import Path
 
-    from edgeseg.runtimes import load
     from edgeseg.runtimes.io.save import ResultSaver
     from edgeseg.runtimes.tracking import TrackerSettings, TrackRecorder
     from edgeseg.runtimes.tracking.zones import by_class
@@ -346,7 +357,7 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
         recorder = TrackRecorder([*zone, *line], trail)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--zone/--line") from None
-    runtime = load(model, device, engine)
+    runtime = _load(model, device, engine, end2end)
     results = recorder.follow(runtime.track(source, settings, **options))
     saver = ResultSaver(Path(project) / name, images=save, txt=save_txt, coco=False, annotate=recorder.annotate, exist_ok=exist_ok)
     _save_and_report(results, saver, runtime, "track")
@@ -367,13 +378,12 @@ def track(model, source, tracker, association, device, engine, save, save_txt, z
 @click.option("--batch", type=click.IntRange(1), default=16, help="Images per inference call (dynamic-batch models).")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, help="Confidence threshold.")
 @click.option("--iou", type=click.FloatRange(0, 1), default=0.7, help="NMS IoU threshold.")
+@click.option("--end2end", is_flag=True, help=END2END_HELP)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or N [default: the first CUDA GPU the backend can use, else cpu].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=None, help="Engine for an .onnx MODEL: auto picks the fastest installed one with the same outputs [default: onnxruntime].")
-def val(model, data_yaml, split, imgsz, batch, conf, iou, device, engine) -> None:
+def val(model, data_yaml, split, imgsz, batch, conf, iou, end2end, device, engine) -> None:
     """Box and mask mAP of MODEL (any format: .pt, .onnx, ...) on a split of a data YAML."""
-    from edgeseg.runtimes import load
-
-    runtime = load(model, device, engine)
+    runtime = _load(model, device, engine, end2end)
     metrics = runtime.val(data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou)
     click.echo(metrics.table(runtime.names))
 

@@ -6,11 +6,11 @@ from edgeseg.nn.network import Network, load_network, network_meta, network_name
 
 
 class Model:
-    """A YOLO11-seg model built from a YAML (``"yolo11n-seg.yaml"``) or loaded from a checkpoint.
+    """A YOLOv8-, YOLO11- or YOLO26-seg model built from a YAML (``"yolo11n-seg.yaml"``) or loaded from a checkpoint.
 
     Args:
         source: a bundled model name or YAML path (random weights), or a ``.pt`` checkpoint: edgeseg's,
-            or an Ultralytics YOLO11-seg one (imported in memory without running its pickle's code).
+            or an Ultralytics YOLOv8/YOLO11/YOLO26-seg one (imported in memory without running its pickle's code).
         nc: number of classes for a YAML-built model (default: the YAML's ``nc``).
         names: class names for a YAML-built model, ``{id: name}`` or a list.
 
@@ -113,36 +113,48 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.source!r}, nc={self.net.nc})"
 
-    def _runtime(self, device: str | None):
-        """A Runtime whose torch backend wraps this in-memory network (no file written)."""
+    def _runtime(self, device: str | None, end2end: bool = False):
+        """A Runtime whose torch backend wraps this in-memory network (no file written).
+
+        ``end2end``: run a copy of the network on its one-to-one branch (top-k, no NMS; YOLO26),
+        so that this Model's own branch stays as it is.
+        """
+        import copy
+
         from edgeseg.nn.backend import network_runtime
 
-        return network_runtime(self.net, self.imgsz, self.source, device)
+        net = copy.deepcopy(self.net) if end2end else self.net
+        runtime = network_runtime(net, self.imgsz, self.source, device)
+        return runtime.select_branch("one2one") if end2end else runtime
 
     def predict(self, source, device: str | None = None, **kwargs):
         """Segment ``source`` with this network through the runtime pipeline.
 
         Same arguments and results as ``edgeseg.runtimes.Runtime.predict`` (a generator of
         Results unless ``stream=False``); the input size defaults to ``self.imgsz``.
-        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``.
+        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``. ``end2end=True`` runs a YOLO26
+        model's one-to-one branch with top-k instead of its one-to-many branch with NMS.
         """
-        return self._runtime(device).predict(source, **_runtime_kwargs(kwargs))
+        return self._runtime(device, kwargs.pop("end2end", False)).predict(source, **_runtime_kwargs(kwargs))
 
     def track(self, source, device: str | None = None, **kwargs):
         """Segment and track objects in ``source`` with this network (``edgeseg.runtimes.Runtime.track``).
 
         Same arguments and results as ``Runtime.track``: Results per frame with ``track_ids``.
-        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``.
+        Ultralytics' ``agnostic_nms=`` is taken for ``agnostic=``; ``end2end=True`` as for ``predict``.
         """
-        return self._runtime(device).track(source, **_runtime_kwargs(kwargs))
+        return self._runtime(device, kwargs.pop("end2end", False)).track(source, **_runtime_kwargs(kwargs))
 
     def val(self, data, device: str | None = None, **kwargs):
         """Box and mask metrics of this network on a data YAML split (``Runtime.val``; no save needed).
 
+        ``end2end=True`` evaluates a YOLO26 model's one-to-one branch (top-k) instead of its
+        one-to-many branch (NMS).
+
         Returns:
             SegmentMetrics, computed exactly as for every exported artifact.
         """
-        return self._runtime(device).val(data, **kwargs)
+        return self._runtime(device, kwargs.pop("end2end", False)).val(data, **kwargs)
 
     def export(self, target: str = "onnx", *, format: str | None = None, half: bool = False, int8: bool = False, nms: bool = False, **kwargs):
         """Export this network to a deployable artifact, verified against it (``edgeseg.targets.export``).

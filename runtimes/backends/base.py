@@ -106,6 +106,21 @@ class Backend:
             preds = detections_to_preds(preds, self.meta.nc)
         return preds, protos
 
+    def select_branch(self, branch: str) -> None:
+        """Run the head's ``one2many`` branch (NMS) or its ``one2one`` branch (top-k, YOLO26's).
+
+        An exported artifact runs the branch it was exported with; only a ``.pt`` can switch.
+
+        Raises:
+            EdgesegError: a branch this artifact does not run.
+        """
+        current = "one2one" if self.meta.selection == "topk" else "one2many"
+        if branch != current:
+            raise EdgesegError(
+                f"{self.path}: an exported model runs the branch it was exported with ({current}); "
+                f"for {branch}, export the YOLO26 .pt {'with' if branch == 'one2one' else 'without'} --end2end"
+            )
+
     def _chunked(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``_forward`` on ``batch`` in chunks of ``meta.batch`` images (the last one zero-padded) unless the batch is dynamic."""
         size = self.meta.batch

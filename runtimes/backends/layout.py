@@ -1,14 +1,16 @@
 """The YOLO-seg output layout that graph backends (ONNX Runtime, OpenVINO) bind to.
 
 Which of a graph's two outputs is ``preds`` and which ``protos``; the ModelMeta of a graph that
-carries none (from the output shapes); and the static facts of the graph's input, which take
-precedence over the metadata. Each backend passes its engine's view of the outputs: their names,
+carries none (from the output shapes); the static facts of the graph's input, which take
+precedence over the metadata; and outputs a converter wrote channels last, put back channels first. Each backend passes its engine's view of the outputs: their names,
 their rank and their shapes with None for a dynamic dimension.
 """
 
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import DEFAULT_IMGSZ, META_KEY, ModelMeta
@@ -70,3 +72,17 @@ def with_input_shape(meta: ModelMeta, batch: int | None, height: int | None, wid
     """``meta`` with the graph input's static facts: its batch (0 when dynamic), and its size unless dynamic."""
     static_hw = height is not None and width is not None
     return dataclasses.replace(meta, batch=batch or 0, dynamic=not static_hw, imgsz=(height, width) if static_hw else meta.imgsz)
+
+
+def channels_first(value: np.ndarray, channels: int, nhwc: bool) -> np.ndarray:
+    """An output as (B, channels, A) or (B, channels, h, w), transposed when the file wrote it channels last.
+
+    A rank-4 output whose second and last axes both equal ``channels`` (protos of a 128 x 128
+    input: 32 x 32 x 32) is taken as channels last when the file's input is (``nhwc``), as the
+    converters that write an NHWC input write their rank-4 outputs.
+    """
+    if value.ndim == 4 and (value.shape[1] != channels or (nhwc and value.shape[3] == channels)):
+        return np.ascontiguousarray(value.transpose(0, 3, 1, 2))
+    if value.ndim == 3 and value.shape[1] != channels:
+        return np.ascontiguousarray(value.transpose(0, 2, 1))
+    return value

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.backends.layout import channels_first
 from edgeseg.runtimes.backends.tflite_file import describe_tensors, file_meta
 from edgeseg.runtimes.backends.tflite_flatbuffer import read_metadata
 from edgeseg.runtimes.cpus import usable_cpus
@@ -114,12 +115,7 @@ class TfliteBackend(Backend):
         scale, zero = detail["quantization"]
         if np.issubdtype(value.dtype, np.integer):
             value = (value.astype(np.float32) - zero) * scale
-        value = value.astype(np.float32, copy=False)
-        if value.ndim == 4 and value.shape[1] != channels:
-            return np.ascontiguousarray(value.transpose(0, 3, 1, 2))
-        if value.ndim == 3 and value.shape[1] != channels:
-            return np.ascontiguousarray(value.transpose(0, 2, 1))
-        return value
+        return channels_first(value.astype(np.float32, copy=False), channels, self.nhwc)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""

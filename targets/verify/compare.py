@@ -244,7 +244,14 @@ def _replay(inputs: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]):
     return infer
 
 def map_delta(
-    inputs: np.ndarray, outputs: dict, labels: list[Label], nc: int, conf: float = VAL_CONF, iou: float = VAL_IOU, max_det: int = VAL_MAX_DET
+    inputs: np.ndarray,
+    outputs: dict,
+    labels: list[Label],
+    nc: int,
+    conf: float = VAL_CONF,
+    iou: float = VAL_IOU,
+    max_det: int = VAL_MAX_DET,
+    selection: str = "nms",
 ) -> dict:
     """Box and mask mAP50-95 of both models on the labelled images, through ``evaluate`` (the code of ``Runtime.val``).
 
@@ -255,6 +262,7 @@ def map_delta(
         nc: the models' class count.
         conf, iou, max_det: the post-processing of both evaluations (an end-to-end artifact's
             own NMS settings when they are stricter than val's).
+        selection: how both sides' detections are picked (``ModelMeta.selection``: nms or topk).
 
     Returns:
         ``images``, ``reference`` and ``artifact`` (``{"box", "mask"}`` mAP50-95 in [0, 1]) and
@@ -268,7 +276,7 @@ def map_delta(
         return {"skipped": f"the labels have class ids beyond the model's {nc} classes"}
     maps = {}
     for side, output in outputs.items():
-        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, conf=conf, iou=iou, max_det=max_det, progress=False)
+        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, conf=conf, iou=iou, max_det=max_det, progress=False, selection=selection)
         maps[side] = {"box": float(metrics.box.map), "mask": float(metrics.seg.map)}
     delta = {task: maps["artifact"][task] - maps["reference"][task] for task in ("box", "mask")}
     return {"images": len(labels), **maps, "delta": delta}
@@ -294,18 +302,18 @@ def _by_position(preds: np.ndarray, nc: int) -> np.ndarray:
     order = [np.lexsort((p[1].round(1), p[0].round(1), c)) for p, c in zip(preds, classes)]
     return np.stack([p[:, o] for p, o in zip(preds, order)])
 
-def as_detections(ref: tuple, art: tuple, nc: int, nms: dict) -> tuple[tuple, tuple]:
+def as_detections(ref: tuple, art: tuple, nc: int, nms: dict, selection: str = "nms") -> tuple[tuple, tuple]:
     """Both sides of an end-to-end comparison as detections in the preds layout, in the same order.
 
-    The reference's raw outputs go through the host's NMS at the artifact's settings; both sides'
-    detections are then sorted by position, so that two near-equal scores ranked the other way
-    round do not count as a difference.
+    The reference's raw outputs go through the host's NMS (or top-k, ``selection``) at the
+    artifact's settings (``end2end_settings``); both sides' detections are then sorted by
+    position, so that two near-equal scores ranked the other way round do not count as a difference.
     """
-    reference = detections_to_preds(host_detections(ref[0], nc, **nms), nc)
+    reference = detections_to_preds(host_detections(ref[0], nc, **nms, selection=selection), nc)
     return (_by_position(reference, nc), ref[1]), (_by_position(art[0], nc), art[1])
 
 def compare_outputs(
-    ref: tuple, art: tuple, infos: list, shape: tuple[int, int], names: dict, logit_margin: float, nms: dict
+    ref: tuple, art: tuple, infos: list, shape: tuple[int, int], names: dict, logit_margin: float, nms: dict, selection: str = "nms"
 ):
     """Post-process both models' (preds, protos) at CONF (lowered for a reference with few detections; raised to an end-to-end artifact's floor) and compare.
 
@@ -318,15 +326,16 @@ def compare_outputs(
         ref, art: (preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4)) of the reference and the artifact.
         infos: B LetterboxInfo; shape: the (H, W) input; names: ``{class id: name}``.
         logit_margin: how far above the threshold, in logits, an unmatched detection is still borderline.
-        nms: an end-to-end artifact's NMS settings (else empty): both sides are post-processed at
-            its ``iou`` and ``max_det``, and the threshold is never lowered below its ``conf``.
+        nms: an end-to-end artifact's settings (``end2end_settings``, else empty): both sides are
+            post-processed at its ``iou`` and ``max_det``, and the threshold is never lowered below its ``conf``.
+        selection: how both sides' detections are picked (``ModelMeta.selection``: nms or topk).
 
     Returns:
         (the threshold used, whether it was lowered below CONF, the borderline score,
         ``compare_detections``'s result).
     """
     conf = max(CONF, nms.get("conf", 0.0))
-    settings = {"nc": len(names), "names": names, "iou": nms.get("iou", 0.7), "max_det": nms.get("max_det", 300)}
+    settings = {"nc": len(names), "names": names, "iou": nms.get("iou", 0.7), "max_det": nms.get("max_det", 300), "selection": selection}
     ref_results = postprocess(*ref, infos, shape, conf=conf, **settings)
     if sum(map(len, ref_results)) < MIN_DETECTIONS:
         conf = max(_lowered_conf(ref[0], len(names)), nms.get("conf", 0.0))

@@ -5,6 +5,7 @@ import numpy as np
 from edgeseg.runtimes.backends.base import PredictUnavailable
 from edgeseg.runtimes.evaluation.labels import Label
 from edgeseg.runtimes.evaluation.validate import VAL_CONF, VAL_IOU, VAL_MAX_DET
+from edgeseg.runtimes.pipeline.end2end import end2end_settings
 from edgeseg.targets.verify.compare import as_detections, compare_outputs, iou_summary, map_delta, output_diff
 from edgeseg.targets.verify.inputs import infer_frames
 
@@ -119,11 +120,11 @@ def verify(
             "passed": None,
         }
     _, _, ref = infer_frames(reference, frames, shape)
-    nms = artifact.meta.nms
+    nms, selection = end2end_settings(artifact.meta), artifact.meta.selection
     finite = bool(np.isfinite(art[0]).all() and np.isfinite(art[1]).all())
-    diff = output_diff(*(as_detections(ref, art, nc, nms) if nms else (ref, art)), nc, shape)
+    diff = output_diff(*(as_detections(ref, art, nc, nms, selection) if nms else (ref, art)), nc, shape)
     art = tuple(np.nan_to_num(a) for a in art)
-    conf, lowered, borderline, compared = compare_outputs(ref, art, infos, shape, artifact.names, limits["logit_margin"], nms)
+    conf, lowered, borderline, compared = compare_outputs(ref, art, infos, shape, artifact.names, limits["logit_margin"], nms, selection)
     changes = compared["score_changes"]
     report = {
         "precision": precision,
@@ -140,6 +141,7 @@ def verify(
         "map": None if labels is None else map_delta(
             batch, {"reference": ref, "artifact": art}, labels, nc,
             max(VAL_CONF, nms.get("conf", 0.0)), min(VAL_IOU, nms.get("iou", 1.0)), min(VAL_MAX_DET, nms.get("max_det", VAL_MAX_DET)),
+            selection,
         ),  # fmt: skip
         "finite": finite,
         "max_abs_diff": diff,

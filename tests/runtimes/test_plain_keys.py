@@ -1,8 +1,9 @@
 """Plain metadata keys (the YOLO ecosystem's encoding): written beside edgeseg's own, read from genuine Ultralytics exports.
 
-The Ultralytics exports are the fixtures ``yolo11-seg-tiny-u8.4.190.onnx`` and
-``yolo11-seg-tiny-u8.4.190_openvino_model/``, made by Ultralytics 8.4.190 itself from the genuine
-checkpoint beside them (``tests/fixtures/ultralytics/make_exports.py``).
+The Ultralytics exports are the fixtures ``yolo11-seg-tiny-u8.4.190.onnx`` (``.tflite``,
+``_openvino_model/``) and ``yolo26-seg-tiny-u8.4.190.onnx`` (``-end2end.onnx``,
+``_openvino_model/``), made by Ultralytics 8.4.190 itself from the genuine checkpoints beside
+them (``tests/fixtures/ultralytics/make_exports.py``).
 """
 
 import ast
@@ -30,6 +31,8 @@ GENUINE_PT = FIXTURES / "yolo11-seg-tiny-u8.4.190.pt"
 GENUINE_ONNX = FIXTURES / "yolo11-seg-tiny-u8.4.190.onnx"
 GENUINE_OPENVINO = FIXTURES / "yolo11-seg-tiny-u8.4.190_openvino_model"
 GENUINE_TFLITE = FIXTURES / "yolo11-seg-tiny-u8.4.190.tflite"
+YOLO26_PT = FIXTURES / "yolo26-seg-tiny-u8.4.190.pt"
+YOLO26_END2END = FIXTURES / "yolo26-seg-tiny-u8.4.190-end2end.onnx"  # export(nms=False): its one-to-one top-k, (1, 300, 38)
 NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star", 4: "hexagon"}
 IMGSZ = (128, 160)  # the non-square size the fixtures were exported at
 
@@ -86,38 +89,62 @@ def test_bad_plain_metadata_is_refused(values, problem):
         meta_from_plain(values)
 
 
-def genuine_reference(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def genuine_reference(batch: np.ndarray, checkpoint: Path = GENUINE_PT) -> tuple[np.ndarray, np.ndarray]:
     """edgeseg's import of the genuine checkpoint run on ``batch``: (preds, protos) float32."""
-    model = edgeseg.Model(GENUINE_PT)
+    model = edgeseg.Model(checkpoint)
     with torch.no_grad():
         preds, protos = model.net.float().eval()(torch.from_numpy(batch))
     return preds.numpy(), protos.numpy()
 
 
 ARTIFACTS = [
-    pytest.param(GENUINE_ONNX, id="onnx"),
-    pytest.param(GENUINE_OPENVINO, id="openvino"),
+    pytest.param(GENUINE_ONNX, GENUINE_PT, id="onnx"),
+    pytest.param(GENUINE_OPENVINO, GENUINE_PT, id="openvino"),
     pytest.param(
-        GENUINE_TFLITE, id="tflite",
+        GENUINE_TFLITE, GENUINE_PT, id="tflite",
         marks=pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert (edgeseg[tflite])"),
     ),
+    pytest.param(FIXTURES / "yolo26-seg-tiny-u8.4.190.onnx", YOLO26_PT, id="yolo26-onnx"),
+    pytest.param(FIXTURES / "yolo26-seg-tiny-u8.4.190_openvino_model", YOLO26_PT, id="yolo26-openvino"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("artifact", ARTIFACTS)
-def test_genuine_ultralytics_export_loads_with_its_names_and_size(artifact, caplog):
+@pytest.mark.parametrize("artifact, checkpoint", ARTIFACTS)
+def test_genuine_ultralytics_export_loads_with_its_names_and_size(artifact, checkpoint, caplog):
+    """Plain (one-to-many) exports: detections picked by NMS, raw outputs equal to the checkpoint's."""
     runtime = load(artifact)
     assert runtime.meta.names == NAMES and runtime.meta.imgsz == IMGSZ and runtime.meta.stride == 32
+    assert (runtime.meta.selection, runtime.meta.end2end) == ("nms", False)
     assert "using the output layout" not in caplog.text
     batch = np.random.RandomState(0).uniform(0, 1, (1, 3, *IMGSZ)).astype(np.float32)
     preds, protos = runtime.backend.infer(batch)
-    ref_preds, ref_protos = genuine_reference(batch)
+    ref_preds, ref_protos = genuine_reference(batch, checkpoint)
     np.testing.assert_allclose(preds[:, :4], ref_preds[:, :4], atol=1e-2)  # px
     np.testing.assert_allclose(preds[:, 4:], ref_preds[:, 4:], atol=1e-3)
     np.testing.assert_allclose(protos, ref_protos, atol=1e-3)
     image = (np.random.RandomState(1).uniform(0, 255, (200, 300, 3))).astype(np.uint8)
     (result,) = runtime.predict(image, conf=0.01)
     assert result.orig_shape == (200, 300) and result.names == NAMES
+
+
+def test_genuine_yolo26_end2end_export_equals_the_checkpoint_on_its_one_to_one_branch(tmp_path):
+    """Ultralytics' end-to-end YOLO26 ONNX (no edgeseg metadata) predicts what ``edgeseg predict --end2end`` gives on the .pt."""
+    runtime = load(YOLO26_END2END)
+    assert runtime.meta.names == NAMES and runtime.meta.imgsz == IMGSZ
+    assert (runtime.meta.selection, runtime.meta.topk, runtime.meta.nms) == ("topk", 300, {})
+    images = [(np.random.RandomState(seed).uniform(0, 255, (200, 300, 3))).astype(np.uint8) for seed in range(3)]
+    artifact = runtime.predict(images, conf=0.01, stream=False)
+    model = edgeseg.Model(YOLO26_PT)
+    expected = model.predict(images, conf=0.01, imgsz=IMGSZ, end2end=True, stream=False)
+    plain = model.predict(images, conf=0.01, imgsz=IMGSZ, stream=False)
+    assert model.net.head.branch == "one2many"  # end2end=True ran a copy
+    assert sum(map(len, expected)) >= 10
+    assert [len(r) for r in expected] != [len(r) for r in plain]  # the two branches really differ here
+    for ours, theirs in zip(artifact, expected):
+        np.testing.assert_array_equal(ours.classes, theirs.classes)
+        np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=1e-2)
+        np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-4)
+        assert (ours.masks ^ theirs.masks).mean() < 1e-3
 
 
 def test_own_metadata_is_read_before_plain_keys(tmp_path):

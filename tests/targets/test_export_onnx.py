@@ -302,7 +302,7 @@ def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, monkeypatch):
         export(checkpoint, imgsz=100)
     with pytest.raises(EdgesegError, match="dynamic export takes any batch"):
         export(checkpoint, dynamic=True, batch=4)
-    with pytest.raises(EdgesegError, match="must end with '.onnx'"):
+    with pytest.raises(EdgesegError, match="must have a name ending in '.onnx'"):
         export(checkpoint, out=tmp_path / "m.bin")
     with pytest.raises(EdgesegError, match="opset 13 is not supported"):
         export(checkpoint, opset=13, out=tmp_path / "o.onnx")

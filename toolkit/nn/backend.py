@@ -5,6 +5,8 @@ backend registry finds it through the ``edgeseg.backends`` entry point ``torch``
 when a ``.pt`` is loaded, so a device without torch never imports it.
 """
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -12,6 +14,7 @@ from edgeseg.devices import check_cuda_index, default_device
 from edgeseg.nn.net import SegmentationNet
 from edgeseg.nn.network import load_network, network_meta
 from edgeseg.runtimes.backends.base import Backend, parse_device
+from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.meta.model_meta import ModelMeta
 from edgeseg.runtimes.runtime import Runtime
 
@@ -35,6 +38,20 @@ class TorchBackend(Backend):
         self.torch_device = torch.device("cpu" if kind == "cpu" else f"cuda:{index}")
         self.net = net.to(self.torch_device).eval()
         super().__init__(path, meta, device)
+
+    def select_branch(self, branch: str) -> None:
+        """Run the head's ``one2many`` branch (NMS) or, on a YOLO26 head, its ``one2one`` branch (top-k).
+
+        Raises:
+            EdgesegError: a branch this head does not have.
+        """
+        head = self.net.head
+        if branch not in head.branches:
+            raise EdgesegError(
+                f"{self.path}: this model has no {branch} branch (it has: {', '.join(head.branches)}); only YOLO26 heads have a one2one branch"
+            )
+        head.select_branch(branch)
+        self.meta = dataclasses.replace(self.meta, selection="topk" if branch == "one2one" else "nms")
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32 numpy."""
