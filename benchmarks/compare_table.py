@@ -72,16 +72,16 @@ def render(report: dict) -> str:
     return "\n".join(rows)
 
 
-def splice(readme: str, table: str) -> str:
-    """``readme`` with the text between BEGIN and END replaced by ``table``.
+def splice(readme: str, table: str, begin: str = BEGIN, end: str = END) -> str:
+    """``readme`` with the text between the markers ``begin`` and ``end`` replaced by ``table``.
 
     Raises:
         ValueError: the README lacks the markers.
     """
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{README}: no '{BEGIN}' ... '{END}' section")
-    return readme[: start + len(BEGIN)] + "\n" + table + "\n" + readme[end:]
+    first, last = readme.find(begin), readme.find(end)
+    if first < 0 or last < first:
+        raise ValueError(f"{README}: no '{begin}' ... '{end}' section")
+    return readme[: first + len(begin)] + "\n" + table + "\n" + readme[last:]
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The YOLOv8/11 instance-segmentation loss: CIoU + DFL box loss, BCE class loss, cropped BCE mask loss.
+"""The YOLOv8/11 instance-segmentation loss: CIoU + DFL box loss, BCE class loss, cropped BCE mask loss (YOLO26's one-to-many branch: L1 in place of DFL).
 
 Shapes: B images, A anchors over all levels, C classes, N instances in the batch, ``nm`` (=32)
 mask coefficients, ``Hm x Wm`` the prototype resolution (input / 4).
@@ -43,6 +43,21 @@ def distribution_focal_loss(pred_dist: torch.Tensor, target: torch.Tensor) -> to
     return (ce_left * w_left + ce_right * w_right).mean(-1, keepdim=True)
 
 
+def distance_l1_loss(pred_ltrb: torch.Tensor, target_ltrb: torch.Tensor, strides: torch.Tensor, imgsz: torch.Tensor) -> torch.Tensor:
+    """The box-side term of a head without DFL (reg_max 1, YOLO26): L1 of the four distances in 0–1 of the input.
+
+    Args:
+        pred_ltrb, target_ltrb: ``(n, 4)`` l, t, r, b distances from the anchor in grid units.
+        strides: ``(n, 1)`` each anchor's stride in pixels.
+        imgsz: ``(2,)`` input height, width in pixels (l and r are divided by the width, t and b by the height).
+
+    Returns:
+        ``(n, 1)`` the mean absolute difference over the four sides.
+    """
+    scale = strides / imgsz[[1, 0, 1, 0]]
+    return (pred_ltrb * scale - target_ltrb * scale).abs().mean(-1, keepdim=True)
+
+
 class SegmentationLoss:
     """YOLOv8/11-seg training loss, a drop-in for Ultralytics' ``v8SegmentationLoss``.
 
@@ -64,7 +79,8 @@ class SegmentationLoss:
         Args:
             nc: number of classes.
             stride: stride of each head level.
-            reg_max: DFL bins per box side.
+            reg_max: DFL bins per box side; 1 for a head that regresses the four distances directly
+                (YOLO26), whose ``dfl`` term is then ``distance_l1_loss``.
             overlap_mask: ``batch["masks"]`` is one ``(B, Hm, Wm)`` index map per image (pixel value
                 k = k-th instance of that image, 1-based) instead of ``(N, Hm, Wm)`` binary masks.
             hyp: gains ``box``, ``cls``, ``dfl`` overriding 7.5, 0.5, 1.5; other keys are ignored.
@@ -137,6 +153,8 @@ class SegmentationLoss:
                 target_scores,
                 target_scores_sum,
                 fg_mask,
+                stride_tensor,
+                imgsz,
             )
             masks = batch["masks"].to(device)
             if tuple(masks.shape[-2:]) != (mask_h, mask_w):
@@ -181,7 +199,9 @@ class SegmentationLoss:
         return gt_labels, gt_bboxes, mask_gt
 
     def bbox_decode(self, anchor_points: torch.Tensor, pred_dist: torch.Tensor) -> torch.Tensor:
-        """``(A, 2)`` anchors, ``(B, A, 4 * reg_max)`` logits -> ``(B, A, 4)`` xyxy boxes in grid units."""
+        """``(A, 2)`` anchors, ``(B, A, 4 * reg_max)`` logits (reg_max 1: the l, t, r, b distances) -> ``(B, A, 4)`` xyxy boxes in grid units."""
+        if self.reg_max == 1:
+            return dist2bbox(pred_dist, anchor_points, xywh=False)
         b, a, _ = pred_dist.shape
         proj = torch.arange(self.reg_max, device=pred_dist.device, dtype=pred_dist.dtype)
         dist = pred_dist.view(b, a, 4, self.reg_max).softmax(3).matmul(proj)
@@ -196,13 +216,16 @@ class SegmentationLoss:
         target_scores: torch.Tensor,
         target_scores_sum: torch.Tensor,
         fg_mask: torch.Tensor,
+        stride_tensor: torch.Tensor,
+        imgsz: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 - CIoU) and DFL over positive anchors, weighted by their target score.
+        """(1 - CIoU) and DFL (reg_max 1: ``distance_l1_loss``) over positive anchors, weighted by their target score.
 
         Args:
             pred_dist: ``(B, A, 4 * reg_max)``; pred_bboxes, target_bboxes: ``(B, A, 4)`` xyxy grid units;
             anchor_points: ``(A, 2)``; target_scores: ``(B, A, C)``; target_scores_sum: scalar;
-            fg_mask: ``(B, A)`` bool.
+            fg_mask: ``(B, A)`` bool; stride_tensor: ``(A, 1)`` each anchor's stride in pixels;
+            imgsz: ``(2,)`` input height, width in pixels.
 
         Returns:
             iou loss, dfl loss: scalars.
@@ -211,8 +234,13 @@ class SegmentationLoss:
         iou = bbox_iou(pred_bboxes[fg_mask], target_bboxes[fg_mask], xywh=False, CIoU=True).unsqueeze(-1)
         loss_iou = ((1.0 - iou) * weight).sum() / target_scores_sum
 
-        target_ltrb = bbox2dist(anchor_points, target_bboxes, self.reg_max)
-        dfl = distribution_focal_loss(pred_dist[fg_mask].view(-1, self.reg_max), target_ltrb[fg_mask])
+        if self.reg_max == 1:
+            target_ltrb = bbox2dist(anchor_points, target_bboxes)
+            strides = stride_tensor.expand(fg_mask.shape[0], -1, -1)[fg_mask]
+            dfl = distance_l1_loss(pred_dist[fg_mask], target_ltrb[fg_mask], strides, imgsz)
+        else:
+            target_ltrb = bbox2dist(anchor_points, target_bboxes, self.reg_max)
+            dfl = distribution_focal_loss(pred_dist[fg_mask].view(-1, self.reg_max), target_ltrb[fg_mask])
         loss_dfl = (dfl * weight).sum() / target_scores_sum
         return loss_iou, loss_dfl
 

@@ -160,9 +160,46 @@ def test_yolov8_trains_from_the_cli(tiny_data, tmp_path):
     assert family_name(trained.net.yaml) == "YOLOv8n-seg" and trained.checkpoint["epoch"] == 0
 
 
-def test_yolo26_training_is_refused_in_one_line(tiny_data, tmp_path):
+def test_yolo26_training_from_scratch_is_refused_in_one_line(tiny_data, tmp_path):
     result = CliRunner().invoke(main, ["train", "--model", "yolo26n-seg.yaml", "--data", str(tiny_data), "--epochs", "1",
                                        "--imgsz", "64", "--project", str(tmp_path)])
     assert result.exit_code == 1
-    assert "error: yolo26n-seg.yaml: edgeseg does not train YOLO26n-seg yet" in result.output
+    assert "error: yolo26n-seg.yaml: edgeseg does not train YOLO26n-seg from scratch yet" in result.output
     assert not (tmp_path / "train").exists()
+
+
+def test_distance_l1_loss_known_answer():
+    """YOLO26's box-side term: |Δ distance| x stride, over the width (l, r) or height (t, b), averaged over the four sides."""
+    from edgeseg.loss import distance_l1_loss
+
+    pred = torch.tensor([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]])
+    target = torch.tensor([[1.5, 2.0, 3.0, 3.0], [2.0, 2.0, 2.0, 2.0]])
+    loss = distance_l1_loss(pred, target, torch.tensor([[8.0], [32.0]]), torch.tensor([320.0, 640.0]))  # h 320, w 640
+    np.testing.assert_allclose(loss.numpy(), [[(0.5 * 8 / 640 + 1.0 * 8 / 320) / 4], [0.0]], rtol=1e-6)
+
+
+def test_a_head_without_dfl_decodes_the_distances_in_the_loss():
+    from edgeseg.loss import SegmentationLoss
+
+    loss = SegmentationLoss(nc=2, reg_max=1)
+    anchors = torch.tensor([[4.5, 2.5]])
+    boxes = loss.bbox_decode(anchors, torch.tensor([[[1.0, 2.0, 3.0, 0.5]]]))
+    np.testing.assert_allclose(boxes.numpy(), [[[3.5, 0.5, 7.5, 3.0]]])
+
+
+@pytest.mark.slow
+def test_a_genuine_yolo26_checkpoint_fine_tunes_its_one_to_many_branch(tiny_data, tmp_path):
+    """Fine-tuning the genuine Ultralytics YOLO26 fixture: one-to-many weights move, the one-to-one branch keeps its own."""
+    genuine = Path(__file__).parents[1] / "fixtures" / "ultralytics" / "yolo26-seg-tiny-u8.4.190.pt"
+    result = CliRunner().invoke(main, ["train", "--model", str(genuine), "--data", str(tiny_data), "--epochs", "1",
+                                       "--imgsz", "128", "--batch", "2", "--project", str(tmp_path), "--name", "y26"])
+    assert result.exit_code == 0, result.output
+    before, after = edgeseg.Model(genuine).net.state_dict(), edgeseg.Model(tmp_path / "y26" / "weights" / "last.pt").net.state_dict()
+    one2one = [k for k in before if ".one2one_" in k and k.endswith("weight")]
+    one2many = [k.replace("one2one_", "") for k in one2one]
+    assert one2one and all(torch.equal(before[k], after[k]) for k in one2one)
+    assert sum(not torch.allclose(before[k], after[k]) for k in one2many) >= len(one2many) // 2
+    csv = (tmp_path / "y26" / "results.csv").read_text().splitlines()
+    header, row = csv[0].split(","), csv[1].split(",")
+    dfl = float(row[[h.strip() for h in header].index("train/dfl_loss")])
+    assert 0 < dfl < 10  # the L1 distance term, finite

@@ -219,10 +219,16 @@ class Trainer:
         else:
             self.network = build_network(args["model"], names=names)
         if self.network.net.head.has_one2one:
-            raise EdgesegError(
-                f"{self.network.source}: edgeseg does not train {family_name(self.network.net.yaml)} yet (its one-to-one head "
-                "needs its own loss); it imports, predicts, validates and exports YOLO26-seg, and trains YOLOv8-seg and YOLO11-seg"
-            )
+            if self.network.checkpoint is None and not self.resume_ckpt:
+                raise EdgesegError(
+                    f"{self.network.source}: edgeseg does not train {family_name(self.network.net.yaml)} from scratch yet (its one-to-one "
+                    "head needs its own loss); it fine-tunes a YOLO26-seg checkpoint's one-to-many branch, and trains YOLOv8-seg and YOLO11-seg"
+                )
+            if self.is_main:
+                LOGGER.warning(
+                    f"{self.network.source}: fine-tuning YOLO26's one-to-many branch (predict and val with NMS); its one-to-one "
+                    "branch (--end2end) keeps its weights and is not trained"
+                )
         net = self.network.net.to(self.device)
         net.names = dict(names)
         self.net = net
@@ -249,7 +255,9 @@ class Trainer:
                 f"{' chosen by optimizer=auto' if choice['auto'] else ''}; weight_decay={weight_decay:g}, "
                 f"accumulate {self.accumulate} batches"
             )
-        self.criterion = SegmentationLoss(nc, stride=tuple(int(s) for s in net.stride), overlap_mask=args["overlap_mask"], hyp=args)
+        self.criterion = SegmentationLoss(
+            nc, stride=tuple(int(s) for s in net.stride), reg_max=net.head.reg_max, overlap_mask=args["overlap_mask"], hyp=args
+        )
         self.ema = ModelEMA(net)
         # the trained copy computes in channels-last (measured 12 % faster per step on the CPU); the
         # EMA, validation and checkpoints keep the default layout
