@@ -15,8 +15,8 @@ from edgeseg.runtimes.meta.model_meta import ModelMeta
 from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
 
-def calibrated_model(images: list[np.ndarray], imgsz: int, bn_gain: float | None = None) -> "edgeseg.Model":
-    """A random yolo11n-seg (seed 0, the synthetic classes) whose scores spread over (0, 1) on ``images``.
+def calibrated_model(images: list[np.ndarray], imgsz: int, bn_gain: float | None = None, yaml: str = "yolo11n-seg.yaml") -> "edgeseg.Model":
+    """A random model from ``yaml`` (seed 0, the synthetic classes) whose scores spread over (0, 1) on ``images``.
 
     Fresh BatchNorm statistics (mean 0, var 1) let activations vanish through the untrained net,
     leaving every anchor with the same score; one train-mode pass over ``images`` (BGR, any size,
@@ -26,7 +26,7 @@ def calibrated_model(images: list[np.ndarray], imgsz: int, bn_gain: float | None
     and int8 noise do not derail the random net).
     """
     torch.manual_seed(0)
-    model = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES))
+    model = edgeseg.Model(yaml, names=list(CLASS_NAMES))
     model.imgsz = imgsz
     for module in model.net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -88,15 +88,15 @@ def non_square_image() -> np.ndarray:
     return sample(2, 0, 240, 150)
 
 
-def export_model(imgsz: int, bn_gain: float | None = None) -> "edgeseg.Model":
+def export_model(imgsz: int, bn_gain: float | None = None, yaml: str = "yolo11n-seg.yaml") -> "edgeseg.Model":
     """``calibrated_model`` on export verification's synthetic images and ``non_square_image`` (the export tests' model)."""
     from edgeseg.targets.verify import synthetic_images
 
-    return calibrated_model([*synthetic_images(), non_square_image()], imgsz, bn_gain=bn_gain)
+    return calibrated_model([*synthetic_images(), non_square_image()], imgsz, bn_gain=bn_gain, yaml=yaml)
 
 
 def same_objects(a, b, box_tol: float = 0.5, min_mask_iou: float = 0.98) -> None:
-    """Assert two Results hold the same detections in any order: classes, boxes within ``box_tol`` px, mask IoU.
+    """Assert two Results hold the same detections in any order: classes, boxes within ``box_tol`` px, mask IoU (1 for two empty masks).
 
     Detections are paired after sorting both by class, then x1, then y1 (two models may rank
     near-equal scores the other way round).
@@ -106,7 +106,8 @@ def same_objects(a, b, box_tol: float = 0.5, min_mask_iou: float = 0.98) -> None
     np.testing.assert_array_equal(a.classes[pa], b.classes[pb])
     np.testing.assert_allclose(a.boxes[pa], b.boxes[pb], atol=box_tol)
     ma, mb = a.masks[pa], b.masks[pb]
-    iou = (ma & mb).sum((1, 2)) / np.maximum((ma | mb).sum((1, 2)), 1)
+    union = (ma | mb).sum((1, 2))
+    iou = np.where(union > 0, (ma & mb).sum((1, 2)) / np.maximum(union, 1), 1.0)  # two empty masks agree
     assert iou.min() >= min_mask_iou, iou
 
 

@@ -1,7 +1,7 @@
-"""Every registered target, at its most precise precision (fp32; fp16 for RKNN): the export verifies against the .pt, and the runtime finds the .pt's detections.
+"""Every registered target and model family, at the target's most precise precision (fp32; fp16 for RKNN): the export verifies against the .pt, and the runtime finds the .pt's detections.
 
-Parametrised over ``registered_targets()``, so a new target is covered the day it is
-registered. A target whose converter or runtime cannot be installed here is skipped with the
+Parametrised over ``registered_targets()`` and the YOLO-seg families (YOLO11, YOLOv8, YOLO26),
+so a new target or family is covered the day it is registered. A target whose converter or runtime cannot be installed here is skipped with the
 export's own message (it names the extra or the venv to make); one that converts but cannot run
 here (CoreML off macOS) still has its metadata checked, and one verified by a stand-in (RKNN's
 simulator) has its verification checked.
@@ -25,10 +25,19 @@ MISSING = re.compile(r"install edgeseg\[|TensorRT is not installed|make rknn-ven
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """The calibrated model's checkpoint (BatchNorm gain 0.3: stable under every format's arithmetic)."""
-    return helpers.export_model(IMGSZ, bn_gain=0.3).save(tmp_path_factory.mktemp("parity") / "m.pt")
+FAMILIES = ["yolo11n-seg.yaml", "yolov8n-seg.yaml", "yolo26n-seg.yaml"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=lambda yaml: yaml.split("n-seg")[0])
+def checkpoint(request, tmp_path_factory):
+    """A calibrated model of each family, as a checkpoint (BatchNorm gain 0.3: stable under every format's arithmetic)."""
+    return helpers.export_model(IMGSZ, bn_gain=0.3, yaml=request.param).save(tmp_path_factory.mktemp("parity") / "m.pt")
+
+
+def test_every_family_is_covered():
+    from edgeseg.models.config import family_name, load_model_config
+
+    assert sorted(family_name(load_model_config(yaml)) for yaml in FAMILIES) == ["YOLO11n-seg", "YOLO26n-seg", "YOLOv8n-seg"]
 
 
 @pytest.mark.parametrize("entry", registered_targets(), ids=lambda entry: entry.name)
