@@ -94,9 +94,9 @@ def edgeseg_detections(artifact: Path, images: dict[str, np.ndarray]) -> dict:
 
 def bf16_cpu() -> bool:
     """True when OpenVINO's CPU plugin computes in bf16 by default here (a CPU with bf16 support)."""
-    import openvino as ov
+    from edgeseg.runtimes.backends.openvino import shared_core
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def match(ours: dict, theirs: dict, margin: float) -> dict:

@@ -8,6 +8,7 @@ openvino is imported by ``load`` only, so a device without it gets a one-line me
 extra to install.
 """
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,6 +28,21 @@ LOGGER = logging.getLogger("edgeseg")
 # IR in bf16 (max abs diff ~3 on preds, detections lost; docs/ARCHITECTURE.md). An int8 IR's quantised
 # layers run in int8 whatever this hint says; it only fixes the float parts.
 CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+@functools.cache
+def shared_core():
+    """The process's one ``openvino.Core``, created on first use and never destroyed.
+
+    OpenVINO's CPU plugin (2026.4) installs an alternate signal stack per Core and puts the
+    previous one back when that Core goes, so two Cores destroyed out of creation order leave the
+    thread's alternate stack pointing at freed memory; the next signal a Python handler takes
+    (Ctrl-C, a child's exit once torch's DataLoader watches SIGCHLD) then ends the process with
+    SIGSEGV. One Core for every model avoids that.
+    """
+    import openvino as ov
+
+    return ov.Core()
 
 
 def _describe(ports) -> str:
@@ -72,12 +88,10 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, path: str, device: str = "cpu"):
-        import openvino as ov
-
         onnx_file = Path(path).suffix.lower() == ".onnx"
         files = (str(path),) if onnx_file else tuple(map(str, ir_files(Path(path))))
         target = ov_device(device)
-        core = ov.Core()
+        core = shared_core()
         try:
             model = core.read_model(*files)
         except RuntimeError as exc:

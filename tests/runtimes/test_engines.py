@@ -1,6 +1,7 @@
 """Engine choice for one .onnx file: ONNX Runtime, OpenVINO, or the fastest that gives the same outputs."""
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -101,3 +102,26 @@ def test_cli_val_takes_an_engine(onnx_file, tmp_path):
     assert [t.exit_code for t in tables] == [0, 0], tables[0].output
     rows = [[line for line in t.output.splitlines() if line.split()[:1] == ["all"]] for t in tables]
     assert rows[0] and rows[0] == rows[1]  # the same metrics, to the printed digits
+
+
+def test_openvino_models_closed_in_any_order_leave_signal_handling_intact(tmp_path):
+    """Two OpenVINO models freed first-in first-out, then a child exits under a Python SIGCHLD handler (as after torch's
+    DataLoader): the process lives. With one ``openvino.Core`` per model the freed plugin's alternate signal stack stayed
+    installed and the handler's signal killed the process with SIGSEGV (exit -11)."""
+    import subprocess
+    import sys
+
+    genuine = Path(__file__).parents[1] / "fixtures" / "ultralytics" / "yolo11-seg-tiny-u8.4.190.onnx"
+    script = f"""
+import gc, signal, subprocess
+from edgeseg.runtimes import load
+first = load({str(genuine)!r}, engine="openvino")
+second = load({str(genuine)!r}, engine="openvino")
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGCHLD, lambda *args: None)
+subprocess.run(["true"], check=True)
+print("alive")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr[-2000:]
