@@ -8,7 +8,6 @@ openvino is imported by ``load`` only, so a device without it gets a one-line me
 extra to install.
 """
 
-import functools
 import logging
 from pathlib import Path
 
@@ -30,7 +29,9 @@ LOGGER = logging.getLogger("edgeseg")
 CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
-@functools.cache
+_CORE = []  # the process's one openvino.Core, once created
+
+
 def shared_core():
     """The process's one ``openvino.Core``, created on first use and never destroyed.
 
@@ -39,10 +40,15 @@ def shared_core():
     thread's alternate stack pointing at freed memory; the next signal a Python handler takes
     (Ctrl-C, a child's exit once torch's DataLoader watches SIGCHLD) then ends the process with
     SIGSEGV. One Core for every model avoids that.
+
+    Raises:
+        ModuleNotFoundError: openvino is not installed (checked on every call; the registry names the extra).
     """
     import openvino as ov
 
-    return ov.Core()
+    if not _CORE:
+        _CORE.append(ov.Core())
+    return _CORE[0]
 
 
 def _describe(ports) -> str:
@@ -88,10 +94,10 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, path: str, device: str = "cpu"):
+        core = shared_core()  # first: without openvino the message names the extra, whatever the path holds
         onnx_file = Path(path).suffix.lower() == ".onnx"
         files = (str(path),) if onnx_file else tuple(map(str, ir_files(Path(path))))
         target = ov_device(device)
-        core = shared_core()
         try:
             model = core.read_model(*files)
         except RuntimeError as exc:
