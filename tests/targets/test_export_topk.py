@@ -117,3 +117,15 @@ def test_end2end_needs_a_one_to_one_branch(tmp_path):
     with pytest.raises(EdgesegError, match="runs the branch it was exported with \\(one2many\\)"):
         load(FIXTURES / "yolo26-seg-tiny-u8.4.190.onnx").select_branch("one2one")
     assert load(ULTRALYTICS_END2END).select_branch("one2one").meta.selection == "topk"  # already on it
+
+
+def test_cli_val_end2end_is_the_one_to_one_branch(tmp_path):
+    from edgeseg.data.synth import synthesize
+
+    data = synthesize(tmp_path / "synth", n_train=1, n_val=4, seed=1, progress=False)
+    model = edgeseg.Model(YOLO26)
+    one2one, one2many = (model.val(str(data), imgsz=128, end2end=flag, progress=False) for flag in (True, False))
+    assert one2one.seg.map != one2many.seg.map or one2one.box.map != one2many.box.map
+    done = CliRunner().invoke(main, ["val", str(YOLO26), "--data", str(data), "--imgsz", "128", "--end2end"])
+    assert done.exit_code == 0, done.output
+    assert one2one.table(model.names) in done.output

@@ -28,3 +28,23 @@ def test_check_fails_on_a_stale_table_and_a_rewrite_mends_it(tmp_path):
     assert subprocess.run([*args, "--check"]).returncode == 0
     ours, theirs = report["train"]["edgeseg"]["img_per_s"], report["train"]["ultralytics"]["img_per_s"]
     assert f"| training, img/s | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× |" in readme.read_text()
+
+
+def test_readme_family_table_matches_its_results_json():
+    script = ROOT / "benchmarks" / "family_speed.py"
+    done = subprocess.run([sys.executable, str(script), "--table", "--check"], capture_output=True, text=True, cwd=script.parent)
+    assert done.returncode == 0, done.stderr
+
+
+def test_family_table_check_fails_on_a_stale_table(tmp_path):
+    script = ROOT / "benchmarks" / "family_speed.py"
+    report = json.loads((ROOT / "benchmarks" / "results" / "family_speed.json").read_text())
+    report["ms"]["openvino"]["640"]["yolo26n-seg"] *= 2
+    results, readme = tmp_path / "results.json", tmp_path / "README.md"
+    results.write_text(json.dumps(report))
+    readme.write_text((ROOT / "README.md").read_text())
+    args = [sys.executable, str(script), "--table", "--results", str(results), "--readme", str(readme)]
+    stale = subprocess.run([*args, "--check"], capture_output=True, text=True, cwd=script.parent)
+    assert stale.returncode == 1 and "family_speed table differs" in stale.stderr
+    subprocess.run(args, check=True, cwd=script.parent)
+    assert f"| {report['ms']['openvino']['640']['yolo26n-seg']:.1f} |" in readme.read_text()
