@@ -129,3 +129,22 @@ def test_cli_val_end2end_is_the_one_to_one_branch(tmp_path):
     done = CliRunner().invoke(main, ["val", str(YOLO26), "--data", str(data), "--imgsz", "128", "--end2end"])
     assert done.exit_code == 0, done.output
     assert one2one.table(model.names) in done.output
+
+
+def test_cli_track_end2end_tracks_the_one_to_one_detections(tmp_path):
+    (tmp_path / "in").mkdir()
+    for i, image in enumerate(images()):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), image)
+    tracker = tmp_path / "low.yaml"  # the barely trained fixture's one-to-one scores stay under 0.05: start tracks from 0.015
+    tracker.write_text("high_score: 0.015\nlow_score: 0.01\nnew_track_score: 0.015\n")
+    args = ["track", str(YOLO26), str(tmp_path / "in"), "--conf", "0.01", "--imgsz", "160", "--end2end", "--save-txt", "--tracker", str(tracker)]
+    done = CliRunner().invoke(main, [*args, "--project", str(tmp_path), "--name", "t", "--exist-ok"])
+    assert done.exit_code == 0, done.output
+    from edgeseg.runtimes.tracking import TrackerSettings
+
+    settings = TrackerSettings.from_yaml(tracker)
+    tracked = edgeseg.Model(YOLO26).track(str(tmp_path / "in"), tracker=settings, conf=0.01, imgsz=160, end2end=True, stream=False)
+    assert sum(len(r) for r in tracked) > 0
+    for result in tracked:
+        lines = (tmp_path / "t" / "labels" / f"{Path(result.path).stem}.txt").read_text().splitlines()
+        assert [int(line.split()[-1]) for line in lines] == result.track_ids.tolist()
