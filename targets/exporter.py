@@ -209,8 +209,7 @@ def export(
     # YOLO26: end-to-end is its one-to-one branch with top-k (no NMS); in the graph where the target
     # builds end-to-end graphs, else the raw one-to-one outputs and the top-k on the host.
     topk = end2end and net.head.has_one2one
-    if topk:
-        net.head.select_branch("one2one")
+    net.head.select_branch("one2one" if topk else "one2many")  # whichever branch the source network was left on
     in_graph = end2end and (entry.end2end or not topk)
     stride = int(net.stride.max())
     hw = _input_size(source.meta.imgsz[0] if imgsz is None else imgsz, stride)
