@@ -8,12 +8,13 @@ synthetic images, for the genuine ONNX and OpenVINO exports of the three familie
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edgeseg.runtimes import load
-from edgeseg.runtimes.evaluation.metrics import box_iou
+from edgeseg.targets.verify.compare import match
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ultralytics"
 EXPORTS = {
@@ -24,22 +25,6 @@ EXPORTS = {
     "yolo26-seg-tiny-u8.4.190-end2end": "yolo26-seg-tiny-u8.4.190-end2end.onnx",
     "yolo26-seg-tiny-u8.4.190-openvino": "yolo26-seg-tiny-u8.4.190_openvino_model",
 }
-
-
-def paired(ours, boxes: np.ndarray, classes: np.ndarray, min_iou: float = 0.9) -> int:
-    """How many of ``ours`` (a Results) pair one to one with (boxes, classes): same class, box IoU >= min_iou, best IoU first."""
-    if not len(ours) or not len(boxes):
-        return 0
-    iou = box_iou(ours.boxes, boxes) * (ours.classes[:, None] == classes[None, :])
-    pairs, used_a, used_b = 0, set(), set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        a, b = divmod(int(flat), iou.shape[1])
-        if iou[a, b] < min_iou:
-            break
-        if a not in used_a and b not in used_b:
-            used_a.add(a), used_b.add(b)
-            pairs += 1
-    return pairs
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +42,7 @@ def test_ultralytics_export_gives_ultralytics_detections(stem, reference):
     for i, result in enumerate(results):
         boxes, classes = reference[f"{stem}/boxes_{i}"], reference[f"{stem}/classes_{i}"]
         total += max(len(result), len(boxes))
-        matched += paired(result, boxes, classes)
+        matched += len(match(result, SimpleNamespace(boxes=boxes, classes=classes), min_iou=0.9))  # same class, box IoU >= 0.9
     assert matched >= 0.95 * total, f"{matched} of {total} detections pair with Ultralytics'"
 
 

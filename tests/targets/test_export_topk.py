@@ -35,6 +35,13 @@ def images() -> list[np.ndarray]:
     return [helpers.non_square_image(), *(helpers.sample(3, i, 200, 160) for i in range(2))]
 
 
+def write_images(folder: Path) -> None:
+    """``images()`` as ``0.png``, ``1.png``, ``2.png`` in a new ``folder``."""
+    folder.mkdir()
+    for i, image in enumerate(images()):
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+
+
 @pytest.fixture(scope="module")
 def expected():
     """``Model.predict(end2end=True)`` on ``images()`` at conf 0.01: the one-to-one branch, top-k on the host."""
@@ -90,9 +97,7 @@ def test_a_target_without_end2end_graphs_keeps_the_raw_one_to_one_outputs(tmp_pa
 
 
 def test_cli_end2end_on_the_pt(tmp_path, expected):
-    (tmp_path / "in").mkdir()
-    for i, image in enumerate(images()):
-        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), image)
+    write_images(tmp_path / "in")
     runner = CliRunner()
     args = ["predict", str(YOLO26), str(tmp_path / "in"), "--conf", "0.01", "--imgsz", "160", "--project", str(tmp_path), "--exist-ok"]
     done = runner.invoke(main, [*args, "--end2end", "--name", "e2e", "--save-txt"])
@@ -132,9 +137,7 @@ def test_cli_val_end2end_is_the_one_to_one_branch(tmp_path):
 
 
 def test_cli_track_end2end_tracks_the_one_to_one_detections(tmp_path):
-    (tmp_path / "in").mkdir()
-    for i, image in enumerate(images()):
-        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), image)
+    write_images(tmp_path / "in")
     tracker = tmp_path / "low.yaml"  # the barely trained fixture's one-to-one scores stay under 0.05: start tracks from 0.015
     tracker.write_text("high_score: 0.015\nlow_score: 0.01\nnew_track_score: 0.015\n")
     args = ["track", str(YOLO26), str(tmp_path / "in"), "--conf", "0.01", "--imgsz", "160", "--end2end", "--save-txt", "--tracker", str(tracker)]
