@@ -132,6 +132,7 @@ class Runtime:
         stream_buffer: bool = False,
         reconnect: int = 3,
         pipeline: bool = True,
+        rect: bool = False,
     ):
         """Segment images, folders, globs, videos, arrays, live streams or a list of these.
 
@@ -160,6 +161,11 @@ class Runtime:
                 results (``edgeseg.runtimes.pipeline.loop.predict_batches``); False does one step at a
                 time, the lowest latency per frame. The results are the same either way; a live
                 source's frames wait a few batches longer in the pipeline.
+            rect: a dynamic model (a ``.pt``, a dynamic export) runs each image on the smallest
+                input that holds it, each side padded only to a multiple of the stride (as
+                Ultralytics' ``.pt`` predict does; fewer pixels, so faster) instead of on the
+                square ``imgsz`` every static export uses. A batch of images that need different
+                inputs keeps ``imgsz``.
 
         Returns:
             Results per image or video frame, in source order, with ``image`` (H0, W0, 3) BGR,
@@ -172,6 +178,11 @@ class Runtime:
         """
         if batch < 1:
             raise EdgesegError(f"batch must be >= 1, got {batch}")
+        if rect and not self.meta.dynamic:
+            raise EdgesegError(
+                f"{self.backend.path}: rect needs a dynamic model; this one is exported for a fixed "
+                f"{self.meta.imgsz[0]}x{self.meta.imgsz[1]} input"
+            )
         live = LiveOptions(stream_buffer=stream_buffer, reconnect=reconnect, vid_stride=vid_stride)
         check_thresholds(conf, iou, max_det)
         self._warn_end2end(conf, iou, max_det, agnostic)
@@ -179,7 +190,7 @@ class Runtime:
         items = resolve_source(source)
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
-        options.update(pipeline=pipeline, selection=self.meta.selection)
+        options.update(pipeline=pipeline, selection=self.meta.selection, rect_stride=self.meta.stride if rect else None)
         results = self._stream(items, live, shape, size, options)
         return results if stream else list(results)
 
@@ -198,7 +209,7 @@ class Runtime:
             stream: return a generator (True) or a list.
             options: ``predict``'s other keyword arguments (``iou``, ``imgsz``, ``max_det``,
                 ``classes``, ``agnostic``, ``retina_masks``, ``batch``, ``vid_stride``,
-                ``stream_buffer``, ``reconnect``, ``pipeline``), with its defaults.
+                ``stream_buffer``, ``reconnect``, ``pipeline``, ``rect``), with its defaults.
 
         Returns:
             Results per frame, in source order, with ``track_ids``; ``last_tracks`` is set when

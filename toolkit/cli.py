@@ -235,6 +235,7 @@ def _detection_options(unit: str):
         click.option("--imgsz", type=click.IntRange(32, MAX_IMGSZ), default=None, help="Input size [default: the model's]."),
         click.option("--max-det", type=click.IntRange(1), default=300, help=f"At most this many detections per {unit}."),
         click.option("--classes", callback=_parse_classes, help="Keep only these class ids, e.g. 0,2."),
+        click.option("--rect", is_flag=True, help=f"Dynamic models (.pt): pad each {unit} only to a multiple of the stride, not to the square imgsz (as Ultralytics' .pt predict; faster)."),
     )  # fmt: skip
 END2END_HELP = "YOLO26 .pt: run the one-to-one head with top-k (no NMS) instead of the one-to-many head with NMS."
 

@@ -31,7 +31,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from edgeseg.runtimes.pipeline.postprocess import postprocess
-from edgeseg.runtimes.pipeline.preprocess import LetterboxInfo, letterbox, to_input_tensor
+from edgeseg.runtimes.pipeline.preprocess import LetterboxInfo, letterbox, rect_shape, to_input_tensor
 from edgeseg.runtimes.pipeline.results import Results
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -118,15 +118,24 @@ class Batch(NamedTuple):
     seconds: float
 
 
-def batches(frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int) -> Iterator[Batch]:
+def batches(
+    frames: Iterable[tuple[object, np.ndarray]], shape: tuple[int, int], size: int, rect_stride: int | None = None
+) -> Iterator[Batch]:
     """Letterbox ``(path, (H0, W0, 3) uint8 BGR image)`` pairs to ``shape`` (H, W), ``size`` at a time.
 
-    ``frames`` is consumed lazily: a video or a folder is never held in memory whole.
+    With ``rect_stride`` (a dynamic model's stride, px) a batch whose images all give the same
+    ``rect_shape`` is padded only to that multiple of the stride instead of to ``shape``; the
+    batch's ``tensor`` has the input shape used. ``frames`` is consumed lazily: a video or a
+    folder is never held in memory whole.
     """
     frames = iter(frames)
     while chunk := list(islice(frames, size)):
         start = time.perf_counter()
-        boxed = [letterbox(image, shape) for _, image in chunk]
+        canvas = shape
+        if rect_stride:
+            fits = {rect_shape(image.shape[:2], shape, rect_stride) for _, image in chunk}
+            canvas = fits.pop() if len(fits) == 1 else shape
+        boxed = [letterbox(image, canvas) for _, image in chunk]
         tensor = to_input_tensor([b[0] for b in boxed])
         seconds = time.perf_counter() - start
         yield Batch([p for p, _ in chunk], [i for _, i in chunk], [b[1] for b in boxed], tensor, seconds)
@@ -156,6 +165,7 @@ def predict_batches(
     names: dict[int, str] | None = None,
     pipeline: bool = True,
     concurrency: int = 1,
+    rect_stride: int | None = None,
     **options,
 ) -> Iterator[list[Results]]:
     """The whole loop: yields one list of Results per batch, in ``frames`` order.
@@ -173,17 +183,20 @@ def predict_batches(
         concurrency: with ``pipeline``, how many ``infer`` calls may run at once (2 for a
             backend whose ``infer`` is thread-safe, ``Backend.concurrent``: on a CPU the
             engine's own threads leave cores idle between layers, and a second batch fills them).
+        rect_stride: pad each batch only to a multiple of this stride (px) where its images
+            allow (``batches``); for dynamic models. None pads every batch to ``shape``.
         options: ``conf``, ``iou``, ``max_det``, ``classes``, ``agnostic``, ``retina_masks``
             (``edgeseg.runtimes.pipeline.postprocess.postprocess``).
 
     Each Results carries ``speed``: ms per image of ``preprocess`` (letterbox), ``inference``
     (wall time of its ``infer`` call) and ``postprocess``.
     """
+    prepared = batches(frames, shape, size, rect_stride)
     if pipeline:
-        inferred = run_ahead(_timed(infer), read_ahead(batches(frames, shape, size)), concurrency)
+        inferred = run_ahead(_timed(infer), read_ahead(prepared), concurrency)
     else:
-        inferred = infer_batches(infer, frames, shape, size, ahead=False)
-    processed = _postprocessed(inferred, shape, nc, names, options)
+        inferred = map(_timed(infer), prepared)
+    processed = _postprocessed(inferred, nc, names, options)
     yield from read_ahead(processed) if pipeline else processed
 
 
@@ -234,10 +247,11 @@ def run_ahead(fn: Callable[[Item], Result], items: Iterable[Item], workers: int 
             close()
 
 
-def _postprocessed(inferred, shape: tuple[int, int], nc: int, names, options: dict) -> Iterator[list[Results]]:
+def _postprocessed(inferred, nc: int, names, options: dict) -> Iterator[list[Results]]:
     """``infer_batches`` output post-processed into one list of Results per batch, with their ``speed``."""
     for batch, (preds, protos), seconds in inferred:
         start = time.perf_counter()
+        shape = batch.tensor.shape[2:]
         results = postprocess(preds, protos, batch.infos, shape, nc=nc, names=names, images=batch.images, paths=batch.paths, **options)
         per_image = 1000 / len(batch.images)
         speed = {

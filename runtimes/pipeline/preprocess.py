@@ -72,6 +72,25 @@ def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = Tru
     return padded, LetterboxInfo(ratio=ratio, pad_x=float(left), pad_y=float(top), source_shape=image.shape[:2])
 
 
+def rect_shape(source_shape: tuple[int, int], shape: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The smallest input holding an image letterboxed to fit ``shape``: each side rounded up to ``stride``.
+
+    Args:
+        source_shape: (H0, W0) of the image, in pixels.
+        shape: (H, W) the image is scaled to fit, in pixels (a multiple of ``stride``).
+        stride: the model's largest stride, in pixels.
+
+    Returns:
+        (h, w) in pixels, each at most the side of ``shape``: a 300 x 200 (W0 x H0) image fitted
+        to 128 x 128 at stride 32 gives (96, 128) instead of (128, 128), so a dynamic model runs on
+        fewer padding pixels (Ultralytics' minimal letterbox for its ``.pt`` predict).
+    """
+    h0, w0 = source_shape
+    ratio = min(shape[0] / h0, shape[1] / w0)
+    fit_h, fit_w = max(1, int(round(h0 * ratio))), max(1, int(round(w0 * ratio)))
+    return min(shape[0], -(-fit_h // stride) * stride), min(shape[1], -(-fit_w // stride) * stride)
+
+
 def to_input_tensor(images: list[np.ndarray]) -> np.ndarray:
     """Stack letterboxed BGR uint8 images (H, W, 3) into a (B, 3, H, W) float32 RGB batch in [0, 1].
 
