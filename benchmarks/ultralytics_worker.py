@@ -6,7 +6,7 @@ settings folder); edgeseg never imports it. Modes:
     train   --data D --work W --name N --epochs E --imgsz S --batch B   yolo11n-seg from its YAML, mosaic on, val off
     export  --model last.pt --imgsz S                         ONNX, static batch 1, not simplified
     predict --model m.onnx --images x.npz --imgsz S --conf C --runs R --warmup N
-    val     --model m.onnx --data D --imgsz S
+    val     --model m.onnx --data D --imgsz S [--save-json --work W]   with --save-json: COCO results in W/val/predictions.json
     detect  --model ARTIFACT --images x.npz [--f32]         ``YOLO(artifact).predict(image)`` with no other argument
 """
 
@@ -68,9 +68,13 @@ def val(args) -> dict:
 
     model = YOLO(args.model, task="segment")
     start = time.perf_counter()
-    metrics = model.val(data=args.data, imgsz=args.imgsz, batch=1, conf=0.001, iou=0.7, plots=False, verbose=False, workers=0)
+    saved = dict(save_json=True, project=args.work, name="val", exist_ok=True) if args.save_json else {}
+    metrics = model.val(data=args.data, imgsz=args.imgsz, batch=1, conf=0.001, iou=0.7, plots=False, verbose=False, workers=0, **saved)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "box_map": float(metrics.box.map), "mask_map": float(metrics.seg.map)}
+    result = {"seconds": seconds, "box_map": float(metrics.box.map), "mask_map": float(metrics.seg.map)}
+    if args.save_json:
+        result["predictions"] = os.path.join(args.work, "val", "predictions.json")
+    return result
 
 
 def f32_openvino() -> None:
@@ -132,6 +136,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--f32", action="store_true", help="detect: OpenVINO computes in f32 (see f32_openvino)")
+    parser.add_argument("--save-json", action="store_true", help="val: write COCO results (predictions.json) under --work")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as settings:
         os.environ.update(YOLO_OFFLINE="1", YOLO_CONFIG_DIR=settings, MPLCONFIGDIR=settings)
