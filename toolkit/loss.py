@@ -1,4 +1,4 @@
-"""The YOLOv8/11 instance-segmentation loss: CIoU + DFL box loss, BCE class loss, cropped BCE mask loss (YOLO26's one-to-many branch: L1 in place of DFL).
+"""The YOLOv8/11 instance-segmentation loss: CIoU + DFL box loss, BCE class loss, cropped BCE mask loss (each YOLO26 branch: L1 in place of DFL, edgeseg.loss26).
 
 Shapes: B images, A anchors over all levels, C classes, N instances in the batch, ``nm`` (=32)
 mask coefficients, ``Hm x Wm`` the prototype resolution (input / 4).
@@ -9,19 +9,10 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from edgeseg.nn.assigner import TaskAlignedAssigner
-from edgeseg.nn.boxes import bbox2dist, bbox_iou, dist2bbox, make_anchors, xywh2xyxy
+from edgeseg.nn.assigner import MaskAlignedAssigner, TaskAlignedAssigner
+from edgeseg.nn.boxes import bbox2dist, bbox_iou, crop_mask, dist2bbox, make_anchors, xywh2xyxy
 
 DEFAULT_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
-
-
-def crop_mask(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Zero ``(n, H, W)`` masks outside ``(n, 4)`` xyxy boxes given in mask pixels (pixel i spans [i, i + 1))."""
-    _, h, w = masks.shape
-    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)
-    cols = torch.arange(w, device=masks.device, dtype=boxes.dtype).view(1, 1, w)
-    rows = torch.arange(h, device=masks.device, dtype=boxes.dtype).view(1, h, 1)
-    return masks * ((cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2))
 
 
 def distribution_focal_loss(pred_dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,12 +49,30 @@ def distance_l1_loss(pred_ltrb: torch.Tensor, target_ltrb: torch.Tensor, strides
     return (pred_ltrb * scale - target_ltrb * scale).abs().mean(-1, keepdim=True)
 
 
+def padded_gt_masks(masks: torch.Tensor, batch_idx: torch.Tensor, bs: int, n_max: int, overlap: bool) -> torch.Tensor:
+    """Each image's GT masks in its padded GT slots (``SegmentationLoss.pad_targets`` order): ``(B, n_max, Hm, Wm)`` bool.
+
+    Args:
+        masks: ``(B, Hm, Wm)`` index maps (``overlap``: pixel value k = the image's k-th instance,
+            1-based) or ``(N, Hm, Wm)`` binary masks in batch order.
+        batch_idx: ``(N,)`` image index of each instance; bs: images; n_max: slots per image.
+    """
+    if overlap:
+        return masks.unsqueeze(1) == torch.arange(1, n_max + 1, device=masks.device).view(1, -1, 1, 1)
+    out = torch.zeros((bs, n_max, *masks.shape[-2:]), dtype=torch.bool, device=masks.device)
+    for i in range(bs):
+        own = masks[batch_idx == i].bool()
+        out[i, : len(own)] = own
+    return out
+
+
 class SegmentationLoss:
     """YOLOv8/11-seg training loss, a drop-in for Ultralytics' ``v8SegmentationLoss``.
 
     ``loss(preds, batch) -> (total, items)``: ``items`` is ``(4,)`` detached box, seg, cls, dfl
-    losses after their gains; ``total = items.sum() * B`` with gradient. The mask loss uses the
-    box gain.
+    losses after their gains (``names``; a head without DFL: l1 for dfl); ``total = items.sum() * B``
+    with gradient. The mask loss uses the box gain. Each YOLO26 branch is one of these
+    (``edgeseg.loss26``).
     """
 
     def __init__(
@@ -74,6 +83,9 @@ class SegmentationLoss:
         overlap_mask: bool = True,
         hyp: Mapping[str, float] | None = None,
         tal_topk: int = 10,
+        tal_topk2: int | None = None,
+        min_side: float = 0.0,
+        mask_aware: bool = False,
     ):
         """
         Args:
@@ -85,15 +97,21 @@ class SegmentationLoss:
                 k = k-th instance of that image, 1-based) instead of ``(N, Hm, Wm)`` binary masks.
             hyp: gains ``box``, ``cls``, ``dfl`` overriding 7.5, 0.5, 1.5; other keys are ignored.
             tal_topk: anchors the assigner picks per GT.
+            tal_topk2, min_side: YOLO26's assignment options (``TaskAlignedAssigner``): keep each GT's
+                ``tal_topk2`` best positives; widen GT sides under ``min_side`` px for the candidate test.
+            mask_aware: assign by the mean of box CIoU and predicted-mask IoU (``MaskAlignedAssigner``, YOLO26).
         """
         self.nc = nc
+        self.names = ("box_loss", "seg_loss", "cls_loss", "dfl_loss" if reg_max > 1 else "l1_loss")
         self.stride = tuple(float(s) for s in stride)
         self.reg_max = reg_max
         self.no = 4 * reg_max + nc
         self.overlap = overlap_mask
         hyp = hyp or {}
         self.gains = {k: float(hyp.get(k, v)) for k, v in DEFAULT_GAINS.items()}
-        self.assigner = TaskAlignedAssigner(topk=tal_topk, num_classes=nc, alpha=0.5, beta=6.0)
+        assigner = MaskAlignedAssigner if mask_aware else TaskAlignedAssigner
+        self.assigner = assigner(topk=tal_topk, num_classes=nc, alpha=0.5, beta=6.0, topk2=tal_topk2, min_side=min_side)
+        self.mask_aware = mask_aware
 
     def __call__(
         self, preds: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor], batch: Mapping[str, torch.Tensor]
@@ -130,6 +148,15 @@ class SegmentationLoss:
             batch_idx, batch["cls"].to(device, dtype), batch["bboxes"].to(device, dtype), bs, imgsz
         )
 
+        masks = batch["masks"].to(device)
+        if tuple(masks.shape[-2:]) != (mask_h, mask_w):
+            masks = F.interpolate(masks[None].float(), (mask_h, mask_w), mode="nearest")[0]
+        pair_inputs = {}
+        if self.mask_aware:
+            pair_inputs = dict(
+                coeffs=pred_masks.detach(), protos=protos.detach(), proto_scale=mask_w / float(imgsz[1]),
+                gt_masks=padded_gt_masks(masks, batch_idx, bs, gt_labels.shape[1], self.overlap),
+            )  # fmt: skip
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
         _, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
             pred_scores.detach().sigmoid(),
@@ -138,6 +165,7 @@ class SegmentationLoss:
             gt_labels,
             gt_bboxes,
             mask_gt,
+            **pair_inputs,
         )
         target_scores_sum = target_scores.sum().clamp(min=1)
 
@@ -156,9 +184,6 @@ class SegmentationLoss:
                 stride_tensor,
                 imgsz,
             )
-            masks = batch["masks"].to(device)
-            if tuple(masks.shape[-2:]) != (mask_h, mask_w):
-                masks = F.interpolate(masks[None].float(), (mask_h, mask_w), mode="nearest")[0]
             loss[1] = self.mask_loss(fg_mask, masks, target_gt_idx, target_bboxes, batch_idx, protos, pred_masks, imgsz)
         else:
             loss[1] = (protos * 0).sum() + (pred_masks * 0).sum()

@@ -129,3 +129,12 @@ def bbox_iou(
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
     return iou - (rho2 / c2 + v * alpha)
+
+
+def crop_mask(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Zero ``(n, H, W)`` masks outside ``(n, 4)`` xyxy boxes given in mask pixels (pixel i spans [i, i + 1))."""
+    _, h, w = masks.shape
+    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)
+    cols = torch.arange(w, device=masks.device, dtype=boxes.dtype).view(1, 1, w)
+    rows = torch.arange(h, device=masks.device, dtype=boxes.dtype).view(1, h, 1)
+    return masks * ((cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2))

@@ -88,6 +88,11 @@ class Proto26(Proto):
         """Semantic-segmentation logits (B, nc, H/8, W/8) of the training-only branch."""
         return self.semseg(self.fused_features(x))
 
+    def with_semantic(self, x: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward(x), semantic(x))`` with the levels fused once: prototypes (B, c2, H/4, W/4), logits (B, nc, H/8, W/8)."""
+        feat = self.fused_features(x)
+        return Proto.forward(self, self.feat_fuse(feat)), self.semseg(feat)
+
 
 class Detect(nn.Module):
     """Anchor-free detection head over feature maps at strides 8/16/32.
@@ -273,7 +278,24 @@ class Segment(Detect):
 
 
 class Segment26(Segment):
-    """YOLO26's head: ``Segment`` with ``Proto26`` over all three levels (built with ``reg_max`` 1 and ``end2end``)."""
+    """YOLO26's head: ``Segment`` with ``Proto26`` over all three levels (built with ``reg_max`` 1 and ``end2end``).
+
+    Train: ``{"one2many": (levels, coeffs, protos), "one2one": (levels, coeffs, protos), "semantic":
+    (B, nc, H/8, W/8) logits}``, each branch's tuple as ``Segment``'s. The one-to-one branch runs on
+    detached feature maps and gets detached prototypes, so its loss trains its own convs only; the
+    backbone, neck, ``Proto26`` and the semantic branch learn from the one-to-many loss.
+    Eval/export: as ``Segment``.
+    """
+
+    def forward(self, x: list[torch.Tensor]):
+        if not self.training:
+            return super().forward(x)
+        protos, semantic = self.proto.with_semantic(x)
+        one2many = (self.level_outputs(x), self.flat_branch(self.cv4, x, self.nm), protos)
+        detached = [xi.detach() for xi in x]
+        one2one_levels = [torch.cat((box(xi), cls(xi)), 1) for box, cls, xi in zip(self.one2one_cv2, self.one2one_cv3, detached)]
+        one2one = (one2one_levels, self.flat_branch(self.one2one_cv4, detached, self.nm), protos.detach())
+        return {"one2many": one2many, "one2one": one2one, "semantic": semantic}
 
     def make_proto(self, ch: tuple[int, ...]) -> nn.Module:
         """``Proto26`` over the three levels."""

@@ -116,7 +116,8 @@ def check_architecture(cfg: dict, source: str) -> dict[str, tuple[int, ...]]:
 class SegmentationNet(nn.Module):
     """A YOLO-seg network (YOLOv8, YOLO11 or YOLO26). Input (B, 3, H, W) RGB in [0, 1] with H, W multiples of 32.
 
-    ``model.train()``: returns ``(levels, coeffs, protos)`` for the loss (see ``Segment``).
+    ``model.train()``: returns ``(levels, coeffs, protos)`` for the loss (YOLO26: one per branch and
+    semantic logits, see ``Segment26``).
     ``model.eval()``: returns ``(preds (B, 4 + nc + 32, A), protos (B, 32, H/4, W/4))``.
     Parameter names follow Ultralytics (``model.23.cv4.2.2.bias``).
     """
@@ -145,10 +146,14 @@ class SegmentationNet(nn.Module):
         """Each head input's stride in pixels, from a blank image (BatchNorm statistics untouched)."""
         was_training = self.training
         self.eval()
-        self.head.training = True
-        with torch.no_grad():
-            levels, _, _ = self.forward(torch.zeros(1, 3, size, size))
-        self.train(was_training)
+        levels = []
+        hook = self.head.register_forward_pre_hook(lambda _, inputs: levels.extend(inputs[0]))
+        try:
+            with torch.no_grad():
+                self.forward(torch.zeros(1, 3, size, size))
+        finally:
+            hook.remove()
+            self.train(was_training)
         return torch.tensor([size / level.shape[-2] for level in levels], device="cpu")
 
     def forward(self, x: torch.Tensor):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
 from edgeseg.loss import SegmentationLoss
-from edgeseg.models.config import family_name
+from edgeseg.loss26 import EndToEndSegmentationLoss
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.nn.network import Network, build_network, load_network, network_meta
@@ -85,7 +85,6 @@ DEFAULT_ARGS = {
 RESUME_KEYS = ("model_state", "optimizer", "ema_updates", "epoch", "last_opt_step")  # what a last.pt adds
 CLIP_GRAD_NORM = 10.0
 LOAD_SAMPLE_S = 0.1  # how long the CPU load is measured before each epoch when threads follow it
-LOSS_NAMES = ("box_loss", "seg_loss", "cls_loss", "dfl_loss")
 
 
 def resume_dir(last: Path) -> Path:
@@ -218,17 +217,6 @@ class Trainer:
             self.network = _rebuild_for_classes(load_network(args["model"]), names)
         else:
             self.network = build_network(args["model"], names=names)
-        if self.network.net.head.has_one2one:
-            if self.network.checkpoint is None and not self.resume_ckpt:
-                raise EdgesegError(
-                    f"{self.network.source}: edgeseg does not train {family_name(self.network.net.yaml)} from scratch yet (its one-to-one "
-                    "head needs its own loss); it fine-tunes a YOLO26-seg checkpoint's one-to-many branch, and trains YOLOv8-seg and YOLO11-seg"
-                )
-            if self.is_main:
-                LOGGER.warning(
-                    f"{self.network.source}: fine-tuning YOLO26's one-to-many branch (predict and val with NMS); its one-to-one "
-                    "branch (--end2end) keeps its weights and is not trained"
-                )
         net = self.network.net.to(self.device)
         net.names = dict(names)
         self.net = net
@@ -255,9 +243,11 @@ class Trainer:
                 f"{' chosen by optimizer=auto' if choice['auto'] else ''}; weight_decay={weight_decay:g}, "
                 f"accumulate {self.accumulate} batches"
             )
-        self.criterion = SegmentationLoss(
-            nc, stride=tuple(int(s) for s in net.stride), reg_max=net.head.reg_max, overlap_mask=args["overlap_mask"], hyp=args
-        )
+        strides = tuple(int(s) for s in net.stride)
+        if net.head.has_one2one:
+            self.criterion = EndToEndSegmentationLoss(nc, args["epochs"], stride=strides, overlap_mask=args["overlap_mask"], hyp=args)
+        else:
+            self.criterion = SegmentationLoss(nc, stride=strides, reg_max=net.head.reg_max, overlap_mask=args["overlap_mask"], hyp=args)
         self.ema = ModelEMA(net)
         # the trained copy computes in channels-last (measured 12 % faster per step on the CPU); the
         # EMA, validation and checkpoints keep the default layout
@@ -335,12 +325,15 @@ class Trainer:
                     LOGGER.info(f"closing mosaic for the last {epochs - epoch} epochs")
                 self.train_set.close_mosaic()
             set_epoch_lr(self.optimizer, epoch, epochs, args["lrf"])
+            if hasattr(self.criterion, "set_epoch"):
+                self.criterion.set_epoch(epoch)
             loader = train_loader(
                 self.train_set, self.batch_per_process, args["workers"], args["seed"], epoch,
                 self.rank, self.world_size,
             )
             self.train_model.train()
-            mean_loss = torch.zeros(4)
+            mean_loss = torch.zeros(len(self.criterion.names))
+            short_names = " ".join(name.removesuffix("_loss") for name in self.criterion.names)
             bar = tqdm(
                 enumerate(loader), total=nb, disable=not self.is_main, unit="batch", dynamic_ncols=True,
                 bar_format="{l_bar}{bar:10}{r_bar}",
@@ -361,7 +354,7 @@ class Trainer:
                 mean_loss = (mean_loss * i + items) / (i + 1)
                 if self.is_main:
                     losses = " ".join(f"{v:.3f}" for v in mean_loss.tolist())
-                    bar.set_description(f"epoch {epoch + 1}/{epochs} box seg cls dfl {losses} inst {len(batch['cls'])}")
+                    bar.set_description(f"epoch {epoch + 1}/{epochs} {short_names} {losses} inst {len(batch['cls'])}")
             stop = self._end_epoch(epoch, mean_loss, time.time() - epoch_start)
             if self.world_size > 1:
                 stop = distributed.broadcast_object(stop)
@@ -379,7 +372,7 @@ class Trainer:
             torch.set_num_threads(threads)
 
     def _train_step(self, batch: dict) -> torch.Tensor:
-        """Forward + backward on one batch; returns the (4,) loss items (box, seg, cls, dfl)."""
+        """Forward + backward on one batch; returns the loss items named ``criterion.names`` (box, seg, cls, dfl; YOLO26: l1, sem)."""
         images = (batch["img"].to(self.device, non_blocking=True).float() / 255).contiguous(memory_format=torch.channels_last)
         targets = {k: batch[k].to(self.device) for k in ("cls", "bboxes", "batch_idx", "masks")}
         targets["img"] = images
@@ -422,7 +415,7 @@ class Trainer:
         if fitness > self.best_fitness:
             self.best_fitness, self.best_epoch = fitness, epoch
         self.metrics = metrics
-        row = {"epoch": epoch + 1, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mean_loss)}}
+        row = {"epoch": epoch + 1, **{f"train/{n}": float(v) for n, v in zip(self.criterion.names, mean_loss)}}
         if metrics:
             row.update({k: v for k, v in metrics.results_dict.items() if k != "fitness"})
             LOGGER.info(
