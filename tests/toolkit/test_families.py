@@ -175,10 +175,12 @@ def test_yolov8_trains_from_the_cli(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_yolo26_trains_from_its_yaml_on_the_cli(tiny_data, tmp_path):
     result = CliRunner().invoke(main, ["train", "--model", "yolo26n-seg.yaml", "--data", str(tiny_data), "--epochs", "2",
-                                       "--imgsz", "64", "--batch", "2", "--project", str(tmp_path), "--name", "y26"])
+                                       "--imgsz", "64", "--batch", "2", "--optimizer", "MuSGD", "--project", str(tmp_path), "--name", "y26"])
     assert result.exit_code == 0, result.output
     trained = edgeseg.Model(tmp_path / "y26" / "weights" / "last.pt")
     assert family_name(trained.net.yaml) == "YOLO26n-seg" and trained.checkpoint["epoch"] == 1
+    state = torch.load(tmp_path / "y26" / "weights" / "last.pt", weights_only=True)["optimizer"]
+    assert any(group.get("use_muon") for group in state["param_groups"])
     rows = (tmp_path / "y26" / "results.csv").read_text().splitlines()
     header = [h.strip() for h in rows[0].split(",")]
     assert {"train/l1_loss", "train/sem_loss"} <= set(header) and "train/dfl_loss" not in header

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.train.musgd import MuSGD
+
 NOMINAL_BATCH = 64  # gradients are accumulated up to this many images per optimiser step
 
 
@@ -41,10 +43,12 @@ def build_optimizer(
     iterations: int = 0,
     nc: int = 80,
 ) -> tuple[torch.optim.Optimizer, dict]:
-    """The optimiser with three parameter groups: [biases, decayed weights, BatchNorm weights].
+    """The optimiser with three parameter groups: [biases, decayed weights, BatchNorm weights] (MuSGD: ``musgd_groups``).
 
-    ``name="auto"`` chooses as Ultralytics does: SGD(lr 0.01, momentum 0.9) for runs longer than
-    10,000 iterations, else AdamW with lr ``round(0.002 * 5 / (4 + nc), 6)`` and momentum 0.9.
+    ``name="auto"`` chooses as Ultralytics does: for runs longer than 10,000 iterations MuSGD for
+    a YOLO26 (a head with a one-to-one branch) and SGD for the others, both at lr 0.01 and
+    momentum 0.9; else AdamW with lr ``round(0.002 * 5 / (4 + nc), 6)`` and momentum 0.9.
+    Bias groups carry ``"bias": True`` (``warmup`` ramps their lr down from ``warmup_bias_lr``).
 
     Returns:
         (optimizer, choice) where ``choice`` = ``{"name", "lr0", "momentum", "auto"}``.
@@ -52,23 +56,69 @@ def build_optimizer(
     auto = name.lower() == "auto"
     if auto:
         if iterations > 10000:
-            name, lr0, momentum = "SGD", 0.01, 0.9
+            end2end = getattr(getattr(model, "head", None), "has_one2one", False)
+            name, lr0, momentum = ("MuSGD" if end2end else "SGD"), 0.01, 0.9
         else:
             name, lr0, momentum = "AdamW", round(0.002 * 5 / (4 + nc), 6), 0.9
-    decay, bn_weights, biases = parameter_groups(model)
     key = name.lower()
+    if key == "musgd":
+        optimizer = MuSGD(musgd_groups(model, lr0, weight_decay), lr=lr0, momentum=momentum)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+            group.setdefault("bias", False)
+        return optimizer, {"name": "MuSGD", "lr0": lr0, "momentum": momentum, "auto": auto}
+    decay, bn_weights, biases = parameter_groups(model)
     if key in ("adam", "adamw"):
         optimizer_cls = torch.optim.AdamW if key == "adamw" else torch.optim.Adam
         optimizer = optimizer_cls(biases, lr=lr0, betas=(momentum, 0.999), weight_decay=0.0)
     elif key == "sgd":
         optimizer = torch.optim.SGD(biases, lr=lr0, momentum=momentum, nesterov=True)
     else:
-        raise ValueError(f"unknown optimizer '{name}' (use auto, SGD, Adam or AdamW)")
+        raise ValueError(f"unknown optimizer '{name}' (use auto, SGD, MuSGD, Adam or AdamW)")
+    optimizer.param_groups[0]["bias"] = True
     optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": bn_weights, "weight_decay": 0.0})
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
+        group.setdefault("bias", False)
     return optimizer, {"name": type(optimizer).__name__, "lr0": lr0, "momentum": momentum, "auto": auto}
+
+
+def musgd_groups(model: nn.Module, lr0: float, weight_decay: float) -> list[dict]:
+    """MuSGD's parameter groups, as Ultralytics 8.4 builds them.
+
+    Conv and linear weights (2-D and 4-D) take the Muon + SGD update with weight decay
+    (``use_muon``); biases and BatchNorm weights plain SGD without decay; any other weight plain
+    SGD with decay. Each group is split once more: the class branches of the head (``cv3``,
+    ``one2one_cv3``) and ``Proto26``'s semantic branch learn at 3 x ``lr0``. Empty groups are left out.
+    """
+    head = getattr(model, "head", None)
+    boosted = {
+        id(p) for name in ("cv3", "one2one_cv3") for p in (getattr(head, name).parameters() if hasattr(head, name) else ())
+    } | {id(p) for p in (head.proto.semseg.parameters() if hasattr(getattr(head, "proto", None), "semseg") else ())}
+    kinds = {"muon": [], "bias": [], "bn": [], "decay": []}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.ndim in (2, 4):
+                kinds["muon"].append(param)
+            elif name == "bias":
+                kinds["bias"].append(param)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                kinds["bn"].append(param)
+            else:
+                kinds["decay"].append(param)
+    settings = {
+        "muon": {"weight_decay": weight_decay, "use_muon": True},
+        "bias": {"weight_decay": 0.0, "bias": True},
+        "bn": {"weight_decay": 0.0},
+        "decay": {"weight_decay": weight_decay},
+    }
+    groups = []
+    for kind, params in kinds.items():
+        for lr, chosen in ((lr0 * 3, [p for p in params if id(p) in boosted]), (lr0, [p for p in params if id(p) not in boosted])):
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, **settings[kind]})
+    return groups
 
 
 def linear_lr(epoch: float, epochs: int, lrf: float) -> float:
@@ -101,7 +151,7 @@ def warmup(
     """
     xi = [0, warmup_iterations]
     for j, group in enumerate(optimizer.param_groups):
-        start = warmup_bias_lr if j == 0 else 0.0
+        start = warmup_bias_lr if group.get("bias", j == 0) else 0.0  # a checkpoint from before the flag: biases first
         group["lr"] = float(np.interp(iteration, xi, [start, group["initial_lr"] * epoch_factor]))
         if "momentum" in group:
             group["momentum"] = float(np.interp(iteration, xi, [warmup_momentum, momentum]))

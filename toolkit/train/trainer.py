@@ -236,7 +236,7 @@ class Trainer:
             net, args["optimizer"], args["lr0"], args["momentum"], weight_decay, iterations, nc
         )
         self.momentum = choice["momentum"]
-        self.warmup_bias_lr = 0.0 if choice["auto"] and choice["name"] == "AdamW" else args["warmup_bias_lr"]
+        self.warmup_bias_lr = 0.0 if choice["auto"] and choice["name"] in ("AdamW", "MuSGD") else args["warmup_bias_lr"]
         if self.is_main:
             LOGGER.info(
                 f"optimizer: {choice['name']}(lr={choice['lr0']}, momentum={choice['momentum']})"
