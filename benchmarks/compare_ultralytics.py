@@ -3,10 +3,11 @@
 One run does, on this machine, nothing else running:
 
 1. the synthetic set (``--train`` / ``--val`` images) both tools train and validate on;
-2. training: yolo11n-seg from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
+2. training: ``--model`` (yolo11n-seg; or yolo26n-seg, yolov8n-seg) from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
    validation off, 2 data workers, each tool in its own process with its own thread defaults;
    img/s = train images / median epoch time over the epochs after the first; then each tool's
-   own val of the model it trained (box and mask mAP50-95 after ``--epochs``);
+   own val of the model it trained (box and mask mAP50-95 after ``--epochs``), and edgeseg's val
+   of both tools' models (one evaluator, ``accuracy_one_evaluator``);
    and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
    (``while True: pass``), reported as the slowdown of an epoch against the epochs alone
    (edgeseg twice: by default, and with ``deterministic=False``, where its thread count follows
@@ -91,7 +92,7 @@ def edgeseg_train(args) -> dict:
 
     ends = []
     trainer = Trainer(
-        dict(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
+        dict(model=f"{args.model}.yaml", data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
              plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
@@ -104,7 +105,7 @@ def edgeseg_threshold(args) -> dict:
     """The confidence at which the median image of ``--images`` keeps ``--detections`` detections (edgeseg, ONNX Runtime)."""
     import edgeseg.runtimes
 
-    runtime = edgeseg.runtimes.load(args.model)
+    runtime = edgeseg.runtimes.load(args.artifact)
     kth = []
     for image in np.load(args.images).values():
         scores = np.sort(next(runtime.predict(image, conf=0.001)).scores)[::-1]
@@ -118,7 +119,7 @@ def edgeseg_predict(args) -> dict:
     from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
     images = list(np.load(args.images).values())
-    runtime = edgeseg.runtimes.load(args.model, engine=args.engine)
+    runtime = edgeseg.runtimes.load(args.artifact, engine=args.engine)
     shape = runtime.input_shape()
     end_to_end, raw, detections = [], [], []
     for i in range(args.warmup + args.runs):
@@ -146,7 +147,7 @@ def edgeseg_val(args) -> dict:
     """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs."""
     import edgeseg.runtimes
 
-    runtime = edgeseg.runtimes.load(args.model)
+    runtime = edgeseg.runtimes.load(args.artifact)
     start = time.perf_counter()
     metrics = runtime.val(args.data, batch=1, progress=False)
     seconds = time.perf_counter() - start
@@ -177,19 +178,19 @@ def competing_process():
         busy.wait()
 
 
-def train_commands(python: Path, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "") -> dict:
-    """The two training commands, the runs named ``<tool><suffix>``."""
-    common = dict(data=data, work=work, epochs=epochs, imgsz=imgsz)
+def train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "") -> dict:
+    """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML, the runs named ``<tool><suffix>``."""
+    common = dict(model=model, data=data, work=work, epochs=epochs, imgsz=imgsz)
     return {
         "edgeseg": edgeseg_command("train", name=f"edgeseg{suffix}", **common),
         "ultralytics": ultralytics_command(python, "train", name=f"ultralytics{suffix}", batch=16, **common),
     }
 
 
-def busy_train_commands(python: Path, data: Path, work: Path, epochs: int, imgsz: int) -> dict:
+def busy_train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int) -> dict:
     """``train_commands`` for the runs next to a competing process, plus edgeseg with ``deterministic=False`` (threads follow the load)."""
-    commands = train_commands(python, data, work, epochs, imgsz, "_busy")
-    following = edgeseg_command("train", name="edgeseg_busy_follow_load", data=data, work=work, epochs=epochs, imgsz=imgsz)
+    commands = train_commands(python, model, data, work, epochs, imgsz, "_busy")
+    following = edgeseg_command("train", name="edgeseg_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz)
     return {**commands, "edgeseg_follow_load": [*following, "--follow-load"]}
 
 
@@ -205,10 +206,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40, help="timed predict calls per tool and scene")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="predict timings per tool, alternating; the fastest counts")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="[default: results/compare_ultralytics.json; another --model: compare_ultralytics_<model>.json]")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="yolo11n-seg", help="the model both tools train from its YAML (yolo11n-seg, yolo26n-seg, yolov8n-seg)")
+    parser.add_argument("--artifact", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
@@ -227,58 +229,63 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     python = ultralytics_python(args.ultralytics_venv.resolve())
     data = synthesize(work / "synth", n_train=args.train, n_val=args.val, seed=0, progress=False)
+    out = args.out or (RESULTS if args.model == "yolo11n-seg" else RESULTS.with_name(f"compare_ultralytics_{args.model}.json"))
     report = {
-        "imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs,
+        "model": args.model, "imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs,
         "busy_epochs": args.busy_epochs, "cpus": os.cpu_count(),
     }  # fmt: skip
 
     trained = {}
-    for tool, command in train_commands(python, data, work, args.epochs, args.imgsz).items():
+    for tool, command in train_commands(python, args.model, data, work, args.epochs, args.imgsz).items():
         trained[tool] = run_json(command, work)
         seconds = statistics.median(trained[tool]["epoch_seconds"])
         report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
     report["accuracy"] = {
-        "edgeseg": run_json(edgeseg_command("val", model=trained["edgeseg"]["weights"], data=data), work),
+        "edgeseg": run_json(edgeseg_command("val", artifact=trained["edgeseg"]["weights"], data=data), work),
         "ultralytics": run_json(
             ultralytics_command(python, "val", model=trained["ultralytics"]["weights"], data=data, imgsz=args.imgsz), work
         ),
     }
+    # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt
+    report["accuracy_one_evaluator"] = {
+        tool: run_json(edgeseg_command("val", artifact=trained[tool]["weights"], data=data), work) for tool in ("edgeseg", "ultralytics")
+    }
     if args.busy_epochs:
-        for tool, command in busy_train_commands(python, data, work, args.busy_epochs, args.imgsz).items():
+        for tool, command in busy_train_commands(python, args.model, data, work, args.busy_epochs, args.imgsz).items():
             with competing_process():
                 seconds = statistics.median(run_json(command, work)["epoch_seconds"])
             alone = report["train"][tool.removesuffix("_follow_load")]["epoch_s"]
             report.setdefault("train_busy", {})[tool] = {"epoch_s": seconds, "slowdown": seconds / alone}
     onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
-    report["model_file"] = "Ultralytics' ONNX export of the yolo11n-seg it trained above"
+    report["model_file"] = f"Ultralytics' ONNX export of the {args.model} it trained above"
 
     val_images = [read_image(p) for p in sorted((work / "synth" / "images" / "val").iterdir())]
     scenes = {"few": (val_images, FEW), "many": (crowded(val_images, len(val_images)), MANY)}
     for scene, (images, wanted) in scenes.items():
         path = work / f"{scene}.npz"
         np.savez(path, *images)
-        conf = run_json(edgeseg_command("threshold", model=onnx, images=path, detections=wanted), work)["conf"]
-        timing = dict(model=onnx, images=path, conf=conf, runs=args.runs, warmup=args.warmup)
+        conf = run_json(edgeseg_command("threshold", artifact=onnx, images=path, detections=wanted), work)["conf"]
+        timing = dict(images=path, conf=conf, runs=args.runs, warmup=args.warmup)
         commands = {
-            "edgeseg": edgeseg_command("predict", engine="onnxruntime", **timing),
-            "edgeseg_auto_engine": edgeseg_command("predict", engine="auto", **timing),
-            "ultralytics": ultralytics_command(python, "predict", imgsz=args.imgsz, **timing),
+            "edgeseg": edgeseg_command("predict", artifact=onnx, engine="onnxruntime", **timing),
+            "edgeseg_auto_engine": edgeseg_command("predict", artifact=onnx, engine="auto", **timing),
+            "ultralytics": ultralytics_command(python, "predict", model=onnx, imgsz=args.imgsz, **timing),
         }
         rounds = [{tool: run_json(command, work) for tool, command in commands.items()} for _ in range(args.rounds)]
         fastest = {tool: min((r[tool] for r in rounds), key=lambda row: row["ms"]) for tool in commands}
         report.setdefault("predict", {})[scene] = {"conf": conf, "wanted_detections": wanted, **fastest}
     for tool, command in (
-        ("edgeseg", edgeseg_command("val", model=onnx, data=data)),
+        ("edgeseg", edgeseg_command("val", artifact=onnx, data=data)),
         ("ultralytics", ultralytics_command(python, "val", model=onnx, data=data, imgsz=args.imgsz)),
     ):
         measured = run_json(command, work)
         report.setdefault("val", {})[tool] = {**measured, "ms_per_image": 1000 * measured["seconds"] / len(val_images)}
 
     report["ratios"] = ratios(report)
-    write_report(report, args.out)
-    summary = render(json.loads(Path(args.out).read_text()))
+    write_report(report, out)
+    summary = render(json.loads(Path(out).read_text()))
     print(summary)
-    if args.out == RESULTS:
+    if out == RESULTS:
         README.write_text(splice(README.read_text(), summary))
         print(f"{README}: the Ultralytics table is rewritten from {RESULTS}")
 

@@ -3,7 +3,7 @@
 Ultralytics (AGPL-3.0) is only run here, in its own venv, offline (``YOLO_OFFLINE=1``, a fresh
 settings folder); edgeseg never imports it. Modes:
 
-    train   --data D --work W --name N --epochs E --imgsz S --batch B   yolo11n-seg from its YAML, mosaic on, val off
+    train   --model M --data D --work W --name N --epochs E --imgsz S --batch B   M (yolo11n-seg) from its YAML, mosaic on, val off
     export  --model last.pt --imgsz S                         ONNX, static batch 1, not simplified
     predict --model m.onnx --images x.npz --imgsz S --conf C --runs R --warmup N
     val     --model m.onnx --data D --imgsz S [--save-json --work W]   with --save-json: COCO results in W/val/predictions.json
@@ -24,7 +24,7 @@ def train(args) -> dict:
     """Per-epoch training time (epochs after the first; validation off) and where the weights went."""
     from ultralytics import YOLO
 
-    model = YOLO("yolo11n-seg.yaml", task="segment")
+    model = YOLO(f"{args.model}.yaml", task="segment")
     ends = []
     model.add_callback("on_train_epoch_end", lambda trainer: ends.append(time.perf_counter()))
     model.train(
