@@ -44,11 +44,16 @@ class _Interrupt(Exception):
     """Stands in for a kill between epochs."""
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path):
-    full = Trainer({**TINY, "data": str(tiny_data), "project": str(tmp_path), "name": "full"})
+@pytest.mark.parametrize(
+    "model",
+    [{}, {"model": "yolo26n-seg.yaml", "optimizer": "MuSGD"}],  # YOLO26: its per-epoch loss weights and MuSGD's two buffers resume too
+    ids=["yolo11", "yolo26-musgd"],
+)
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, model):
+    full = Trainer({**TINY, **model, "data": str(tiny_data), "project": str(tmp_path), "name": "full"})
     full.train()
 
-    broken = Trainer({**TINY, "data": str(tiny_data), "project": str(tmp_path), "name": "broken"})
+    broken = Trainer({**TINY, **model, "data": str(tiny_data), "project": str(tmp_path), "name": "broken"})
 
     def stop_after_first_epoch(trainer):
         if trainer.last.exists() and torch.load(trainer.last, weights_only=True)["epoch"] == 0:
