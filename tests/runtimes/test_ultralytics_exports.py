@@ -2,7 +2,8 @@
 
 ``tests/fixtures/ultralytics/exports.predict.npz`` holds ``YOLO(<export>).predict`` (Ultralytics
 8.4.190, conf 0.01, its defaults otherwise: IoU 0.7, 300 detections) on four non-square
-synthetic images, for the genuine ONNX and OpenVINO exports of the three families beside it
+synthetic images, for the genuine ONNX and OpenVINO exports of the three families and YOLO26's
+TFLite export beside it
 (``make_export_predictions.py``). Both tools letterbox the image into the export's fixed
 128 x 160 input, so their detections pair one to one.
 
@@ -27,6 +28,7 @@ EXPORTS = {
     "yolo26-seg-tiny-u8.4.190": "yolo26-seg-tiny-u8.4.190.onnx",
     "yolo26-seg-tiny-u8.4.190-end2end": "yolo26-seg-tiny-u8.4.190-end2end.onnx",
     "yolo26-seg-tiny-u8.4.190-openvino": "yolo26-seg-tiny-u8.4.190_openvino_model",
+    "yolo26-seg-tiny-u8.4.190-tflite": "yolo26-seg-tiny-u8.4.190.tflite",
 }
 
 
@@ -41,6 +43,8 @@ def reference():
 
 @pytest.mark.parametrize("stem", sorted(EXPORTS))
 def test_ultralytics_export_gives_ultralytics_detections(stem, reference):
+    if stem.endswith("-tflite"):
+        pytest.importorskip("ai_edge_litert", reason="the TFLite runtime is the [tflite] extra")
     results = load(FIXTURES / EXPORTS[stem]).predict(images(reference), conf=0.01, stream=False)
     matched, total = paired(results, reference, stem)
     assert matched >= 0.95 * total, f"{matched} of {total} detections pair with Ultralytics'"
