@@ -11,7 +11,7 @@ its reason; an export its verification refuses is a failed row with the verifica
 
 Results go to ``benchmarks/results/family_precision.json``; docs/targets.md's table between the
 ``family_precision`` markers is rewritten from it (``--table`` alone rewrites it; ``--check``
-exits 1 when it differs).
+exits 1 when it differs; ``--append`` adds models to an existing results file, one bench at a time).
 
     .venv/bin/python benchmarks/family_precision.py --data D/data.yaml \\
         --weights yolo26n-s0=u26_s0.pt yolo26n-s1=u26_s1.pt yolov8n-s0=v8_s0.pt yolov8n-s1=v8_s1.pt
@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="timed predict calls per artifact (speed is not the point here)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--append", action="store_true", help="keep the other models already in --results (same settings)")
     parser.add_argument("--table", action="store_true", help="only rewrite (or --check) the docs table from --results")
     parser.add_argument("--check", action="store_true", help="with --table: exit 1 if the docs table is not the JSON's")
     return parser.parse_args(argv)
@@ -129,7 +130,7 @@ def main(argv=None) -> None:
         from edgeseg.runtimes.evaluation.validate import split_labels
         from edgeseg.runtimes.io.data_config import load_data_config
 
-        models = {}
+        models = json.loads(args.results.read_text())["models"] if args.append and args.results.exists() else {}
         for entry in args.weights:
             label, _, weights = entry.partition("=")
             models[label] = bench_model(label, weights, args)

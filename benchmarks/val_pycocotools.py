@@ -9,9 +9,10 @@ val split of ``--data``:
 2. pycocotools' ``COCOeval`` (``bbox`` and ``segm``) on those results, against a COCO ground truth
    made from the YOLO-seg labels the way edgeseg's val reads them (``validate.ground_truth``:
    polygons filled at the source resolution; boxes their extents);
-3. edgeseg: ``edgeseg.runtimes.load(pt).val(data, imgsz)`` (its own numpy COCO evaluator, its own
-   predictions), and pycocotools on edgeseg's predictions of the same images (``Results.to_coco``),
-   which tells the evaluators apart from the predictions.
+3. edgeseg: ``edgeseg.runtimes.load(pt).val(data, imgsz)`` (its own numpy COCO evaluator on its own
+   val detections: multi-label NMS, as Ultralytics' val), and pycocotools on edgeseg's predict of
+   the same images (``Results.to_coco``; predict keeps each anchor's best class only, as
+   Ultralytics' predict does), which shows what the multi-label rule adds.
 
 It passes when edgeseg's val mask mAP50-95 is within ``--tolerance`` (0.005) of pycocotools on
 Ultralytics' predictions for every checkpoint. Results go to ``benchmarks/results/val_pycocotools.json``.
@@ -94,7 +95,7 @@ def pycocotools_maps(truth: dict, results: list[dict]) -> dict:
 
 
 def edgeseg_predictions(runtime, labels, imgsz: int) -> list[dict]:
-    """edgeseg's COCO results on ``labels``' images with val's thresholds (category = class + 1)."""
+    """edgeseg's predict on ``labels``' images at val's thresholds, as COCO results (category = class + 1)."""
     results = []
     for label in labels:
         stem = Path(label.im_file).stem
@@ -121,7 +122,7 @@ def main(argv=None) -> None:
                 "pycocotools_on_ultralytics": pycocotools_maps(truth, their_results),
                 "ultralytics_val": {"box_map": theirs["box_map"], "mask_map": theirs["mask_map"]},
                 "edgeseg_val": {"box_map": float(ours.box.map), "mask_map": float(ours.seg.map)},
-                "pycocotools_on_edgeseg": pycocotools_maps(truth, edgeseg_predictions(runtime, labels, args.imgsz)),
+                "pycocotools_on_edgeseg_predict": pycocotools_maps(truth, edgeseg_predictions(runtime, labels, args.imgsz)),
             }
             row["mask_map_diff"] = row["edgeseg_val"]["mask_map"] - row["pycocotools_on_ultralytics"]["mask_map"]
             row["box_map_diff"] = row["edgeseg_val"]["box_map"] - row["pycocotools_on_ultralytics"]["box_map"]

@@ -294,6 +294,7 @@ class Runtime:
         iou: float = VAL_IOU,
         max_det: int = VAL_MAX_DET,
         progress: bool = True,
+        multi_label: bool | None = None,
     ) -> SegmentMetrics:
         """Box and mask metrics on a YOLO-seg split, through ``edgeseg.runtimes.evaluation.validate.evaluate``.
 
@@ -304,6 +305,9 @@ class Runtime:
             batch: images per inference call (a static-batch artifact uses its own).
             conf, iou, max_det: post-processing thresholds.
             progress: show a progress bar.
+            multi_label: NMS keeps a candidate for every class an anchor scores above ``conf``, as
+                Ultralytics' val does (``evaluate``); None: True, except for an artifact with NMS
+                in its graph, which keeps each anchor's best class only.
 
         Raises:
             EdgesegError: the dataset's class count differs from the model's, the split is
@@ -332,6 +336,7 @@ class Runtime:
             progress=progress,
             desc=split,
             selection=self.meta.selection,
+            multi_label=not self.meta.nms if multi_label is None else multi_label,
         )
 
     def __repr__(self) -> str:

@@ -88,6 +88,7 @@ def evaluate(
     progress: bool = True,
     desc: str = "val",
     selection: str = "nms",
+    multi_label: bool = True,
 ) -> SegmentMetrics:
     """Run ``infer`` over the labelled images and compute COCO-style box and mask metrics.
 
@@ -101,6 +102,8 @@ def evaluate(
         progress: show a tqdm bar.
         desc: the bar's label.
         selection: how detections are picked, ``nms`` or ``topk`` (``ModelMeta.selection``).
+        multi_label: NMS keeps a candidate per (anchor, class) above ``conf``, not only each
+            anchor's best class, as Ultralytics' val does (``non_max_suppression``); predict keeps one.
 
     Returns:
         SegmentMetrics with ``box`` and ``seg`` results (mask IoU at the original resolution).
@@ -115,7 +118,7 @@ def evaluate(
         for step, (preds, protos), _ in infer_batches(infer, frames, shape, batch):
             for b, info in enumerate(step.infos):
                 gt_boxes, gt_classes, gt_masks = ground_truth(next(pending))
-                boxes, scores, classes, coeffs = select_detections(preds[b], nc, selection, conf=conf, iou=iou, max_det=max_det)
+                boxes, scores, classes, coeffs = select_detections(preds[b], nc, selection, conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
                 boxes = scale_boxes(boxes, info)
                 windows = matchable_windows(pixel_windows(boxes, info.source_shape), classes, gt_masks, gt_classes)
                 crops = [logits > 0 for logits in mask_logits(protos[b], coeffs, windows, info, shape)]

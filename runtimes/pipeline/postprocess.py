@@ -70,10 +70,13 @@ def non_max_suppression(
     classes=None,
     agnostic: bool = False,
     max_nms: int = 30000,
+    multi_label: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Confidence filter and NMS for one image.
 
-    Each anchor gets one label, its best class (as Ultralytics predict does). Class-aware NMS
+    Each anchor gets one label, its best class (as Ultralytics predict does); with ``multi_label``
+    an anchor is a candidate for every class whose score is > conf (as Ultralytics' val does, so
+    that a box whose class is uncertain still counts for its true class). Class-aware NMS
     shifts every box by ``class * MAX_WH`` (in float64, so the shift costs no precision) and runs
     one greedy NMS; ``agnostic=True`` skips the shift.
 
@@ -87,19 +90,24 @@ def non_max_suppression(
         classes: optional iterable of class ids to keep; others are dropped before NMS.
         agnostic: suppress across classes too.
         max_nms: at most this many highest-scored candidates enter NMS.
+        multi_label: one candidate per (anchor, class) above ``conf`` instead of per anchor.
 
     Returns:
         boxes (N, 4) float32 xyxy in input px, scores (N,) float32, classes (N,) int64 and
         mask coefficients (N, nm) float32, sorted by descending score.
     """
     nm = preds.shape[0] - 4 - nc
-    best = preds[4 : 4 + nc].max(0)
-    candidates = np.flatnonzero(best > conf)
-    labels = preds[4 : 4 + nc, candidates].argmax(0)
+    if multi_label:
+        labels, candidates = np.nonzero(preds[4 : 4 + nc] > conf)
+        scores = preds[4 + labels, candidates]
+    else:
+        best = preds[4 : 4 + nc].max(0)
+        candidates = np.flatnonzero(best > conf)
+        labels = preds[4 : 4 + nc, candidates].argmax(0)
+        scores = best[candidates]
     if classes is not None:
         wanted = np.isin(labels, np.asarray(list(classes), dtype=np.int64))
-        candidates, labels = candidates[wanted], labels[wanted]
-    scores = best[candidates]
+        candidates, labels, scores = candidates[wanted], labels[wanted], scores[wanted]
     order = np.argsort(-scores, kind="stable")[:max_nms]
     candidates, labels, scores = candidates[order], labels[order], scores[order]
     boxes = xywh2xyxy(preds[:4, candidates].T)
@@ -125,16 +133,17 @@ def select_detections(
     max_det: int = 300,
     classes=None,
     agnostic: bool = False,
+    multi_label: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One image's detections from its raw outputs, the way its head needs them picked (``ModelMeta.selection``).
 
     ``selection`` ``nms``: ``non_max_suppression`` (one-to-many heads: YOLOv8, YOLO11, YOLO26's
-    default branch); ``topk``: ``topk_detections`` (YOLO26's one-to-one branch; ``iou`` unused).
-    The arguments and the returned arrays are ``non_max_suppression``'s.
+    default branch); ``topk``: ``topk_detections`` (YOLO26's one-to-one branch; ``iou`` and
+    ``multi_label`` unused). The arguments and the returned arrays are ``non_max_suppression``'s.
     """
     if selection == "topk":
         return topk_detections(preds, nc, conf=conf, max_det=max_det, classes=classes, agnostic=agnostic)
-    return non_max_suppression(preds, nc, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
+    return non_max_suppression(preds, nc, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, multi_label=multi_label)
 
 
 def scale_boxes(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:

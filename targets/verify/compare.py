@@ -252,6 +252,7 @@ def map_delta(
     iou: float = VAL_IOU,
     max_det: int = VAL_MAX_DET,
     selection: str = "nms",
+    multi_label: bool = True,
 ) -> dict:
     """Box and mask mAP50-95 of both models on the labelled images, through ``evaluate`` (the code of ``Runtime.val``).
 
@@ -263,6 +264,8 @@ def map_delta(
         conf, iou, max_det: the post-processing of both evaluations (an end-to-end artifact's
             own NMS settings when they are stricter than val's).
         selection: how both sides' detections are picked (``ModelMeta.selection``: nms or topk).
+        multi_label: val's multi-label NMS on both sides (False for an artifact with NMS in its
+            graph, which keeps each anchor's best class only).
 
     Returns:
         ``images``, ``reference`` and ``artifact`` (``{"box", "mask"}`` mAP50-95 in [0, 1]) and
@@ -276,7 +279,7 @@ def map_delta(
         return {"skipped": f"the labels have class ids beyond the model's {nc} classes"}
     maps = {}
     for side, output in outputs.items():
-        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, conf=conf, iou=iou, max_det=max_det, progress=False, selection=selection)
+        metrics = evaluate(_replay(inputs, output), labels, nc, h, batch=CHUNK, conf=conf, iou=iou, max_det=max_det, progress=False, selection=selection, multi_label=multi_label)
         maps[side] = {"box": float(metrics.box.map), "mask": float(metrics.seg.map)}
     delta = {task: maps["artifact"][task] - maps["reference"][task] for task in ("box", "mask")}
     return {"images": len(labels), **maps, "delta": delta}

@@ -141,7 +141,7 @@ def verify(
         "map": None if labels is None else map_delta(
             batch, {"reference": ref, "artifact": art}, labels, nc,
             max(VAL_CONF, nms.get("conf", 0.0)), min(VAL_IOU, nms.get("iou", 1.0)), min(VAL_MAX_DET, nms.get("max_det", VAL_MAX_DET)),
-            selection,
+            selection, multi_label=not nms,
         ),  # fmt: skip
         "finite": finite,
         "max_abs_diff": diff,

@@ -92,6 +92,22 @@ def test_nms_hand_built_options():
     assert [a.shape for a in empty] == [(0, 4), (0,), (0,), (0, NM)]
 
 
+def test_multi_label_nms_gives_an_anchor_one_candidate_per_class_above_conf():
+    """Anchor 0 scores 0.9 for class 0 and 0.5 for class 2: single-label it is one detection, multi-label two (val's rule)."""
+    preds = build_preds(**HAND, nc=3, n_anchors=8)
+    preds[4 + 2, 0] = 0.5
+    assert anchor_ids(non_max_suppression(preds, 3)[3]) == [0, 2, 5, 3]
+    boxes, scores, classes, coeffs = non_max_suppression(preds, 3, multi_label=True)
+    assert anchor_ids(coeffs) == [0, 2, 5, 3, 0] and classes.tolist() == [0, 1, 0, 2, 2]
+    np.testing.assert_allclose(scores, [0.9, 0.85, 0.7, 0.6, 0.5], rtol=1e-6)
+    np.testing.assert_array_equal(boxes[4], boxes[0])  # the same box, for its second class
+    assert anchor_ids(non_max_suppression(preds, 3, multi_label=True, classes=[2])[3]) == [3, 0]
+    assert anchor_ids(non_max_suppression(preds, 3, multi_label=True, agnostic=True)[3]) == [0, 5, 3]  # its own box suppresses it
+    preds[4 + 1, 0] = 0.5  # a class-1 candidate on anchor 0 overlaps anchor 2 (0.85, class 1) by IoU .818
+    assert non_max_suppression(preds, 3, multi_label=True)[2].tolist() == [0, 1, 0, 2, 2]
+    assert non_max_suppression(preds, 3, multi_label=True, iou=0.85)[2].tolist() == [0, 1, 0, 0, 2, 1, 2]
+
+
 def reference_nms(preds, nc, conf, iou_thr, max_det, classes, agnostic):
     """Plain-loop greedy NMS: anchor ids of the survivors, in score order."""
     scores = preds[4 : 4 + nc]
