@@ -105,6 +105,7 @@ ARTIFACTS = [
         marks=pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs ai-edge-litert (edgeseg[tflite])"),
     ),
     pytest.param(FIXTURES / "yolov8-seg-tiny-u8.4.190.onnx", FIXTURES / "yolov8-seg-tiny-u8.4.190.pt", id="yolov8-onnx"),
+    pytest.param(FIXTURES / "yolov8-seg-tiny-u8.4.190_openvino_model", FIXTURES / "yolov8-seg-tiny-u8.4.190.pt", id="yolov8-openvino"),
     pytest.param(FIXTURES / "yolo26-seg-tiny-u8.4.190.onnx", YOLO26_PT, id="yolo26-onnx"),
     pytest.param(FIXTURES / "yolo26-seg-tiny-u8.4.190_openvino_model", YOLO26_PT, id="yolo26-openvino"),
     pytest.param(

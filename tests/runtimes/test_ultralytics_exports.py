@@ -25,6 +25,7 @@ EXPORTS = {
     "yolo11-seg-tiny-u8.4.190": "yolo11-seg-tiny-u8.4.190.onnx",
     "yolo11-seg-tiny-u8.4.190-openvino": "yolo11-seg-tiny-u8.4.190_openvino_model",
     "yolov8-seg-tiny-u8.4.190": "yolov8-seg-tiny-u8.4.190.onnx",
+    "yolov8-seg-tiny-u8.4.190-openvino": "yolov8-seg-tiny-u8.4.190_openvino_model",
     "yolo26-seg-tiny-u8.4.190": "yolo26-seg-tiny-u8.4.190.onnx",
     "yolo26-seg-tiny-u8.4.190-end2end": "yolo26-seg-tiny-u8.4.190-end2end.onnx",
     "yolo26-seg-tiny-u8.4.190-openvino": "yolo26-seg-tiny-u8.4.190_openvino_model",
