@@ -85,7 +85,7 @@ def render(report: dict) -> str:
     header = "| target | " + " | ".join(f"{label} ({report['models'][label]['family']}, mask {report['models'][label]['pytorch']['mask_map']:.3f})" for label in labels) + " |"
     lines = [
         f"Mask mAP50-95 change against the PyTorch model (box in brackets) on {report['val_images']} val images at {report['imgsz']}, "
-        f"one run on {report['machine']}, edgeseg {report['edgeseg']} ([benchmarks/family_precision.py](../benchmarks/family_precision.py)); "
+        f"on {report['machine']}, edgeseg {report['edgeseg']} ([benchmarks/family_precision.py](../benchmarks/family_precision.py)); "
         "limits: fp32 0.005, fp16 0.01, int8 0.03; ✗ marks a row over its limit:",
         "",
         header,
