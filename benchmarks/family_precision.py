@@ -102,7 +102,7 @@ def render(report: dict) -> str:
         for label in labels:
             row = next((r for r in report["models"][label]["rows"] if (r["format"], r["precision"]) == (fmt, precision)), None)
             if row is None:
-                cells.append("")
+                cells.append("not run")
             elif row["within"] is None:
                 cells.append(row["status"].split(":")[0])
             else:
