@@ -84,6 +84,20 @@ def splice(readme: str, table: str, begin: str = BEGIN, end: str = END) -> str:
     return readme[: first + len(begin)] + "\n" + table + "\n" + readme[last:]
 
 
+def write_section(doc: Path, table: str, begin: str, end: str, check: bool, name: str, results: Path) -> None:
+    """Rewrite the ``name`` table of ``doc`` between ``begin`` and ``end`` with ``table`` (made from ``results``).
+
+    With ``check``, write nothing and exit 1 when the table in ``doc`` differs from ``table``.
+    """
+    text = doc.read_text()
+    updated = splice(text, table, begin, end)
+    if check:
+        if updated != text:
+            sys.exit(f"{doc}: the {name} table differs from {results}; run benchmarks/{name}.py --table")
+        return
+    doc.write_text(updated)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compare_table import splice
+from compare_table import write_section
 from report import save_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,17 +111,6 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_table(results: Path, doc: Path, check: bool) -> None:
-    """Rewrite the docs table from ``results``, or with ``check`` exit 1 when it differs."""
-    text = doc.read_text()
-    updated = splice(text, render(json.loads(results.read_text())), BEGIN, END)
-    if check:
-        if updated != text:
-            sys.exit(f"{doc}: the family_precision table differs from {results}; run benchmarks/family_precision.py --table")
-        return
-    doc.write_text(updated)
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not args.table:
@@ -137,7 +126,7 @@ def main(argv=None) -> None:
         val_images = len(split_labels(load_data_config(args.data), "val"))
         report = {"imgsz": args.imgsz, "calib": args.calib, "val_images": val_images, "targets": args.targets, "models": models}
         save_report(report, args.results)
-    write_table(args.results, args.doc, args.check)
+    write_section(args.doc, render(json.loads(args.results.read_text())), BEGIN, END, args.check, "family_precision", args.results)
 
 
 if __name__ == "__main__":

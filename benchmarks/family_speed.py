@@ -14,14 +14,13 @@ inference, threads: the CPUs this process may use). YOLO26 runs its default one-
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from compare_table import README, splice
+from compare_table import README, write_section
 from report import save_report
 
 RESULTS = Path(__file__).parent / "results" / "family_speed.json"
@@ -95,17 +94,6 @@ def render(report: dict) -> str:
     return "\n".join(rows)
 
 
-def write_table(results: Path, readme: Path, check: bool) -> None:
-    """Rewrite the README table from ``results``, or with ``check`` exit 1 when it differs."""
-    text = readme.read_text()
-    updated = splice(text, render(json.loads(results.read_text())), BEGIN, END)
-    if check:
-        if updated != text:
-            sys.exit(f"{readme}: the family_speed table differs from {results}; run benchmarks/family_speed.py --table")
-        return
-    readme.write_text(updated)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
@@ -124,7 +112,7 @@ def main() -> None:
         for model in models.values():
             del model["onnx"]
         save_report({"sizes": args.imgsz, "rounds": args.rounds, "runs": args.runs, "models": models, "ms": ms}, args.results)
-    write_table(args.results, args.readme, args.check)
+    write_section(args.readme, render(json.loads(args.results.read_text())), BEGIN, END, args.check, "family_speed", args.results)
 
 
 if __name__ == "__main__":
