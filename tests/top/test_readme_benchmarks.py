@@ -1,9 +1,11 @@
-"""The README's Ultralytics comparison is the one generated from the committed results JSON."""
+"""The generated tables (README: Ultralytics comparison, family speed; docs/targets.md: family precision) are the ones made from the committed results JSON."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "compare_table.py"
@@ -30,44 +32,41 @@ def test_check_fails_on_a_stale_table_and_a_rewrite_mends_it(tmp_path):
     assert f"| training, img/s | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× |" in readme.read_text()
 
 
-def test_readme_family_table_matches_its_results_json():
-    script = ROOT / "benchmarks" / "family_speed.py"
+TABLES = {"family_speed": ("family_speed.json", "README.md", "--readme"), "family_precision": ("family_precision.json", "docs/targets.md", "--doc")}
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_generated_table_matches_its_results_json(name):
+    script = ROOT / "benchmarks" / f"{name}.py"
     done = subprocess.run([sys.executable, str(script), "--table", "--check"], capture_output=True, text=True, cwd=script.parent)
     assert done.returncode == 0, done.stderr
+
+
+def rewritten_table(name: str, report: dict, tmp_path: Path) -> str:
+    """The doc of table ``name`` rewritten from ``report``, after checking that ``--check`` calls the old table stale."""
+    results_name, doc_name, doc_flag = TABLES[name]
+    script = ROOT / "benchmarks" / f"{name}.py"
+    results, doc = tmp_path / results_name, tmp_path / Path(doc_name).name
+    results.write_text(json.dumps(report))
+    doc.write_text((ROOT / doc_name).read_text())
+    args = [sys.executable, str(script), "--table", "--results", str(results), doc_flag, str(doc)]
+    stale = subprocess.run([*args, "--check"], capture_output=True, text=True, cwd=script.parent)
+    assert stale.returncode == 1 and f"{name} table differs" in stale.stderr
+    subprocess.run(args, check=True, cwd=script.parent)
+    return doc.read_text()
 
 
 def test_family_table_check_fails_on_a_stale_table(tmp_path):
-    script = ROOT / "benchmarks" / "family_speed.py"
     report = json.loads((ROOT / "benchmarks" / "results" / "family_speed.json").read_text())
     report["ms"]["openvino"]["640"]["yolo26n-seg"] *= 2
-    results, readme = tmp_path / "results.json", tmp_path / "README.md"
-    results.write_text(json.dumps(report))
-    readme.write_text((ROOT / "README.md").read_text())
-    args = [sys.executable, str(script), "--table", "--results", str(results), "--readme", str(readme)]
-    stale = subprocess.run([*args, "--check"], capture_output=True, text=True, cwd=script.parent)
-    assert stale.returncode == 1 and "family_speed table differs" in stale.stderr
-    subprocess.run(args, check=True, cwd=script.parent)
-    assert f"| {report['ms']['openvino']['640']['yolo26n-seg']:.1f} |" in readme.read_text()
-
-
-def test_targets_precision_table_matches_its_results_json():
-    script = ROOT / "benchmarks" / "family_precision.py"
-    done = subprocess.run([sys.executable, str(script), "--table", "--check"], capture_output=True, text=True, cwd=script.parent)
-    assert done.returncode == 0, done.stderr
+    assert f"| {report['ms']['openvino']['640']['yolo26n-seg']:.1f} |" in rewritten_table("family_speed", report, tmp_path)
 
 
 def test_precision_table_marks_a_row_over_its_limit(tmp_path):
     """A row whose mask mAP drop exceeds its precision's limit is marked in the generated table."""
-    script = ROOT / "benchmarks" / "family_precision.py"
     report = json.loads((ROOT / "benchmarks" / "results" / "family_precision.json").read_text())
     label = next(iter(report["models"]))
     row = next(r for r in report["models"][label]["rows"] if r["precision"] == "int8" and r["within"] is not None)
     row["d_mask_map"], row["within"] = -0.05, False
-    results, doc = tmp_path / "results.json", tmp_path / "targets.md"
-    results.write_text(json.dumps(report))
-    doc.write_text((ROOT / "docs" / "targets.md").read_text())
-    args = [sys.executable, str(script), "--table", "--results", str(results), "--doc", str(doc)]
-    stale = subprocess.run([*args, "--check"], capture_output=True, text=True, cwd=script.parent)
-    assert stale.returncode == 1 and "family_precision table differs" in stale.stderr
-    subprocess.run(args, check=True, cwd=script.parent)
-    assert "-0.0500" in doc.read_text() and "✗" in doc.read_text()
+    text = rewritten_table("family_precision", report, tmp_path)
+    assert "-0.0500" in text and "✗" in text
