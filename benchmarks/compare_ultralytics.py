@@ -2,12 +2,15 @@
 
 One run does, on this machine, nothing else running:
 
-1. the synthetic set (``--train`` / ``--val`` images) both tools train and validate on;
+1. the synthetic set (``--train`` / ``--val`` images, drawn with ``--data-seed``) both tools train and validate on;
 2. training: ``--model`` (yolo11n-seg; or yolo26n-seg, yolov8n-seg) from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
-   validation off, 2 data workers, each tool in its own process with its own thread defaults;
-   img/s = train images / median epoch time over the epochs after the first; then each tool's
-   own val of the model it trained (box and mask mAP50-95 after ``--epochs``), and edgeseg's val
-   of both tools' models (one evaluator, ``accuracy_one_evaluator``);
+   validation off, 2 data workers, training seed ``--seed`` for both, each tool in its own process
+   with its own thread defaults; img/s = train images / median epoch time over the epochs after
+   the first; then each tool's own val of the model it trained (box and mask mAP50-95 after
+   ``--epochs``; Ultralytics validates a YOLO26 through its one-to-one branch), and edgeseg's val
+   of both tools' models (one evaluator, ``accuracy_one_evaluator``: ``nms`` = the one-to-many
+   branch through NMS; for a YOLO26 also ``end2end`` = the one-to-one branch, top-k without NMS);
+   ``--train-only`` stops here (the report is saved after this step either way);
    and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
    (``while True: pass``), reported as the slowdown of an epoch against the epochs alone
    (edgeseg twice: by default, and with ``deterministic=False``, where its thread count follows
@@ -22,6 +25,9 @@ One run does, on this machine, nothing else running:
    ``YOLO(onnx).predict``; ``--rounds`` alternating runs per tool, the fastest kept;
 5. val per image of that ONNX at val settings (conf 0.001, IoU 0.7, batch 1), with both mAPs.
 
+A YOLO26 (or any ``--model`` but yolo11n-seg) run goes to ``results/compare_ultralytics_<model>-s<seed>-d<data-seed>x<train>.json``;
+the README's YOLO26 training table is generated from every such file of yolo26n-seg.
+
 Ultralytics runs in its own venv (``--ultralytics-venv``, built once with ULTRALYTICS_PINS and
 reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
 ``benchmarks/ultralytics_worker.py``; edgeseg never imports it. Results go to
@@ -30,6 +36,7 @@ reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
 
     .venv/bin/python benchmarks/compare_ultralytics.py
     .venv/bin/python benchmarks/compare_ultralytics.py --ultralytics-venv .venv-ultralytics-8.4 --epochs 3 --busy-epochs 0
+    .venv/bin/python benchmarks/compare_ultralytics.py --model yolo26n-seg --train 512 --val 64 --seed 1 --train-only --busy-epochs 0
 """
 
 import argparse
@@ -44,7 +51,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from compare_table import README, render, splice
+from compare_table import README, TRAINING_BEGIN, TRAINING_END, TRAINING_RESULTS, render, render_training, splice, training_reports
 from report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +100,7 @@ def edgeseg_train(args) -> dict:
     ends = []
     trainer = Trainer(
         dict(model=f"{args.model}.yaml", data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
-             plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load)
+             plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load, seed=args.seed)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
     trainer.train()
@@ -144,10 +151,12 @@ def edgeseg_predict(args) -> dict:
 
 
 def edgeseg_val(args) -> dict:
-    """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs."""
+    """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs (``--branch``: a YOLO26 .pt's head branch)."""
     import edgeseg.runtimes
 
     runtime = edgeseg.runtimes.load(args.artifact)
+    if args.branch:
+        runtime.select_branch(args.branch)
     start = time.perf_counter()
     metrics = runtime.val(args.data, batch=1, progress=False)
     seconds = time.perf_counter() - start
@@ -178,19 +187,21 @@ def competing_process():
         busy.wait()
 
 
-def train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "") -> dict:
-    """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML, the runs named ``<tool><suffix>``."""
-    common = dict(model=model, data=data, work=work, epochs=epochs, imgsz=imgsz)
+def train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0) -> dict:
+    """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML with training seed ``seed``, the runs named ``<tool><suffix>``."""
+    common = dict(model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed)
     return {
         "edgeseg": edgeseg_command("train", name=f"edgeseg{suffix}", **common),
         "ultralytics": ultralytics_command(python, "train", name=f"ultralytics{suffix}", batch=16, **common),
     }
 
 
-def busy_train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int) -> dict:
+def busy_train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0) -> dict:
     """``train_commands`` for the runs next to a competing process, plus edgeseg with ``deterministic=False`` (threads follow the load)."""
-    commands = train_commands(python, model, data, work, epochs, imgsz, "_busy")
-    following = edgeseg_command("train", name="edgeseg_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz)
+    commands = train_commands(python, model, data, work, epochs, imgsz, f"{suffix}_busy", seed)
+    following = edgeseg_command(
+        "train", name=f"edgeseg{suffix}_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed
+    )
     return {**commands, "edgeseg_follow_load": [*following, "--follow-load"]}
 
 
@@ -206,11 +217,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40, help="timed predict calls per tool and scene")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="predict timings per tool, alternating; the fastest counts")
-    parser.add_argument("--out", type=Path, default=None, help="[default: results/compare_ultralytics.json; another --model: compare_ultralytics_<model>.json]")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of both tools")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
+    parser.add_argument("--train-only", action="store_true", help="stop after training and the accuracy of both models")
+    parser.add_argument("--out", type=Path, default=None, help="[default: results/compare_ultralytics.json; another --model: see above]")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="yolo11n-seg", help="the model both tools train from its YAML (yolo11n-seg, yolo26n-seg, yolov8n-seg)")
     parser.add_argument("--artifact", help=argparse.SUPPRESS)
+    parser.add_argument("--branch", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
@@ -228,15 +243,17 @@ def main() -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     python = ultralytics_python(args.ultralytics_venv.resolve())
-    data = synthesize(work / "synth", n_train=args.train, n_val=args.val, seed=0, progress=False)
-    out = args.out or (RESULTS if args.model == "yolo11n-seg" else RESULTS.with_name(f"compare_ultralytics_{args.model}.json"))
+    synth = work / f"synth-d{args.data_seed}x{args.train}+{args.val}"
+    data = synthesize(synth, n_train=args.train, n_val=args.val, seed=args.data_seed, progress=False)
+    out = (args.out or default_out(args.model, args.seed, args.data_seed, args.train)).resolve()
+    suffix = "" if args.model == "yolo11n-seg" else f"-{args.model}-s{args.seed}-d{args.data_seed}x{args.train}"
     report = {
         "model": args.model, "imgsz": args.imgsz, "train_images": args.train, "val_images": args.val, "epochs": args.epochs,
-        "busy_epochs": args.busy_epochs, "cpus": os.cpu_count(),
+        "busy_epochs": args.busy_epochs, "seed": args.seed, "data_seed": args.data_seed, "cpus": os.cpu_count(),
     }  # fmt: skip
 
     trained = {}
-    for tool, command in train_commands(python, args.model, data, work, args.epochs, args.imgsz).items():
+    for tool, command in train_commands(python, args.model, data, work, args.epochs, args.imgsz, suffix, args.seed).items():
         trained[tool] = run_json(command, work)
         seconds = statistics.median(trained[tool]["epoch_seconds"])
         report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
@@ -246,12 +263,21 @@ def main() -> None:
             ultralytics_command(python, "val", model=trained["ultralytics"]["weights"], data=data, imgsz=args.imgsz), work
         ),
     }
-    # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt
+    # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt, per head branch
+    branches = {"nms": "one2many", "end2end": "one2one"} if args.model.startswith("yolo26") else {"nms": "one2many"}
     report["accuracy_one_evaluator"] = {
-        tool: run_json(edgeseg_command("val", artifact=trained[tool]["weights"], data=data), work) for tool in ("edgeseg", "ultralytics")
+        kind: {
+            tool: run_json(edgeseg_command("val", artifact=trained[tool]["weights"], data=data, branch=branch), work)
+            for tool in ("edgeseg", "ultralytics")
+        }
+        for kind, branch in branches.items()
     }
+    write_report(report, out)
+    if args.train_only:
+        rewrite_readme(out)
+        return
     if args.busy_epochs:
-        for tool, command in busy_train_commands(python, args.model, data, work, args.busy_epochs, args.imgsz).items():
+        for tool, command in busy_train_commands(python, args.model, data, work, args.busy_epochs, args.imgsz, suffix, args.seed).items():
             with competing_process():
                 seconds = statistics.median(run_json(command, work)["epoch_seconds"])
             alone = report["train"][tool.removesuffix("_follow_load")]["epoch_s"]
@@ -259,7 +285,7 @@ def main() -> None:
     onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
     report["model_file"] = f"Ultralytics' ONNX export of the {args.model} it trained above"
 
-    val_images = [read_image(p) for p in sorted((work / "synth" / "images" / "val").iterdir())]
+    val_images = [read_image(p) for p in sorted((synth / "images" / "val").iterdir())]
     scenes = {"few": (val_images, FEW), "many": (crowded(val_images, len(val_images)), MANY)}
     for scene, (images, wanted) in scenes.items():
         path = work / f"{scene}.npz"
@@ -283,11 +309,27 @@ def main() -> None:
 
     report["ratios"] = ratios(report)
     write_report(report, out)
-    summary = render(json.loads(Path(out).read_text()))
-    print(summary)
+    rewrite_readme(out)
+
+
+def rewrite_readme(out: Path) -> None:
+    """Rewrite the README table ``out`` belongs to: the yolo11n-seg comparison (``RESULTS``) or the YOLO26 training table."""
     if out == RESULTS:
-        README.write_text(splice(README.read_text(), summary))
-        print(f"{README}: the Ultralytics table is rewritten from {RESULTS}")
+        table, begin_end = render(json.loads(Path(out).read_text())), ()
+    elif out.parent == RESULTS.parent and out.match(TRAINING_RESULTS):
+        table, begin_end = render_training(training_reports(RESULTS.parent)), (TRAINING_BEGIN, TRAINING_END)
+    else:
+        return
+    print(table)
+    README.write_text(splice(README.read_text(), table, *begin_end))
+    print(f"{README}: the table is rewritten from {out}")
+
+
+def default_out(model: str, seed: int, data_seed: int, train: int) -> Path:
+    """``results/compare_ultralytics.json`` for yolo11n-seg, else ``results/compare_ultralytics_<model>-s<seed>-d<data_seed>x<train>.json``."""
+    if model == "yolo11n-seg":
+        return RESULTS
+    return RESULTS.with_name(f"compare_ultralytics_{model}-s{seed}-d{data_seed}x{train}.json")
 
 
 def ratios(report: dict) -> dict:

@@ -3,7 +3,7 @@
 Ultralytics (AGPL-3.0) is only run here, in its own venv, offline (``YOLO_OFFLINE=1``, a fresh
 settings folder); edgeseg never imports it. Modes:
 
-    train   --model M --data D --work W --name N --epochs E --imgsz S --batch B   M (yolo11n-seg) from its YAML, mosaic on, val off
+    train   --model M --data D --work W --name N --epochs E --imgsz S --batch B [--seed N]   M (yolo11n-seg) from its YAML, mosaic on, val off
     export  --model last.pt --imgsz S                         ONNX, static batch 1, not simplified
     predict --model m.onnx --images x.npz --imgsz S --conf C --runs R --warmup N
     val     --model m.onnx --data D --imgsz S [--save-json --work W]   with --save-json: COCO results in W/val/predictions.json
@@ -28,7 +28,7 @@ def train(args) -> dict:
     ends = []
     model.add_callback("on_train_epoch_end", lambda trainer: ends.append(time.perf_counter()))
     model.train(
-        data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=2, device="cpu", seed=0,
+        data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=2, device="cpu", seed=args.seed,
         deterministic=True, pretrained=False, amp=False, plots=False, val=False, close_mosaic=0,
         project=args.work, name=args.name, exist_ok=True, verbose=False,
     )  # fmt: skip
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="train: the training seed")
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)

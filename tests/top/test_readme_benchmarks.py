@@ -1,4 +1,4 @@
-"""The generated tables (README: Ultralytics comparison, family speed; docs/targets.md: family precision) are the ones made from the committed results JSON."""
+"""The generated tables (README: Ultralytics comparison, YOLO26 training, family speed; docs/targets.md: family precision) are the ones made from the committed results JSON."""
 
 import json
 import subprocess
@@ -22,6 +22,8 @@ def test_check_fails_on_a_stale_table_and_a_rewrite_mends_it(tmp_path):
     report["train"]["edgeseg"]["img_per_s"] *= 2
     results, readme = tmp_path / "results.json", tmp_path / "README.md"
     results.write_text(json.dumps(report))
+    for run in RESULTS.parent.glob("compare_ultralytics_yolo26n-seg-*.json"):  # the YOLO26 table is read from beside the results
+        (tmp_path / run.name).write_text(run.read_text())
     readme.write_text((ROOT / "README.md").read_text())
     args = [sys.executable, str(SCRIPT), "--results", str(results), "--readme", str(readme)]
     stale = subprocess.run([*args, "--check"], capture_output=True, text=True)
@@ -30,6 +32,28 @@ def test_check_fails_on_a_stale_table_and_a_rewrite_mends_it(tmp_path):
     assert subprocess.run([*args, "--check"]).returncode == 0
     ours, theirs = report["train"]["edgeseg"]["img_per_s"], report["train"]["ultralytics"]["img_per_s"]
     assert f"| training, img/s | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× |" in readme.read_text()
+
+
+def yolo26_run(seed: int, data_seed: int, ours: float, theirs: float) -> dict:
+    """A made-up ``compare_ultralytics.py --model yolo26n-seg --train-only`` report: img/s ``ours``/``theirs``, edgeseg ahead on masks only."""
+    maps = {"edgeseg": {"box_map": 0.2, "mask_map": 0.25}, "ultralytics": {"box_map": 0.21, "mask_map": 0.24}}
+    return {
+        "model": "yolo26n-seg", "imgsz": 320, "train_images": 512, "val_images": 64, "epochs": 30, "seed": seed, "data_seed": data_seed,
+        "train": {"edgeseg": {"img_per_s": ours}, "ultralytics": {"img_per_s": theirs}},
+        "accuracy_one_evaluator": {"nms": maps, "end2end": maps}, "machine": "x86_64, 2 cores", "edgeseg": "0.1.0",
+    }  # fmt: skip
+
+
+def test_yolo26_training_table_has_one_row_per_run_in_order(tmp_path):
+    for seed, data_seed in ((1, 3), (0, 0)):
+        (tmp_path / f"compare_ultralytics_yolo26n-seg-s{seed}-d{data_seed}x512.json").write_text(json.dumps(yolo26_run(seed, data_seed, 8.0, 4.0)))
+    (tmp_path / "compare_ultralytics.json").write_text(RESULTS.read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path / "compare_ultralytics.json"), "--readme", str(readme)], check=True)
+    rows = [line for line in readme.read_text().splitlines() if line.startswith("| 0 × 512") or line.startswith("| 3 × 512")]
+    pairs = "**0.250** / 0.240 | 0.200 / **0.210** | **0.250** / 0.240 | 0.200 / **0.210** |"
+    assert rows == [f"| 0 × 512 | 0 | 8.0 / 4.0 (2.00×) | {pairs}", f"| 3 × 512 | 1 | 8.0 / 4.0 (2.00×) | {pairs}"]
 
 
 TABLES = {"family_speed": ("family_speed.json", "README.md", "--readme"), "family_precision": ("family_precision.json", "docs/targets.md", "--doc")}

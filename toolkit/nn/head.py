@@ -186,11 +186,15 @@ class Detect(nn.Module):
         return torch.cat((boxes, cls.sigmoid()), 1)
 
     def bias_init(self) -> None:
-        """Initial biases: box logits 1.0; class logits for ~5 objects per 640² image (needs ``stride``)."""
+        """Initial biases: box outputs 2.0; class logits for ~5 objects per 640² image (needs ``stride``).
+
+        The box value is Ultralytics 8.4's; it matters only without DFL (reg_max 1, YOLO26), where it is
+        each side's starting distance in grid cells (with DFL the softmax ignores a shared offset).
+        """
         pairs = [(self.cv2, self.cv3)] + ([(self.one2one_cv2, self.one2one_cv3)] if self.has_one2one else [])
         for boxes, classes in pairs:
             for box_branch, cls_branch, s in zip(boxes, classes, self.stride):
-                box_branch[-1].bias.data[:] = 1.0
+                box_branch[-1].bias.data[:] = 2.0
                 cls_branch[-1].bias.data[: self.nc] = math.log(5 / self.nc / (640 / float(s)) ** 2)
 
     def flat_branch(self, branch: nn.ModuleList, x: list[torch.Tensor], channels: int) -> torch.Tensor:
