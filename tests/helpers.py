@@ -1,13 +1,14 @@
 """Test helpers: a train-free yolo11n-seg that makes real detections on given images."""
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 import edgeseg
-from edgeseg.data.synth import CLASS_NAMES, render_sample, sample_rng, synthesize
+from edgeseg.data.synth import CLASS_NAMES, format_label, render_sample, sample_rng, synthesize
 from edgeseg.runtimes import load
 from edgeseg.runtimes.backends.base import Backend
 from edgeseg.runtimes.io.data_config import label_path
@@ -81,6 +82,20 @@ def self_labelled_dataset(folder, checkpoint, n_train: int, n_val: int):
     for result in load(checkpoint).predict(yaml_path.parent / "images" / "val"):
         result.save_txt(label_path(result.path))
     return yaml_path
+
+
+def memorise_set(folder) -> Path:
+    """8 synthetic 128 x 128 images with two big shapes each, for training and val (a set a model can learn by heart): its data YAML."""
+    folder = Path(folder)
+    for sub in ("images/train", "labels/train"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(8):
+        image, classes, polygons, _ = render_sample(np.random.default_rng([7, i]), 128, 128, 2)
+        cv2.imwrite(str(folder / f"images/train/{i}.png"), image)
+        (folder / f"labels/train/{i}.txt").write_text(format_label(classes, polygons, 128, 128))
+    data = folder / "data.yaml"
+    data.write_text(f"path: {folder}\ntrain: images/train\nval: images/train\nnames: {list(CLASS_NAMES)}\n")
+    return data
 
 
 def non_square_image() -> np.ndarray:

@@ -126,7 +126,7 @@ def info(model: str, imgsz: int | None, layers: bool) -> None:
 @click.option("--exist-ok", is_flag=True, default=None, help="Reuse the run folder if it exists.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue a run from its last.pt.")
 def train(data_yaml, run_val, resume, **options) -> None:
-    """Train a YOLO11-seg model; writes weights/last.pt and best.pt, results.csv and plots."""
+    """Train a YOLOv8-, YOLO11- or YOLO26-seg model; writes weights/last.pt and best.pt, results.csv and plots."""
     from edgeseg.train import distributed
 
     overrides = {k: v for k, v in options.items() if v is not None}

@@ -17,6 +17,8 @@ from edgeseg.data.synth import synthesize
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.train.trainer import Trainer
 
+import helpers
+
 TINY = dict(epochs=3, imgsz=64, batch=4, workers=0, plots=False, close_mosaic=1)
 
 
@@ -68,6 +70,48 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, model
     _assert_bit_identical(_weights(full.last), _weights(resumed.last))
     with open(resumed.save_dir / "results.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+KILLED_MID_EPOCH = """
+import os, signal, sys
+from edgeseg.cli import main
+from edgeseg.train.trainer import Trainer
+
+train_step, calls = Trainer._train_step, []
+
+def killed_before_batch(self, batch):
+    calls.append(1)
+    if len(calls) == int(os.environ["KILL_AT_BATCH"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or a power cut would: no cleanup runs
+    return train_step(self, batch)
+
+Trainer._train_step = killed_before_batch
+sys.exit(main())
+"""
+
+
+def _losses(run: Path) -> list[list[float]]:
+    """results.csv's loss columns, one row per epoch."""
+    with open(run / "results.csv") as f:
+        return [[float(v) for k, v in row.items() if k.startswith("train/")] for row in csv.DictReader(f)]
+
+
+def test_cli_yolo26_run_killed_mid_epoch_resumes_on_the_unbroken_loss_curve(tiny_data, tmp_path):
+    """SIGKILL in the 2nd batch of epoch 2 (4 batches per epoch); ``edgeseg train --resume last.pt`` redoes epoch 2 from epoch 1's state."""
+    args = ["train", "--model", "yolo26n-seg.yaml", "--data", str(tiny_data), "--epochs", "3", "--imgsz", "64", "--batch", "2",
+            "--workers", "0", "--close-mosaic", "1", "--no-plots", "--project", str(tmp_path)]  # fmt: skip
+    unbroken = subprocess.run([sys.executable, "-m", "edgeseg", *args, "--name", "unbroken"], capture_output=True, text=True)
+    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
+    env = {**os.environ, "KILL_AT_BATCH": "6"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_EPOCH, *args, "--name", "killed"], capture_output=True, text=True, env=env)
+    assert killed.returncode == -9
+    last = tmp_path / "killed" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0 and len(_losses(tmp_path / "killed")) == 1
+    resumed = subprocess.run([sys.executable, "-m", "edgeseg", "train", "--resume", str(last)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, got = _losses(tmp_path / "unbroken"), _losses(tmp_path / "killed")
+    assert len(got) == len(expected) == 3 and len(got[0]) == 5  # box, seg, cls, l1, sem
+    assert torch.allclose(torch.tensor(got), torch.tensor(expected), rtol=1e-6, atol=0)
 
 
 def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
@@ -143,19 +187,9 @@ def test_ddp_two_cpu_processes_write_one_set_of_checkpoints(tiny_data, tmp_path)
 
 def test_training_learns_masks(tmp_path):
     """Memorise 8 images with two big shapes each: mask mAP50 goes from 0 (untrained) to > 0.5."""
-    import cv2
-    import numpy as np
+    from edgeseg.data.synth import CLASS_NAMES
 
-    from edgeseg.data.synth import CLASS_NAMES, format_label, render_sample
-
-    for sub in ("images/train", "labels/train"):
-        (tmp_path / sub).mkdir(parents=True)
-    for i in range(8):
-        image, classes, polygons, _ = render_sample(np.random.default_rng([7, i]), 128, 128, 2)
-        cv2.imwrite(str(tmp_path / f"images/train/{i}.png"), image)
-        (tmp_path / f"labels/train/{i}.txt").write_text(format_label(classes, polygons, 128, 128))
-    data = tmp_path / "data.yaml"
-    data.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames: {list(CLASS_NAMES)}\n")
+    data = helpers.memorise_set(tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -133,8 +133,12 @@ def _plain_key(key, budget: _Budget):
     return text
 
 
-def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget) -> None:
-    """Add ``module``'s ``state_dict()`` entries under ``prefix``: parameters, persistent buffers, then children."""
+def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget, owners: dict | None = None) -> None:
+    """Add ``module``'s ``state_dict()`` entries under ``prefix``: parameters, persistent buffers, then children.
+
+    ``owners``, when given, gets ``{parameter key: its module's pickled class name}`` for every
+    parameter, in ``named_modules`` / ``named_parameters`` order.
+    """
     budget.visit(prefix)
     if prefix.count(".") > _MAX_DEPTH:
         raise Unreadable(f"modules nested deeper than {_MAX_DEPTH} levels")
@@ -153,6 +157,8 @@ def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget) -
             if not isinstance(tensor, torch.Tensor):
                 raise Unreadable(f"{prefix}{safe_repr(name)} is a {type(tensor).__name__}, not a tensor")
             state[f"{prefix}{name}"] = tensor
+            if owners is not None and group == "_parameters":
+                owners[f"{prefix}{name}"] = module._pickled_name
     children = attrs.get("_modules") or {}
     if not isinstance(children, dict):
         raise Unreadable(f"{prefix}_modules of a {module._pickled_name} is not a dict")
@@ -161,7 +167,7 @@ def _collect_state(module: StandIn, prefix: str, state: dict, budget: _Budget) -
             continue
         if not isinstance(child, StandIn):
             raise Unreadable(f"submodule {prefix}{safe_repr(name)} is a {type(child).__name__}, not a module")
-        _collect_state(child, f"{prefix}{name}.", state, budget)
+        _collect_state(child, f"{prefix}{name}.", state, budget, owners)
 
 
 def _check_no_overlap(state: dict[str, torch.Tensor]) -> None:

@@ -84,6 +84,26 @@ def build_optimizer(
     return optimizer, {"name": type(optimizer).__name__, "lr0": lr0, "momentum": momentum, "auto": auto}
 
 
+def carry_state(optimizer: torch.optim.Optimizer, model: nn.Module, state: dict[str, dict[str, torch.Tensor]]) -> int:
+    """Give ``model``'s parameters their entries of ``state`` (``{parameter key: {state name: tensor}}``) in ``optimizer``.
+
+    A parameter whose entry has another shape (a head rebuilt for other classes) or none keeps an
+    empty state, which the optimizer fills at its first step. The caller checks that ``state``
+    comes from the same kind of optimizer. ``step`` stays on the CPU, the rest moves to the parameter's device.
+
+    Returns:
+        The number of parameters that got a state.
+    """
+    carried = 0
+    for name, param in model.named_parameters():
+        entry = state.get(name)
+        if not entry or any(key != "step" and value.shape != param.shape for key, value in entry.items()):
+            continue
+        optimizer.state[param] = {key: value.clone() if key == "step" else value.to(param.device, copy=True) for key, value in entry.items()}
+        carried += 1
+    return carried
+
+
 def musgd_groups(model: nn.Module, lr0: float, weight_decay: float) -> list[dict]:
     """MuSGD's parameter groups, as Ultralytics 8.4 builds them.
 

@@ -19,6 +19,8 @@ import yaml
 from tqdm import tqdm
 
 from edgeseg.data.dataset import SegmentationDataset
+from edgeseg.interop.ultralytics import is_ultralytics_checkpoint
+from edgeseg.interop.ultralytics_optimizer import ultralytics_optimizer_state
 from edgeseg.loss import SegmentationLoss
 from edgeseg.loss26 import EndToEndSegmentationLoss
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
@@ -34,7 +36,7 @@ from edgeseg.runtimes.meta.limits import MAX_IMGSZ
 from edgeseg.train import distributed
 from edgeseg.train.cpu_load import busy_cpus
 from edgeseg.train.loader import train_loader
-from edgeseg.train.optim import ModelEMA, accumulation_steps, build_optimizer, linear_lr, set_epoch_lr, warmup
+from edgeseg.train.optim import ModelEMA, accumulation_steps, build_optimizer, carry_state, linear_lr, set_epoch_lr, warmup
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -243,6 +245,8 @@ class Trainer:
                 f"{' chosen by optimizer=auto' if choice['auto'] else ''}; weight_decay={weight_decay:g}, "
                 f"accumulate {self.accumulate} batches"
             )
+        if self._network_arg is None and not self.resume_ckpt and str(args["model"]).endswith(".pt"):
+            self._carry_optimizer_state(Path(args["model"]), choice["name"])
         strides = tuple(int(s) for s in net.stride)
         if net.head.has_one2one:
             self.criterion = EndToEndSegmentationLoss(nc, args["epochs"], stride=strides, overlap_mask=args["overlap_mask"], hyp=args)
@@ -272,6 +276,25 @@ class Trainer:
             for checkpoint in (self.last, self.best):
                 remove_stale(checkpoint)
             atomic_write_text(self.save_dir / "args.yaml", yaml.safe_dump(self.args, sort_keys=False))
+
+    def _carry_optimizer_state(self, path: Path, name: str) -> None:
+        """Fine-tuning an interrupted Ultralytics run's ``last.pt``: start from its optimizer state when it is ``name``'s (logged either way)."""
+        if not is_ultralytics_checkpoint(path):
+            return
+        found = ultralytics_optimizer_state(path)
+        if found is None:
+            if self.is_main:
+                LOGGER.info(f"{path}: no optimizer state (a finished run's checkpoint): the optimizer starts fresh")
+            return
+        kind, state = found
+        if kind != name:
+            if self.is_main:
+                LOGGER.warning(f"{path}: its optimizer state is {kind}'s, this run's optimizer {name}: it starts fresh (--optimizer {kind} carries it)")
+            return
+        carried = carry_state(self.optimizer, self.net, state)
+        if self.is_main:
+            total = sum(1 for _ in self.net.parameters())
+            LOGGER.info(f"optimizer state: {carried} of {total} parameters start from {path.name}'s {kind} state")
 
     def _restore(self, ckpt: dict) -> None:
         """Load raw weights, EMA, optimiser and counters from a last.pt."""
