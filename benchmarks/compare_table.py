@@ -89,19 +89,22 @@ def render_training(reports: list[dict]) -> str:
     first = reports[0]
     rows = [
         f"yolo26n-seg trained from its YAML by each tool, {first['epochs']} epochs at imgsz {first['imgsz']}, batch 16, mosaic on, "
-        f"on {first['machine']} (edgeseg {first['edgeseg']}); mAP50-95 by one evaluator (edgeseg's val of each tool's last.pt on "
-        f"the run's {first['val_images']} val images); end to end = the one-to-one branch (top-k, no NMS), NMS = the one-to-many branch:",
+        f"on {first['machine']} (edgeseg {first['edgeseg']}; {'edgeseg with AMP (bf16), Ultralytics in fp32' if first.get('edgeseg_amp') else 'both in fp32'}); mAP50-95 by one evaluator (edgeseg's val of each tool's last.pt on "
+        f"the run's {first['val_images']} val images); end to end = the one-to-one branch (top-k, no NMS), NMS = the one-to-many branch; "
+        "last column: edgeseg's yolo11n-seg trained the same way on the same data (`--also-edgeseg yolo11n-seg`), through NMS:",
         "",
-        "| synthetic set (seed × train images) | training seed | training img/s: edgeseg / Ultralytics | mask, end to end | box, end to end | mask, NMS | box, NMS |",
-        "|---|---|---|---|---|---|---|",
+        "| synthetic set (seed × train images) | training seed | training img/s: edgeseg / Ultralytics | mask, end to end | box, end to end | mask, NMS | box, NMS | edgeseg's yolo11n-seg, mask / box |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for report in sorted(reports, key=lambda r: (r["data_seed"], r["train_images"], r["seed"])):
         train, one = report["train"], report["accuracy_one_evaluator"]
         ours, theirs = train["edgeseg"]["img_per_s"], train["ultralytics"]["img_per_s"]
+        also = report.get("also_edgeseg", {}).get("yolo11n-seg")
+        yolo11 = f"{also['nms']['mask_map']:.3f} / {also['nms']['box_map']:.3f}" if also else "not trained"
         rows.append(
             f"| {report['data_seed']} × {report['train_images']} | {report['seed']} | {ours:.1f} / {theirs:.1f} ({ours / theirs:.2f}×) | "
             f"{_pair(one['end2end'], 'mask_map')} | {_pair(one['end2end'], 'box_map')} | {_pair(one['nms'], 'mask_map')} | "
-            f"{_pair(one['nms'], 'box_map')} |"
+            f"{_pair(one['nms'], 'box_map')} | {yolo11} |"
         )
     return "\n".join(rows)
 

@@ -4,12 +4,16 @@ One run does, on this machine, nothing else running:
 
 1. the synthetic set (``--train`` / ``--val`` images, drawn with ``--data-seed``) both tools train and validate on;
 2. training: ``--model`` (yolo11n-seg; or yolo26n-seg, yolov8n-seg) from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
-   validation off, 2 data workers, training seed ``--seed`` for both, each tool in its own process
+   validation off, 2 data workers, training seed ``--seed`` for both, both in fp32 (``--amp``: edgeseg
+   with its AMP default, bf16 on a CPU with native bf16; Ultralytics trains in fp32 on a CPU), each tool in its own process
    with its own thread defaults; img/s = train images / median epoch time over the epochs after
    the first; then each tool's own val of the model it trained (box and mask mAP50-95 after
-   ``--epochs``; Ultralytics validates a YOLO26 through its one-to-one branch), and edgeseg's val
+   ``--epochs``; Ultralytics 8.4 validates a YOLO26 .pt through its one-to-many branch and NMS), and edgeseg's val
    of both tools' models (one evaluator, ``accuracy_one_evaluator``: ``nms`` = the one-to-many
    branch through NMS; for a YOLO26 also ``end2end`` = the one-to-one branch, top-k without NMS);
+   ``--also-edgeseg M`` trains edgeseg's M (e.g. yolo11n-seg) the same way on the same data and adds
+   its one-evaluator mAPs (``also_edgeseg``); ``--reuse`` keeps the training results of an earlier
+   report at the same path with the same settings instead of training again;
    ``--train-only`` stops here (the report is saved after this step either way);
    and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
    (``while True: pass``), reported as the slowdown of an epoch against the epochs alone
@@ -52,7 +56,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from compare_table import README, TRAINING_BEGIN, TRAINING_END, TRAINING_RESULTS, render, render_training, splice, training_reports
-from report import write_report
+from report import machine, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compare_ultralytics.json"
@@ -100,7 +104,8 @@ def edgeseg_train(args) -> dict:
     ends = []
     trainer = Trainer(
         dict(model=f"{args.model}.yaml", data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
-             plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load, seed=args.seed)
+             plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load, seed=args.seed,
+             amp=None if args.amp else False)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
     trainer.train()
@@ -167,8 +172,10 @@ WORKERS = {"train": edgeseg_train, "threshold": edgeseg_threshold, "predict": ed
 
 
 def edgeseg_command(mode: str, **options) -> list:
-    """This script as an edgeseg worker in a fresh process of this venv."""
-    return [sys.executable, __file__, "--worker", mode, *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]]
+    """This script as an edgeseg worker in a fresh process of this venv (an option set to True as a bare flag, False left out)."""
+    flags = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is True]
+    values = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if not isinstance(v, bool)]
+    return [sys.executable, __file__, "--worker", mode, *values, *flags]
 
 
 def ultralytics_command(python: Path, mode: str, **options) -> list:
@@ -187,11 +194,16 @@ def competing_process():
         busy.wait()
 
 
-def train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0) -> dict:
-    """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML with training seed ``seed``, the runs named ``<tool><suffix>``."""
+def train_commands(
+    python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0, amp: bool = False
+) -> dict:
+    """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML with training seed ``seed``, the runs named ``<tool><suffix>``.
+
+    ``amp``: edgeseg with its AMP default (bf16 on a CPU with native bf16) instead of fp32.
+    """
     common = dict(model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed)
     return {
-        "edgeseg": edgeseg_command("train", name=f"edgeseg{suffix}", **common),
+        "edgeseg": edgeseg_command("train", name=f"edgeseg{suffix}", amp=amp, **common),
         "ultralytics": ultralytics_command(python, "train", name=f"ultralytics{suffix}", batch=16, **common),
     }
 
@@ -220,6 +232,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed of both tools")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
     parser.add_argument("--train-only", action="store_true", help="stop after training and the accuracy of both models")
+    parser.add_argument("--also-edgeseg", action="append", default=[], metavar="MODEL", help="also train edgeseg's MODEL on the same data (repeatable)")
+    parser.add_argument("--amp", action="store_true", help="edgeseg trains with its AMP default (bf16 on a CPU with native bf16); default: fp32, as Ultralytics on a CPU")
+    parser.add_argument("--reuse", action="store_true", help="keep the training results of an earlier report at --out with the same settings")
     parser.add_argument("--out", type=Path, default=None, help="[default: results/compare_ultralytics.json; another --model: see above]")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -252,26 +267,45 @@ def main() -> None:
         "busy_epochs": args.busy_epochs, "seed": args.seed, "data_seed": args.data_seed, "cpus": os.cpu_count(),
     }  # fmt: skip
 
-    trained = {}
-    for tool, command in train_commands(python, args.model, data, work, args.epochs, args.imgsz, suffix, args.seed).items():
-        trained[tool] = run_json(command, work)
-        seconds = statistics.median(trained[tool]["epoch_seconds"])
-        report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
-    report["accuracy"] = {
-        "edgeseg": run_json(edgeseg_command("val", artifact=trained["edgeseg"]["weights"], data=data), work),
-        "ultralytics": run_json(
-            ultralytics_command(python, "val", model=trained["ultralytics"]["weights"], data=data, imgsz=args.imgsz), work
-        ),
-    }
-    # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt, per head branch
-    branches = {"nms": "one2many", "end2end": "one2one"} if args.model.startswith("yolo26") else {"nms": "one2many"}
-    report["accuracy_one_evaluator"] = {
-        kind: {
-            tool: run_json(edgeseg_command("val", artifact=trained[tool]["weights"], data=data, branch=branch), work)
-            for tool in ("edgeseg", "ultralytics")
+    earlier = reusable(out, report) if args.reuse else {}
+    if "accuracy_one_evaluator" in earlier:
+        report.update({k: earlier[k] for k in ("train", "accuracy", "accuracy_one_evaluator", "weights", "edgeseg_amp") if k in earlier})
+        print(f"reusing the training results of {out}", flush=True)
+    else:
+        trained = {}
+        for tool, command in train_commands(python, args.model, data, work, args.epochs, args.imgsz, suffix, args.seed, args.amp).items():
+            trained[tool] = run_json(command, work)
+            seconds = statistics.median(trained[tool]["epoch_seconds"])
+            report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
+        report["weights"] = {tool: run["weights"] for tool, run in trained.items()}
+        report["edgeseg_amp"] = args.amp
+        report["accuracy"] = {
+            "edgeseg": run_json(edgeseg_command("val", artifact=report["weights"]["edgeseg"], data=data), work),
+            "ultralytics": run_json(
+                ultralytics_command(python, "val", model=report["weights"]["ultralytics"], data=data, imgsz=args.imgsz), work
+            ),
         }
-        for kind, branch in branches.items()
-    }
+        # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt, per head branch
+        branches = {"nms": "one2many", "end2end": "one2one"} if args.model.startswith("yolo26") else {"nms": "one2many"}
+        report["accuracy_one_evaluator"] = {
+            kind: {
+                tool: run_json(edgeseg_command("val", artifact=report["weights"][tool], data=data, branch=branch), work)
+                for tool in ("edgeseg", "ultralytics")
+            }
+            for kind, branch in branches.items()
+        }
+    report["also_edgeseg"] = earlier.get("also_edgeseg", {})
+    for model in args.also_edgeseg:
+        if model in report["also_edgeseg"]:
+            continue
+        name = f"edgeseg-{model}-s{args.seed}-d{args.data_seed}x{args.train}"
+        options = dict(model=model, data=data, work=work, epochs=args.epochs, imgsz=args.imgsz, seed=args.seed, name=name, amp=args.amp)
+        run = run_json(edgeseg_command("train", **options), work)
+        seconds = statistics.median(run["epoch_seconds"])
+        accuracy = run_json(edgeseg_command("val", artifact=run["weights"], data=data, branch="one2many"), work)
+        report["also_edgeseg"][model] = {
+            "epoch_s": seconds, "img_per_s": run["images"] / seconds, "amp": args.amp, "weights": run["weights"], "nms": accuracy,
+        }  # fmt: skip
     write_report(report, out)
     if args.train_only:
         rewrite_readme(out)
@@ -282,7 +316,7 @@ def main() -> None:
                 seconds = statistics.median(run_json(command, work)["epoch_seconds"])
             alone = report["train"][tool.removesuffix("_follow_load")]["epoch_s"]
             report.setdefault("train_busy", {})[tool] = {"epoch_s": seconds, "slowdown": seconds / alone}
-    onnx = run_json(ultralytics_command(python, "export", model=trained["ultralytics"]["weights"], imgsz=args.imgsz), work)["onnx"]
+    onnx = run_json(ultralytics_command(python, "export", model=report["weights"]["ultralytics"], imgsz=args.imgsz), work)["onnx"]
     report["model_file"] = f"Ultralytics' ONNX export of the {args.model} it trained above"
 
     val_images = [read_image(p) for p in sorted((synth / "images" / "val").iterdir())]
@@ -323,6 +357,20 @@ def rewrite_readme(out: Path) -> None:
     print(table)
     README.write_text(splice(README.read_text(), table, *begin_end))
     print(f"{README}: the table is rewritten from {out}")
+
+
+SETTINGS = ("model", "imgsz", "train_images", "val_images", "epochs", "seed", "data_seed")  # what makes two runs' training the same
+
+
+def reusable(out: Path, report: dict) -> dict:
+    """The earlier report at ``out`` when its ``SETTINGS`` equal ``report``'s (and it ran on this machine), else ``{}``."""
+    if not out.exists():
+        return {}
+    earlier = json.loads(out.read_text())
+    same = all(earlier.get(k) == report[k] for k in SETTINGS) and earlier.get("machine") == machine()
+    if not same:
+        print(f"{out}: its settings differ from this run's; training again", flush=True)
+    return earlier if same else {}
 
 
 def default_out(model: str, seed: int, data_seed: int, train: int) -> Path:

@@ -1,4 +1,4 @@
-"""How many CPUs this process may use: the thread count every engine and the trainer start from.
+"""How many CPUs this process may use (the thread count every engine and the trainer start from), and whether they compute bf16 natively.
 
 ``os.cpu_count()`` counts the machine's CPUs. A process pinned to fewer (``taskset``, a cpuset)
 or limited by a CPU quota (a container's ``--cpus``, a cgroup ``cpu.max``) that starts that many
@@ -8,11 +8,15 @@ threads.
 
 import math
 import os
+import platform
+import subprocess
 from pathlib import Path
 
 CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" or "max <period>"
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")  # -1 when unlimited
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+CPUINFO = Path("/proc/cpuinfo")
+BF16_FEATURES = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX-512 (Cooper Lake, Zen 4 on), Arm (Armv8.6: Graviton3, Neoverse V1/V2)
 
 
 def _cgroup_quota() -> float | None:
@@ -39,3 +43,27 @@ def usable_cpus() -> int:
     if quota is not None:
         count = min(count, math.ceil(quota))
     return max(count, 1)
+
+
+def native_bf16() -> str | None:
+    """The CPU feature that makes bf16 arithmetic native here, or None where it would be emulated (slower than fp32).
+
+    Linux: the first of ``BF16_FEATURES`` in ``/proc/cpuinfo``'s ``flags`` (x86) or ``Features``
+    (Arm); macOS: ``FEAT_BF16`` when ``sysctl hw.optional.arm.FEAT_BF16`` is 1 (Apple M2 on).
+    """
+    if platform.system() == "Darwin":
+        try:
+            done = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return "FEAT_BF16" if done.stdout.strip() == "1" else None
+    try:
+        text = CPUINFO.read_text(errors="replace")
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return next((feature for feature in BF16_FEATURES if feature in flags), None)

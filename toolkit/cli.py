@@ -114,6 +114,7 @@ def info(model: str, imgsz: int | None, layers: bool) -> None:
 @click.option("--threads", type=click.IntRange(0, 64), default=None, help="Torch threads per process; 0 = the CPUs this process may use (split between CPU DDP processes) [default: 0].")
 @click.option("--seed", type=int, default=None, help="Seed for shuffling, augmentation and init [default: 0].")
 @click.option("--deterministic/--no-deterministic", default=None, help="Deterministic kernels (bit-exact resume on CPU) [default: on].")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision: fp16 autocast on CUDA, bf16 on a CPU (fast on CPUs with native bf16) [default: on CUDA only].")
 @click.option("--optimizer", type=click.Choice(["auto", "SGD", "MuSGD", "Adam", "AdamW"], case_sensitive=False), default=None, help="auto: AdamW for runs up to 10,000 iterations, else MuSGD (YOLO26) or SGD [default: auto].")
 @click.option("--lr0", type=float, default=None, help="Initial learning rate (ignored by optimizer=auto) [default: 0.01].")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Stop after this many epochs without improvement [default: 100].")

@@ -11,7 +11,11 @@ import helpers
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(data YAML, best.pt) of yolo26n-seg trained by heart on ``helpers.memorise_set`` (1 thread; no val: best = lowest loss)."""
+    """(data YAML, best.pt) of yolo26n-seg trained by heart on ``helpers.memorise_set`` (1 thread; no val: best = lowest loss).
+
+    fp32 (``amp=False``) on every CPU: with bf16 where the CPU has it, the ~19 optimizer steps of
+    this run would take another path on machines with and without it.
+    """
     folder = tmp_path_factory.mktemp("memorise26")
     data = helpers.memorise_set(folder)
     threads = torch.get_num_threads()
@@ -19,7 +23,7 @@ def trained(tmp_path_factory):
     try:
         edgeseg.Model("yolo26n-seg.yaml").train(
             str(data), epochs=150, imgsz=128, batch=8, workers=0, plots=False, val=False, warmup_epochs=0, mosaic=0.0,
-            scale=0.2, close_mosaic=0, optimizer="AdamW", lr0=0.002, project=str(folder), name="learn",
+            scale=0.2, close_mosaic=0, optimizer="AdamW", lr0=0.002, amp=False, project=str(folder), name="learn",
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)

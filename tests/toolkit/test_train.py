@@ -134,6 +134,16 @@ def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
     assert "metrics/mAP50-95(M)" in rows[0] and "lr/pg0" in rows[0]
 
 
+def test_without_val_best_is_the_lowest_loss_epoch(tiny_data, tmp_path):
+    """Without val, fitness is minus the summed loss (negative): the first epoch is already a best, and patience counts from there."""
+    trainer = Trainer({**TINY, "val": False, "patience": 2, "data": str(tiny_data), "project": str(tmp_path), "name": "noval"})
+    trainer.train()
+    with open(trainer.save_dir / "results.csv") as f:
+        sums = [sum(float(v) for k, v in row.items() if k.startswith("train/")) for row in csv.DictReader(f)]
+    best = torch.load(trainer.best, weights_only=True)
+    assert len(sums) == 3 and best["epoch"] == sums.index(min(sums)) and best["best_fitness"] == pytest.approx(-min(sums), rel=1e-6)
+
+
 def test_resume_of_a_finished_run_is_refused(tiny_data, tmp_path):
     trainer = Trainer({**TINY, "epochs": 1, "data": str(tiny_data), "project": str(tmp_path), "name": "done"})
     trainer.train()
@@ -170,11 +180,12 @@ def test_cli_train_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "needs a data YAML" in result.output
 
 
-def test_ddp_two_cpu_processes_write_one_set_of_checkpoints(tiny_data, tmp_path):
+@pytest.mark.parametrize("model", ["yolo11n-seg.yaml", "yolo26n-seg.yaml"])
+def test_ddp_two_cpu_processes_write_one_set_of_checkpoints(tiny_data, tmp_path, model):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgeseg",
-         "train", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
+         "train", "--model", model, "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
          "--no-plots", "--project", str(tmp_path), "--name", "ddp"],
         capture_output=True, text=True, env=env, timeout=300,
     )
@@ -196,7 +207,7 @@ def test_training_learns_masks(tmp_path):
         untrained = edgeseg.Model("yolo11n-seg.yaml", names=list(CLASS_NAMES)).val(data=str(data), imgsz=128)
         metrics = edgeseg.Model("yolo11n-seg.yaml").train(
             str(data), epochs=150, imgsz=128, batch=8, workers=0, plots=False, warmup_epochs=0, mosaic=0.0,
-            scale=0.2, close_mosaic=0, optimizer="AdamW", lr0=0.002, project=str(tmp_path), name="learn",
+            scale=0.2, close_mosaic=0, optimizer="AdamW", lr0=0.002, amp=False, project=str(tmp_path), name="learn",
         )
     finally:
         torch.set_num_threads(threads)
