@@ -5,7 +5,7 @@ One run does, on this machine, nothing else running:
 1. the synthetic set (``--train`` / ``--val`` images, drawn with ``--data-seed``) both tools train and validate on;
 2. training: ``--model`` (yolo11n-seg; or yolo26n-seg, yolov8n-seg) from its YAML, ``--epochs`` epochs at ``--imgsz``, batch 16, mosaic on,
    validation off, 2 data workers, training seed ``--seed`` for both, both in fp32 (``--amp``: edgeseg
-   with its AMP default, bf16 on a CPU with native bf16; Ultralytics trains in fp32 on a CPU), each tool in its own process
+   with bf16 autocast, ``amp=True``; Ultralytics trains in fp32 on a CPU), each tool in its own process
    with its own thread defaults; img/s = train images / median epoch time over the epochs after
    the first; then each tool's own val of the model it trained (box and mask mAP50-95 after
    ``--epochs``; Ultralytics 8.4 validates a YOLO26 .pt through its one-to-many branch and NMS), and edgeseg's val
@@ -105,7 +105,7 @@ def edgeseg_train(args) -> dict:
     trainer = Trainer(
         dict(model=f"{args.model}.yaml", data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, close_mosaic=0, val=False,
              plots=False, project=args.work, name=args.name, exist_ok=True, deterministic=not args.follow_load, seed=args.seed,
-             amp=None if args.amp else False)
+             amp=args.amp)
     )  # fmt: skip
     trainer.callbacks["on_epoch_end"].append(lambda t: ends.append(time.perf_counter()))
     trainer.train()
@@ -199,7 +199,7 @@ def train_commands(
 ) -> dict:
     """The two training commands of ``model`` (e.g. ``yolo26n-seg``) from its YAML with training seed ``seed``, the runs named ``<tool><suffix>``.
 
-    ``amp``: edgeseg with its AMP default (bf16 on a CPU with native bf16) instead of fp32.
+    ``amp``: edgeseg with AMP (bf16 autocast on a CPU) instead of fp32.
     """
     common = dict(model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed)
     return {
@@ -208,11 +208,13 @@ def train_commands(
     }
 
 
-def busy_train_commands(python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0) -> dict:
+def busy_train_commands(
+    python: Path, model: str, data: Path, work: Path, epochs: int, imgsz: int, suffix: str = "", seed: int = 0, amp: bool = False
+) -> dict:
     """``train_commands`` for the runs next to a competing process, plus edgeseg with ``deterministic=False`` (threads follow the load)."""
-    commands = train_commands(python, model, data, work, epochs, imgsz, f"{suffix}_busy", seed)
+    commands = train_commands(python, model, data, work, epochs, imgsz, f"{suffix}_busy", seed, amp)
     following = edgeseg_command(
-        "train", name=f"edgeseg{suffix}_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed
+        "train", name=f"edgeseg{suffix}_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed, amp=amp
     )
     return {**commands, "edgeseg_follow_load": [*following, "--follow-load"]}
 
@@ -233,7 +235,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
     parser.add_argument("--train-only", action="store_true", help="stop after training and the accuracy of both models")
     parser.add_argument("--also-edgeseg", action="append", default=[], metavar="MODEL", help="also train edgeseg's MODEL on the same data (repeatable)")
-    parser.add_argument("--amp", action="store_true", help="edgeseg trains with its AMP default (bf16 on a CPU with native bf16); default: fp32, as Ultralytics on a CPU")
+    parser.add_argument("--amp", action="store_true", help="edgeseg trains with AMP (bf16 autocast on a CPU); default: fp32, as Ultralytics on a CPU")
     parser.add_argument("--reuse", action="store_true", help="keep the training results of an earlier report at --out with the same settings")
     parser.add_argument("--out", type=Path, default=None, help="[default: results/compare_ultralytics.json; another --model: see above]")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -311,7 +313,7 @@ def main() -> None:
         rewrite_readme(out)
         return
     if args.busy_epochs:
-        for tool, command in busy_train_commands(python, args.model, data, work, args.busy_epochs, args.imgsz, suffix, args.seed).items():
+        for tool, command in busy_train_commands(python, args.model, data, work, args.busy_epochs, args.imgsz, suffix, args.seed, args.amp).items():
             with competing_process():
                 seconds = statistics.median(run_json(command, work)["epoch_seconds"])
             alone = report["train"][tool.removesuffix("_follow_load")]["epoch_s"]
