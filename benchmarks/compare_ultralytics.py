@@ -214,9 +214,10 @@ def busy_train_commands(
     """``train_commands`` for the runs next to a competing process, plus edgeseg with ``deterministic=False`` (threads follow the load)."""
     commands = train_commands(python, model, data, work, epochs, imgsz, f"{suffix}_busy", seed, amp)
     following = edgeseg_command(
-        "train", name=f"edgeseg{suffix}_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed, amp=amp
-    )
-    return {**commands, "edgeseg_follow_load": [*following, "--follow-load"]}
+        "train", name=f"edgeseg{suffix}_busy_follow_load", model=model, data=data, work=work, epochs=epochs, imgsz=imgsz, seed=seed, amp=amp,
+        follow_load=True,
+    )  # fmt: skip
+    return {**commands, "edgeseg_follow_load": following}
 
 
 def main() -> None:
