@@ -27,11 +27,18 @@ def _speedup(ours_ms: float, theirs_ms: float) -> str:
     return f"{theirs_ms / ours_ms:.2f}×"
 
 
+def cpu_note(report: dict) -> str:
+    """``x86_64, 2 cores, native bf16: avx512_bf16`` (or ``no native bf16``): the machine line with the CPU's bf16 feature, where recorded."""
+    if "cpu_bf16" not in report:
+        return report["machine"]
+    return f"{report['machine']}, {'native bf16: ' + report['cpu_bf16'] if report['cpu_bf16'] else 'no native bf16'}"
+
+
 def render(report: dict) -> str:
     """The markdown table (with its heading line) of one compare_ultralytics.py run."""
     train, accuracy, predict, val = report["train"], report["accuracy"], report["predict"], report["val"]
     rows = [
-        f"One run on {report['machine']}, edgeseg {report['edgeseg']}; yolo11n-seg trained from scratch by each tool for "
+        f"One run on {cpu_note(report)}, edgeseg {report['edgeseg']}; yolo11n-seg trained from scratch by each tool for "
         f"{report['epochs']} epochs on {report['train_images']} synthetic images (imgsz {report['imgsz']}, batch 16, "
         f"mosaic on), then Ultralytics' own ONNX export of its model run by both:",
         "",
@@ -67,12 +74,18 @@ def render(report: dict) -> str:
             f"| raw ONNX Runtime inference, ms/img, {detections} | {ours['raw_infer_ms']:.1f} | | "
             f"predict = {ours['ms'] / ours['raw_infer_ms']:.2f}× raw |",
         ]
+        if "edgeseg_openvino_bf16" in row:
+            bf16 = row["edgeseg_openvino_bf16"]
+            rows.append(f"| the same file on OpenVINO in bf16 (`--engine openvino --half`) | {bf16['ms']:.1f} | {theirs['ms']:.1f} | {_speedup(bf16['ms'], theirs['ms'])} |")
     rows += [
         f"| val, ms/img (conf 0.001, batch 1) | {val['edgeseg']['ms_per_image']:.1f} | {val['ultralytics']['ms_per_image']:.1f} | "
         f"{_speedup(val['edgeseg']['ms_per_image'], val['ultralytics']['ms_per_image'])} |",
         f"| val box / mask mAP50-95 of the same ONNX | {val['edgeseg']['box_map']:.3f} / {val['edgeseg']['mask_map']:.3f} | "
         f"{val['ultralytics']['box_map']:.3f} / {val['ultralytics']['mask_map']:.3f} | |",
     ]
+    if "edgeseg_openvino_bf16" in val:
+        bf16 = val["edgeseg_openvino_bf16"]
+        rows.append(f"| the same, OpenVINO in bf16 | {bf16['box_map']:.3f} / {bf16['mask_map']:.3f} | | mask Δ {bf16['mask_map'] - val['edgeseg']['mask_map']:+.3f} |")
     return "\n".join(rows)
 
 
@@ -89,7 +102,8 @@ def render_training(reports: list[dict]) -> str:
     first = reports[0]
     rows = [
         f"yolo26n-seg trained from its YAML by each tool, {first['epochs']} epochs at imgsz {first['imgsz']}, batch 16, mosaic on, "
-        f"on {first['machine']} (edgeseg {first['edgeseg']}; {'edgeseg with AMP (bf16), Ultralytics in fp32' if first.get('edgeseg_amp') else 'both in fp32'}); mAP50-95 by one evaluator (edgeseg's val of each tool's last.pt on "
+        f"on {cpu_note(first)} (edgeseg {first['edgeseg']}; {'edgeseg with AMP (bf16), Ultralytics in fp32' if first.get('edgeseg_amp') else 'both in fp32'}"
+        f"{'; rows marked bf16: edgeseg trained again with `--amp`, bf16 autocast, beside the same Ultralytics run' if any(_bf16_run(r) for r in reports) else ''}); mAP50-95 by one evaluator (edgeseg's val of each tool's last.pt on "
         f"the run's {first['val_images']} val images); end to end = the one-to-one branch (top-k, no NMS), NMS = the one-to-many branch; "
         "last column: edgeseg's yolo11n-seg trained the same way on the same data (`--also-edgeseg yolo11n-seg`), through NMS:",
         "",
@@ -106,7 +120,20 @@ def render_training(reports: list[dict]) -> str:
             f"{_pair(one['end2end'], 'mask_map')} | {_pair(one['end2end'], 'box_map')} | {_pair(one['nms'], 'mask_map')} | "
             f"{_pair(one['nms'], 'box_map')} | {yolo11} |"
         )
+        bf16 = _bf16_run(report)
+        if bf16:
+            theirs_vs = {kind: {"edgeseg": bf16[kind], "ultralytics": one[kind]["ultralytics"]} for kind in ("end2end", "nms")}
+            rows.append(
+                f"| {report['data_seed']} × {report['train_images']} | {report['seed']}, edgeseg in bf16 | {bf16['img_per_s']:.1f} / {theirs:.1f} "
+                f"({bf16['img_per_s'] / theirs:.2f}×) | {_pair(theirs_vs['end2end'], 'mask_map')} | {_pair(theirs_vs['end2end'], 'box_map')} | "
+                f"{_pair(theirs_vs['nms'], 'mask_map')} | {_pair(theirs_vs['nms'], 'box_map')} | |"
+            )
     return "\n".join(rows)
+
+
+def _bf16_run(report: dict) -> dict | None:
+    """The report's bf16 (``--amp``) training of its own model (``also_edgeseg["<model>-amp"]``), or None."""
+    return report.get("also_edgeseg", {}).get(f"{report['model']}-amp")
 
 
 def training_reports(results_dir: Path) -> list[dict]:

@@ -12,7 +12,8 @@ One run does, on this machine, nothing else running:
    of both tools' models (one evaluator, ``accuracy_one_evaluator``: ``nms`` = the one-to-many
    branch through NMS; for a YOLO26 also ``end2end`` = the one-to-one branch, top-k without NMS);
    ``--also-edgeseg M`` trains edgeseg's M (e.g. yolo11n-seg) the same way on the same data and adds
-   its one-evaluator mAPs (``also_edgeseg``); ``--reuse`` keeps the training results of an earlier
+   its one-evaluator mAPs (``also_edgeseg``; with ``--amp``, under ``M-amp``: ``--reuse --amp
+   --also-edgeseg yolo26n-seg`` sets a bf16 training of the model beside its fp32 one); ``--reuse`` keeps the training results of an earlier
    report at the same path with the same settings instead of training again;
    ``--train-only`` stops here (the report is saved after this step either way);
    and ``--busy-epochs`` more epochs of each tool next to one CPU-bound competing process
@@ -26,8 +27,11 @@ One run does, on this machine, nothing else running:
    confidence threshold (used by both tools) at which the median image keeps FEW / MANY
    detections; edgeseg's end-to-end ``Runtime.predict`` (ONNX Runtime, and ``engine="auto"``)
    and its raw ONNX Runtime call (``Backend.infer`` on the letterboxed batch) against
-   ``YOLO(onnx).predict``; ``--rounds`` alternating runs per tool, the fastest kept;
-5. val per image of that ONNX at val settings (conf 0.001, IoU 0.7, batch 1), with both mAPs.
+   ``YOLO(onnx).predict``; where the CPU has native bf16 (the report's ``cpu_bf16`` names the feature), also
+   edgeseg on OpenVINO in bf16 (``engine="openvino", precision="bf16"``, the same file);
+   ``--rounds`` alternating runs per tool, the fastest kept;
+5. val per image of that ONNX at val settings (conf 0.001, IoU 0.7, batch 1), with both mAPs (and
+   edgeseg's OpenVINO bf16 val, whose mask mAP change against fp32 is ``openvino_bf16_mask_map_delta``).
 
 A YOLO26 (or any ``--model`` but yolo11n-seg) run goes to ``results/compare_ultralytics_<model>-s<seed>-d<data-seed>x<train>.json``;
 the README's YOLO26 training table is generated from every such file of yolo26n-seg.
@@ -126,12 +130,12 @@ def edgeseg_threshold(args) -> dict:
 
 
 def edgeseg_predict(args) -> dict:
-    """Median end-to-end and raw-inference ms per image of ``edgeseg.runtimes.load(onnx, engine)``, and detections per image."""
+    """Median end-to-end and raw-inference ms per image of ``edgeseg.runtimes.load(onnx, engine, precision)``, and detections per image."""
     import edgeseg.runtimes
     from edgeseg.runtimes.pipeline.preprocess import letterbox, to_input_tensor
 
     images = list(np.load(args.images).values())
-    runtime = edgeseg.runtimes.load(args.artifact, engine=args.engine)
+    runtime = edgeseg.runtimes.load(args.artifact, engine=args.engine, precision=args.precision)
     shape = runtime.input_shape()
     end_to_end, raw, detections = [], [], []
     for i in range(args.warmup + args.runs):
@@ -156,10 +160,11 @@ def edgeseg_predict(args) -> dict:
 
 
 def edgeseg_val(args) -> dict:
-    """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs (``--branch``: a YOLO26 .pt's head branch)."""
+    """Wall time of ``Runtime.val`` of an .onnx or a .pt on the val split (batch 1), and its mAPs (``--branch``: a YOLO26 .pt's
+    head branch; ``--engine``/``--precision``: an .onnx on OpenVINO in bf16)."""
     import edgeseg.runtimes
 
-    runtime = edgeseg.runtimes.load(args.artifact)
+    runtime = edgeseg.runtimes.load(args.artifact, engine=args.engine, precision=args.precision)
     if args.branch:
         runtime.select_branch(args.branch)
     start = time.perf_counter()
@@ -176,6 +181,22 @@ def edgeseg_command(mode: str, **options) -> list:
     flags = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is True]
     values = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if not isinstance(v, bool)]
     return [sys.executable, __file__, "--worker", mode, *values, *flags]
+
+
+def head_branches(model: str) -> dict:
+    """``{kind: head branch}`` edgeseg's val judges a trained ``model`` by: ``nms`` (one-to-many), and ``end2end`` (one-to-one) for a YOLO26."""
+    return {"nms": "one2many", "end2end": "one2one"} if model.startswith("yolo26") else {"nms": "one2many"}
+
+
+BF16 = dict(engine="openvino", precision="bf16")  # the bf16 rows: the same .onnx on OpenVINO computing in bf16
+
+
+def openvino_bf16() -> str | None:
+    """The CPU's native bf16 feature where OpenVINO computes bf16 here (the bf16 rows are measured), else None (the report's ``cpu_bf16`` says which)."""
+    from edgeseg.runtimes.backends.openvino import cpu_bf16, shared_core
+    from edgeseg.runtimes.cpus import native_bf16
+
+    return native_bf16() if cpu_bf16(shared_core()) else None
 
 
 def ultralytics_command(python: Path, mode: str, **options) -> list:
@@ -247,7 +268,8 @@ def main() -> None:
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--conf", type=float, default=0.25, help=argparse.SUPPRESS)
     parser.add_argument("--detections", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--engine", default="onnxruntime", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--follow-load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -289,7 +311,7 @@ def main() -> None:
             ),
         }
         # one evaluator for both tools' models: edgeseg's val (pycocotools' COCO mAP) on each trained .pt, per head branch
-        branches = {"nms": "one2many", "end2end": "one2one"} if args.model.startswith("yolo26") else {"nms": "one2many"}
+        branches = head_branches(args.model)
         report["accuracy_one_evaluator"] = {
             kind: {
                 tool: run_json(edgeseg_command("val", artifact=report["weights"][tool], data=data, branch=branch), work)
@@ -299,15 +321,16 @@ def main() -> None:
         }
     report["also_edgeseg"] = earlier.get("also_edgeseg", {})
     for model in args.also_edgeseg:
-        if model in report["also_edgeseg"]:
+        key = f"{model}-amp" if args.amp else model  # with --reuse --amp: the main model again, in bf16, beside its fp32 run
+        if key in report["also_edgeseg"]:
             continue
-        name = f"edgeseg-{model}-s{args.seed}-d{args.data_seed}x{args.train}"
+        name = f"edgeseg-{key}-s{args.seed}-d{args.data_seed}x{args.train}"
         options = dict(model=model, data=data, work=work, epochs=args.epochs, imgsz=args.imgsz, seed=args.seed, name=name, amp=args.amp)
         run = run_json(edgeseg_command("train", **options), work)
         seconds = statistics.median(run["epoch_seconds"])
-        accuracy = run_json(edgeseg_command("val", artifact=run["weights"], data=data, branch="one2many"), work)
-        report["also_edgeseg"][model] = {
-            "epoch_s": seconds, "img_per_s": run["images"] / seconds, "amp": args.amp, "weights": run["weights"], "nms": accuracy,
+        report["also_edgeseg"][key] = {
+            "epoch_s": seconds, "img_per_s": run["images"] / seconds, "amp": args.amp, "weights": run["weights"],
+            **{kind: run_json(edgeseg_command("val", artifact=run["weights"], data=data, branch=branch), work) for kind, branch in head_branches(model).items()},
         }  # fmt: skip
     write_report(report, out)
     if args.train_only:
@@ -322,6 +345,7 @@ def main() -> None:
     onnx = run_json(ultralytics_command(python, "export", model=report["weights"]["ultralytics"], imgsz=args.imgsz), work)["onnx"]
     report["model_file"] = f"Ultralytics' ONNX export of the {args.model} it trained above"
 
+    bf16 = openvino_bf16()
     val_images = [read_image(p) for p in sorted((synth / "images" / "val").iterdir())]
     scenes = {"few": (val_images, FEW), "many": (crowded(val_images, len(val_images)), MANY)}
     for scene, (images, wanted) in scenes.items():
@@ -332,6 +356,7 @@ def main() -> None:
         commands = {
             "edgeseg": edgeseg_command("predict", artifact=onnx, engine="onnxruntime", **timing),
             "edgeseg_auto_engine": edgeseg_command("predict", artifact=onnx, engine="auto", **timing),
+            **({"edgeseg_openvino_bf16": edgeseg_command("predict", artifact=onnx, **BF16, **timing)} if bf16 else {}),
             "ultralytics": ultralytics_command(python, "predict", model=onnx, imgsz=args.imgsz, **timing),
         }
         rounds = [{tool: run_json(command, work) for tool, command in commands.items()} for _ in range(args.rounds)]
@@ -339,6 +364,7 @@ def main() -> None:
         report.setdefault("predict", {})[scene] = {"conf": conf, "wanted_detections": wanted, **fastest}
     for tool, command in (
         ("edgeseg", edgeseg_command("val", artifact=onnx, data=data)),
+        *((("edgeseg_openvino_bf16", edgeseg_command("val", artifact=onnx, data=data, **BF16)),) if bf16 else ()),
         ("ultralytics", ultralytics_command(python, "val", model=onnx, data=data, imgsz=args.imgsz)),
     ):
         measured = run_json(command, work)
@@ -392,6 +418,10 @@ def ratios(report: dict) -> dict:
         out[f"predict_speedup_{scene}"] = row["ultralytics"]["ms"] / row["edgeseg"]["ms"]
         out[f"predict_speedup_{scene}_auto_engine"] = row["ultralytics"]["ms"] / row["edgeseg_auto_engine"]["ms"]
         out[f"predict_over_raw_infer_{scene}"] = row["edgeseg"]["ms"] / row["edgeseg"]["raw_infer_ms"]
+        if "edgeseg_openvino_bf16" in row:
+            out[f"predict_speedup_{scene}_openvino_bf16"] = row["ultralytics"]["ms"] / row["edgeseg_openvino_bf16"]["ms"]
+    if "edgeseg_openvino_bf16" in report["val"]:
+        out["openvino_bf16_mask_map_delta"] = report["val"]["edgeseg_openvino_bf16"]["mask_map"] - report["val"]["edgeseg"]["mask_map"]
     out["val_speedup"] = report["val"]["ultralytics"]["ms_per_image"] / report["val"]["edgeseg"]["ms_per_image"]
     out["val_over_predict"] = report["val"]["edgeseg"]["ms_per_image"] / report["predict"]["few"]["edgeseg"]["ms"]
     return out

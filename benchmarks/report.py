@@ -15,8 +15,11 @@ def machine() -> str:
 
 
 def save_report(report: dict, out: str | Path) -> dict:
-    """Add the machine and edgeseg version to ``report``, write it as JSON to ``out`` (numpy floats as floats) and return it."""
-    report = {**report, "machine": machine(), "edgeseg": edgeseg.__version__}
+    """Add the machine, its CPU's bf16 feature (``cpu_bf16``: e.g. ``avx512_bf16``, None without) and edgeseg's version to
+    ``report``, write it as JSON to ``out`` (numpy floats as floats) and return it."""
+    from edgeseg.runtimes.cpus import native_bf16
+
+    report = {**report, "machine": machine(), "cpu_bf16": native_bf16(), "edgeseg": edgeseg.__version__}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -32,7 +32,7 @@ class ExportJob:
             source_hash, version, outputs already filled in).
         path: where to write the artifact, a file or a folder; it lies in a private staging
             folder that the target may also use for scratch files.
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``.
         imgsz: (height, width) of the model input, multiples of ``meta.stride``.
         batch: the static batch size, or 0 when ``dynamic``.
         dynamic: batch, height and width are free dimensions of the artifact.

@@ -37,7 +37,7 @@ class Artifact:
     Attributes:
         path: the artifact (a file, or a folder for folder formats).
         target: the target name (``onnx`` …).
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``.
         meta: the ModelMeta embedded in it.
         seconds: wall time of the export, verification included.
         size_mb: size on disk in MB (10^6 bytes).
@@ -151,7 +151,7 @@ def export(
         model: an edgeseg ``.pt`` checkpoint path, an ``edgeseg.Model`` or an
             ``edgeseg.nn.network.Network``; left unchanged.
         target: a registered target (``target_names()``), e.g. ``onnx``.
-        precision: ``fp32``, ``fp16`` or ``int8``, as the target supports.
+        precision: ``fp32``, ``fp16``, ``bf16`` (OpenVINO) or ``int8``, as the target supports.
         imgsz: input size, an int or (height, width), multiples of the stride (default: the model's).
         batch: the static batch size of the artifact.
         dynamic: batch, height and width free (then leave ``batch`` at 1).

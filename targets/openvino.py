@@ -7,6 +7,9 @@ the ModelMeta as JSON in the IR's ``rt_info`` under ``model_info/edgeseg``, and 
 
 * fp32: float32 weights (``compress_to_fp16=False``);
 * fp16: weights stored as float16, decompressed to float32 at load (the backend computes in f32);
+* bf16: the fp32 IR, its ModelMeta saying ``bf16``: the backend computes it in bf16 where the CPU
+  has native bf16 (``edgeseg.runtimes.backends.openvino.compute_precision``). Exporting it on a
+  CPU without refuses, since verification would judge fp32 arithmetic instead;
 * int8: NNCF post-training quantisation (mixed preset: symmetric weights, asymmetric
   activations) calibrated on letterboxed images of the data YAML's train split. The head's box
   decoding (DFL and the elementwise anchor/stride arithmetic), the sigmoid and the last conv of
@@ -26,6 +29,7 @@ import numpy as np
 import openvino as ov
 
 from edgeseg.nn.head import float_kept_modules, head_module_name
+from edgeseg.runtimes.backends.openvino import require_bf16, shared_core
 from edgeseg.runtimes.backends.openvino_files import RT_INFO_PATH
 from edgeseg.runtimes.meta.plain_keys import write_sidecar
 from edgeseg.runtimes.pipeline.preprocess import to_input_tensor
@@ -110,8 +114,10 @@ def build(job: ExportJob) -> None:
     (``edgeseg.runtimes.meta.plain_keys``).
 
     Raises:
-        EdgesegError: int8 without usable calibration data, or a bad opset.
+        EdgesegError: int8 without usable calibration data, bf16 on a CPU without native bf16, or a bad opset.
     """
+    if job.precision == "bf16":
+        require_bf16(shared_core(), job.path.name)
     batches = calibration_batches(job) if job.precision == "int8" else None
     onnx_path = job.path.parent / f"{ir_name(job.path.name)}.onnx"
     onnx_target.build(dataclasses.replace(job, path=onnx_path, precision="fp32"))

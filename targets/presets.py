@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from edgeseg.runtimes.errors import EdgesegError
+from edgeseg.targets.registry import precisions
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Preset:
         name: the ``--target`` value that selects it (``pi`` …).
         device: what the device is, in words.
         target: the export target (a registered ``edgeseg.targets`` name).
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``.
         imgsz: square input size in pixels, for the export and for the bench.
         candidates: ``(target, precision)`` pairs worth benching on this device.
     """
@@ -42,12 +42,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """``"tflite:int8"`` → ``("tflite", "int8")``; a bare ``"onnx"`` means fp32.
 
     Raises:
-        EdgesegError: an empty target or a precision other than fp32, fp16, int8.
+        EdgesegError: an empty target or a precision no target writes (``registry.precisions``).
     """
     target, _, precision = spec.strip().partition(":")
     precision = precision or "fp32"
-    if not target or precision not in PRECISIONS:
-        raise EdgesegError(f"{spec!r}: expected target[:precision] with precision {', '.join(PRECISIONS)}, e.g. tflite:int8")
+    if not target or precision not in precisions():
+        raise EdgesegError(f"{spec!r}: expected target[:precision] with precision {', '.join(precisions())}, e.g. tflite:int8")
     return target, precision
 
 

@@ -84,6 +84,11 @@ def registered_targets() -> list[TargetEntry]:
     return [_REGISTRY[name] for name in target_names()]
 
 
+def precisions() -> tuple[str, ...]:
+    """Every precision some registered target writes, in registration order (fp32, fp16, bf16, int8)."""
+    return tuple(dict.fromkeys(p for entry in _REGISTRY.values() for p in entry.precisions))
+
+
 def target_entry(target: str, precision: str) -> TargetEntry:
     """The registered target, checked against ``precision``.
 
@@ -99,7 +104,7 @@ def target_entry(target: str, precision: str) -> TargetEntry:
 
 
 register_target("onnx", lazy_build("onnx"), ("fp32", "fp16"), "export", ".onnx", end2end=True)
-register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "int8"), "openvino", "_openvino_model", end2end=True)
+register_target("openvino", lazy_build("openvino"), ("fp32", "fp16", "bf16", "int8"), "openvino", "_openvino_model", end2end=True)
 register_target("coreml", lazy_build("coreml"), ("fp32", "fp16", "int8"), "coreml", ".mlpackage")
 register_target("tensorrt", lazy_build("tensorrt"), ("fp32", "fp16", "int8"), "tensorrt", ".engine")
 register_target("tflite", lazy_build("tflite"), ("fp32", "fp16", "int8"), "tflite-export", ".tflite")

@@ -9,7 +9,9 @@ lives outside this package (the ``.pt`` one needs torch and the network code of 
 toolkit) is a plugin: an ``edgeseg.backends`` entry point naming its ``load(path, device)``,
 resolved only when a file of its format is opened (``plugin_loader``). An engine that can also
 run another format's files (OpenVINO runs ``.onnx``) says so (``also_opens``); ``engines.py``
-offers it there.
+offers it there. An engine that can compute a file in a lower precision than the file's own at
+load time (OpenVINO: bf16 on a CPU that has it) lists it in ``precisions``; ``guarded`` refuses
+the others a precision with one line.
 """
 
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from pathlib import Path
 from edgeseg.runtimes.errors import EdgesegError
 from edgeseg.runtimes.backends.base import Backend
 
-Loader = Callable[[str, str], Backend]
+Loader = Callable[..., Backend]  # (path, device, precision=None) -> Backend
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,15 @@ class BackendEntry:
     Attributes:
         name: backend name.
         matcher: True for a path this backend loads (the path exists when it is called).
-        loader: ``(path, device) -> Backend``.
+        loader: ``(path, device) -> Backend``, called with ``precision=`` too when one is asked for.
         formats: how users recognise the format in messages, e.g. ``".onnx (ONNX Runtime)"``.
         extra: the pip extra that installs the engine's package, named when its import fails
             (None: the package is always installed).
         hint: what the missing-package message adds, e.g. where the package comes from.
         engine: the name ``--engine`` picks it by (the Backend's ``name``).
         also_opens: suffixes of other formats' files this engine runs too (OpenVINO: ``.onnx``).
+        precisions: the compute precisions a user may ask this engine for at load time, besides
+            the file's own (OpenVINO: ``bf16``); empty: it runs files as they were exported.
     """
 
     name: str
@@ -48,6 +52,7 @@ class BackendEntry:
     hint: str = ""
     engine: str = ""
     also_opens: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ()
 
 
 _REGISTRY: list[BackendEntry] = []
@@ -62,9 +67,10 @@ def register_backend(
     hint: str = "",
     engine: str = "",
     also_opens: tuple[str, ...] = (),
+    precisions: tuple[str, ...] = (),
 ) -> None:
     """Add a backend (see ``BackendEntry``), or replace the one registered under ``name``; earlier registrations match first."""
-    entry = BackendEntry(name, matcher, loader, formats, extra, hint, engine or name, also_opens)
+    entry = BackendEntry(name, matcher, loader, formats, extra, hint, engine or name, also_opens, precisions)
     for i, existing in enumerate(_REGISTRY):
         if existing.name == name:
             _REGISTRY[i] = entry
@@ -85,8 +91,8 @@ class suffix_matcher:  # noqa: N801 (used as a function: a matcher)
 def lazy_loader(module: str) -> Loader:
     """A loader that imports ``edgeseg.runtimes.backends.<module>`` on first use and calls its ``load``."""
 
-    def load(path: str, device: str) -> Backend:
-        return import_module(f"{__name__}.{module}").load(path, device)
+    def load(path: str, device: str, **precision) -> Backend:
+        return import_module(f"{__name__}.{module}").load(path, device, **precision)
 
     return load
 
@@ -102,21 +108,34 @@ def plugin_loader(name: str, extra: str) -> Loader:
         EdgesegError: no such entry point is installed.
     """
 
-    def load(path: str, device: str) -> Backend:
+    def load(path: str, device: str, **precision) -> Backend:
         found = entry_points(group="edgeseg.backends", name=name)
         if not found:
             raise EdgesegError(f"{path}: no '{name}' backend is installed (reinstall edgeseg[{extra}])")
-        return next(iter(found)).load()(path, device)
+        return next(iter(found)).load()(path, device, **precision)
 
     return load
 
 
 def guarded(entry: BackendEntry) -> Loader:
-    """``entry.loader``, with a missing package (other than edgeseg's own) turned into one line naming ``entry.extra``."""
+    """``entry.loader``, with a missing package (other than edgeseg's own) turned into one line naming ``entry.extra``.
 
-    def load(path: str, device: str) -> Backend:
+    The guarded loader takes ``(path, device, precision=None)``; a precision the engine does not
+    offer at load time (``entry.precisions``) is refused with one line naming those that do.
+    """
+
+    def load(path: str, device: str, precision: str | None = None) -> Backend:
+        if precision is not None and precision not in entry.precisions:
+            offering = [e.engine for e in _REGISTRY if precision in e.precisions]
+            if not offering:
+                known = sorted({p for e in _REGISTRY for p in e.precisions})
+                raise EdgesegError(f"unknown precision {precision!r} (choose from: {', '.join(known)})")
+            raise EdgesegError(
+                f"{path}: the {entry.engine} engine runs this file in its exported precision; precision {precision!r} is "
+                f"offered by the {' and '.join(offering)} engine (an .onnx: engine={offering[0]!r}, on the CLI --engine {offering[0]})"
+            )
         try:
-            return entry.loader(path, device)
+            return entry.loader(path, device, **({} if precision is None else {"precision": precision}))
         except ModuleNotFoundError as exc:
             package = (exc.name or "").split(".")[0]
             if entry.extra is None or package in ("", "edgeseg"):
@@ -187,7 +206,7 @@ register_backend("torch", suffix_matcher(".pt"), plugin_loader("torch", "train")
 register_backend("onnx", suffix_matcher(".onnx"), lazy_loader("onnx"), ".onnx (ONNX Runtime)", engine="onnxruntime")
 register_backend(
     "openvino", lambda p: (p.is_dir() and p.name.endswith("_openvino_model")) or suffix_matcher(".xml")(p), lazy_loader("openvino"),
-    "*_openvino_model/ or .xml (OpenVINO IR)", extra="openvino", also_opens=(".onnx",),
+    "*_openvino_model/ or .xml (OpenVINO IR)", extra="openvino", also_opens=(".onnx",), precisions=("fp32", "bf16"),
 )  # fmt: skip
 register_backend("coreml", lambda p: p.is_dir() and p.suffix.lower() == ".mlpackage", lazy_loader("coreml"), ".mlpackage (CoreML, predict on macOS)", extra="coreml")
 register_backend(

@@ -29,13 +29,14 @@ def engine_names(path: str | Path) -> tuple[str, ...]:
     return engines_for(Path(path).suffix)
 
 
-def open_engine(path: str, device: str | None, engine: str) -> Backend:
-    """``path`` on one named engine (the registry's loader of that engine).
+def open_engine(path: str, device: str | None, engine: str, precision: str | None = None) -> Backend:
+    """``path`` on one named engine (the registry's loader of that engine), computing in ``precision`` (None: the file's).
 
     Raises:
-        EdgesegError: the engine's package is missing (naming the extra) or it cannot load the file.
+        EdgesegError: the engine's package is missing (naming the extra), it does not offer
+            ``precision``, or it cannot load the file.
     """
-    return engine_loader(engine)(path, device)
+    return engine_loader(engine)(path, device, precision)
 
 
 def probe_batch(backend: Backend) -> np.ndarray:
@@ -93,17 +94,20 @@ def fastest_engine(path: str, device: str | None) -> Backend:
     return timed[best][0]
 
 
-def load_with_engine(path: str | Path, device: str | None, engine: str) -> Backend:
-    """Open ``path`` on ``engine``: one of ``engine_names(path)``, or ``auto`` (``fastest_engine``).
+def load_with_engine(path: str | Path, device: str | None, engine: str, precision: str | None = None) -> Backend:
+    """Open ``path`` on ``engine``: one of ``engine_names(path)``, or ``auto`` (``fastest_engine``), computing in ``precision``.
 
     Raises:
-        EdgesegError: a format with a single engine, an unknown engine name, or what loading raises.
+        EdgesegError: a format with a single engine, an unknown engine name, ``auto`` with a
+            precision (it picks engines whose outputs equal the fp32 reference's), or what loading raises.
     """
     names = engine_names(path)
     if not names:
         raise EdgesegError(f"{path}: engine choice applies to {', '.join(multi_engine_suffixes())} files; this format runs on its own engine")
     if engine not in (*names, "auto"):
         raise EdgesegError(f"unknown engine {engine!r} for {Path(path).suffix} files (choose from auto, {', '.join(names)})")
+    if engine == "auto" and precision is not None:
+        raise EdgesegError(f"engine auto picks among engines with ONNX Runtime's fp32 outputs; precision {precision!r} needs a named engine")
     if not Path(path).is_file():
         raise EdgesegError(f"{path}: model not found")
-    return fastest_engine(str(path), device) if engine == "auto" else open_engine(str(path), device, engine)
+    return fastest_engine(str(path), device) if engine == "auto" else open_engine(str(path), device, engine, precision)

@@ -4,10 +4,18 @@ It also runs an ``.onnx`` file directly (OpenVINO's ONNX reader; ``edgeseg.runti
 engine="openvino")``), reading the ModelMeta from the ONNX metadata, which OpenVINO exposes as
 ``rt_info["framework"]["edgeseg"]``.
 
+The compute precision is f32 unless bf16 is asked for (``precision="bf16"``, or an IR exported
+with ``--precision bf16``, whose ModelMeta says so): OpenVINO's CPU plugin then computes the fp32
+weights in bf16 (``INFERENCE_PRECISION_HINT``), about twice as fast on a CPU that has bf16
+arithmetic (docs/ARCHITECTURE.md, "bf16 inference"). Asked for on a CPU without it (where
+emulated bf16 is slower than f32) or on another device, it is refused; an IR exported for bf16
+runs in f32 there, with a warning.
+
 openvino is imported by ``load`` only, so a device without it gets a one-line message naming the
 extra to install.
 """
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -23,10 +31,11 @@ from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
-# Every precision computes in f32: on CPUs with bf16 support OpenVINO would otherwise run an fp32
-# IR in bf16 (max abs diff ~3 on preds, detections lost; docs/ARCHITECTURE.md). An int8 IR's quantised
-# layers run in int8 whatever this hint says; it only fixes the float parts.
-CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+# INFERENCE_PRECISION_HINT per compute precision. Without a hint, OpenVINO computes an fp32 IR in
+# bf16 on a CPU that has it: f32 unless bf16 is asked for. An int8 IR's quantised layers run in int8
+# whatever the hint; it only sets the float parts.
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+BF16_CAPABILITY = "BF16"  # in the CPU plugin's OPTIMIZATION_CAPABILITIES where the CPU computes bf16 natively
 
 
 _CORE = []  # the process's one openvino.Core, once created
@@ -49,6 +58,39 @@ def shared_core():
     if not _CORE:
         _CORE.append(ov.Core())
     return _CORE[0]
+
+
+def cpu_bf16(core) -> bool:
+    """True when OpenVINO's CPU plugin computes bf16 natively here (AVX512-BF16, AMX; its OPTIMIZATION_CAPABILITIES)."""
+    return BF16_CAPABILITY in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def require_bf16(core, path, device: str = "CPU") -> None:
+    """Raise EdgesegError unless ``device`` is OpenVINO's CPU and it computes bf16 natively (``cpu_bf16``)."""
+    if device != "CPU":
+        raise EdgesegError(f"{path}: bf16 runs on OpenVINO's CPU device only, not {device}")
+    if not cpu_bf16(core):
+        raise EdgesegError(
+            f"{path}: this CPU has no native bf16 (AVX512-BF16, AMX; OpenVINO lists no BF16 capability), "
+            "where emulated bf16 runs slower than fp32: use fp32"
+        )
+
+
+def compute_precision(core, path, meta_precision: str, asked: str | None, device: str) -> str:
+    """``fp32`` or ``bf16``: ``asked`` if given (bf16 checked by ``require_bf16``), else bf16 for an IR exported
+    for it where ``require_bf16`` allows (else fp32, with a warning), else fp32."""
+    if asked is not None:
+        if asked == "bf16":
+            require_bf16(core, path, device)
+        return asked
+    if meta_precision != "bf16":
+        return "fp32"
+    try:
+        require_bf16(core, path, device)
+    except EdgesegError as exc:
+        LOGGER.warning(f"{exc} (exported for bf16; running it in fp32, as exact and at fp32 speed)")
+        return "fp32"
+    return "bf16"
 
 
 def _describe(ports) -> str:
@@ -84,16 +126,19 @@ class OpenVinoBackend(Backend):
     Args:
         path: the IR folder or its ``.xml``, or an ``.onnx`` file.
         device: ``cpu``, ``gpu``, ``gpu:N`` or ``auto``.
+        precision: ``fp32`` or ``bf16`` to compute in; None: the IR's (``compute_precision``).
 
     Attributes:
-        compiled: the ``openvino.CompiledModel`` (compiled with ``CONFIG``, on the CPU with
-            ``usable_cpus()`` threads; for ``auto``, passed on to the CPU and GPU plugins, since
-            the AUTO plugin itself has no precision hint).
+        compiled: the ``openvino.CompiledModel`` (compiled with the precision's ``HINTS``, on the
+            CPU with ``usable_cpus()`` threads; for ``auto``, passed on to the CPU and GPU
+            plugins, since the AUTO plugin itself has no precision hint).
+        meta: the ModelMeta; where bf16 is computed in, or a bf16 IR is run in fp32, its ``precision``
+            says so (``bf16``, ``fp32``).
     """
 
     name = "openvino"
 
-    def __init__(self, path: str, device: str = "cpu"):
+    def __init__(self, path: str, device: str = "cpu", precision: str | None = None):
         core = shared_core()  # first: without openvino the message names the extra, whatever the path holds
         onnx_file = Path(path).suffix.lower() == ".onnx"
         files = (str(path),) if onnx_file else tuple(map(str, ir_files(Path(path))))
@@ -113,9 +158,13 @@ class OpenVinoBackend(Backend):
         meta = layout_meta(meta, _dims(preds), _dims(protos), path, _describe([preds, protos]))
         shape = inputs[0].get_partial_shape()
         meta = with_input_shape(meta, _dim(shape, 0), _dim(shape, 2), _dim(shape, 3))
+        computed = compute_precision(core, path, meta.precision, precision, target)
+        if "bf16" in (computed, meta.precision):  # says how it computes: bf16, or fp32 for a bf16 IR run in fp32
+            meta = dataclasses.replace(meta, precision=computed)
+        hint = {"INFERENCE_PRECISION_HINT": HINTS[computed]}
         try:
-            cpu = {**CONFIG, "INFERENCE_NUM_THREADS": usable_cpus()}
-            config = {"DEVICE_PROPERTIES": {"CPU": cpu, "GPU": CONFIG}} if target == "AUTO" else cpu if target == "CPU" else CONFIG
+            cpu = {**hint, "INFERENCE_NUM_THREADS": usable_cpus()}
+            config = {"DEVICE_PROPERTIES": {"CPU": cpu, "GPU": hint}} if target == "AUTO" else cpu if target == "CPU" else hint
             self.compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
             raise EdgesegError(f"{path}: OpenVINO cannot compile it for {target} ({str(exc).strip().splitlines()[0]})") from None
@@ -129,11 +178,11 @@ class OpenVinoBackend(Backend):
         return tuple(np.array(results[port], dtype=np.float32) for port in self.outputs)
 
 
-def load(path: str, device: str | None = None) -> OpenVinoBackend:
-    """Open an OpenVINO IR folder or ``.xml`` (or an ``.onnx`` file) on ``device``.
+def load(path: str, device: str | None = None, precision: str | None = None) -> OpenVinoBackend:
+    """Open an OpenVINO IR folder or ``.xml`` (or an ``.onnx`` file) on ``device``, computing in ``precision`` (``OpenVinoBackend``).
 
     Raises:
         ModuleNotFoundError: openvino is not installed (the registry names the extra).
-        EdgesegError: the IR is unusable.
+        EdgesegError: the IR is unusable, or bf16 asked for where it is not native.
     """
-    return OpenVinoBackend(path, "cpu" if device is None else device)
+    return OpenVinoBackend(path, "cpu" if device is None else device, precision)

@@ -21,7 +21,7 @@ class ModelMeta:
         nm: number of mask coefficients / prototype channels.
         batch: the static batch size, or 0 for a dynamic batch.
         dynamic: True when the input height/width may vary.
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16``, ``bf16`` (an fp32 OpenVINO IR computed in bf16) or ``int8``.
         task: always ``segment``.
         channels: input channel order.
         normalization: how pixels are scaled (``0-1``: uint8 / 255, no mean/std).
