@@ -6,8 +6,8 @@ engine="openvino")``), reading the ModelMeta from the ONNX metadata, which OpenV
 
 The compute precision is f32 unless bf16 is asked for (``precision="bf16"``, or an IR exported
 with ``--precision bf16``, whose ModelMeta says so): OpenVINO's CPU plugin then computes the fp32
-weights in bf16 (``INFERENCE_PRECISION_HINT``), about twice as fast on a CPU that has bf16
-arithmetic (docs/ARCHITECTURE.md, "bf16 inference"). Asked for on a CPU without it (where
+weights in bf16 (``INFERENCE_PRECISION_HINT``): raw inference 1.5-1.7x as fast on a CPU that
+has bf16 arithmetic, mAP unchanged on trained models (docs/ARCHITECTURE.md, "Converter choices"). Asked for on a CPU without it (where
 emulated bf16 is slower than f32) or on another device, it is refused; an IR exported for bf16
 runs in f32 there, with a warning.
 
