@@ -3,7 +3,7 @@
 Only the model's forward (and so its backward) runs in the lower precision: the master weights,
 the gradients the optimizer sees, the EMA and the checkpoints stay float32, and the loss is
 computed in float32 on the model's outputs cast up (``float_outputs``). On a CPU bf16 stays
-opt-in until its accuracy after a full training is measured against fp32; on one without native
+opt-in: measured on yolo26n-seg it loses more than 0.01 mAP (docs/ARCHITECTURE.md); on one without native
 bf16 (``edgeseg.runtimes.cpus.native_bf16``) it is emulated and slower than fp32, which the log
 line says.
 """
