@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import edgeseg
-from edgeseg.nn.head import Segment, float_kept_modules, head_module_name
+from edgeseg.nn.head import Segment, float_kept_modules, head_module_name, prediction_layer_modules
 from edgeseg.runtimes.meta.model_meta import ModelMeta
 from edgeseg.runtimes.pipeline.head_decode import OUTPUTS, SPLIT_OUTPUTS, join_split_head
 from edgeseg.targets import onnx as onnx_target
@@ -180,3 +180,18 @@ def test_openvino_ignored_patterns_keep_the_same_nodes_in_float(fused):
     assert kept == matched(before)
     assert "/model.23/dfl/conv/Conv" in kept and "/model.23/cv4.2/cv4.2.2/Conv" in kept and "/model.23/Add" in kept
     assert all(n.startswith("/model.23/") for n in kept)
+
+
+@pytest.mark.parametrize("yaml, semantic", [("yolo11n-seg.yaml", False), ("yolo26n-seg.yaml", True)])
+def test_prediction_layers_are_the_head_outputs_and_the_prototype_and_semantic_output_layers(yaml, semantic):
+    net = edgeseg.Model(yaml, nc=3).net
+    modules = dict(net.named_modules())
+    head = head_module_name(net)
+    names = prediction_layer_modules(net)
+    branches = ["cv2", "cv3", "cv4"] + (["one2one_cv2", "one2one_cv3", "one2one_cv4"] if net.head.has_one2one else [])
+    expected = {id(getattr(net.head, b)[i][-1]) for b in branches for i in range(net.head.nl)} | {id(net.head.proto.cv3)}
+    if semantic:
+        expected.add(id(net.head.proto.semseg[-1]))
+    assert len(names) == len(set(names)) == len(expected)
+    assert {id(modules[name]) for name in names} == expected
+    assert all(name.startswith(f"{head}.") for name in names) and f"{head}.dfl" not in names  # the DFL is eval-only

@@ -9,7 +9,7 @@ from edgeseg.data.synth import synthesize
 from edgeseg.runtimes import cpus
 from edgeseg.train import precision
 from edgeseg.train.loader import train_loader
-from edgeseg.train.precision import autocast_dtype, float_outputs
+from edgeseg.train.precision import autocast_dtype, autocast_forward, float_outputs
 from edgeseg.train.trainer import Trainer
 
 
@@ -57,6 +57,22 @@ def test_float_outputs_casts_floating_tensors_in_nested_outputs():
     assert isinstance(cast["a"], tuple) and isinstance(cast["a"][1], list)
 
 
+def test_autocast_forward_runs_the_float_layers_in_fp32_on_the_bf16_values_and_removes_its_hooks():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 4))
+    x = torch.randn(3, 8)
+    with autocast_forward(net, torch.bfloat16, "cpu", ["1"]):
+        hidden = net[0](x)
+        out = net(x)
+        assert torch.is_autocast_enabled("cpu")  # the hook gave autocast back after the float layer
+    assert hidden.dtype == torch.bfloat16 and out.dtype == torch.float32
+    torch.testing.assert_close(out, net[1](hidden.float()), rtol=0, atol=0)  # fp32 arithmetic on the bf16 input
+    assert not torch.is_autocast_enabled("cpu")
+    assert not net[1]._forward_pre_hooks and not net[1]._forward_hooks
+    with autocast_forward(net, None, "cpu", ["1"]):
+        assert net(x).dtype == torch.float32 and not net[1]._forward_pre_hooks and not torch.is_autocast_enabled("cpu")
+
+
 def dtypes(outputs) -> set:
     """The dtypes of the tensors in nested tuples, lists and dicts."""
     if isinstance(outputs, torch.Tensor):
@@ -75,6 +91,8 @@ def test_bf16_step_runs_the_forward_in_bf16_and_keeps_weights_loss_ema_and_check
     trainer._setup()
     seen = {}
     trainer.net.model[0].register_forward_hook(lambda module, inputs, output: seen.update(conv=output.dtype))  # returns None: output kept
+    trainer.net.head.cv2[0][-1].register_forward_hook(lambda module, inputs, output: seen.update(box=output.dtype))
+    trainer.net.head.proto.cv3.register_forward_hook(lambda module, inputs, output: seen.update(protos=output.dtype))
     criterion = trainer.criterion
 
     def recording(preds, batch):
@@ -88,6 +106,7 @@ def test_bf16_step_runs_the_forward_in_bf16_and_keeps_weights_loss_ema_and_check
     assert {p.grad.dtype for p in trainer.net.parameters() if p.grad is not None} == {torch.float32}
     trainer._optimizer_step()
     assert trainer.amp_dtype == torch.bfloat16 and seen["conv"] == torch.bfloat16
+    assert seen["box"] == seen["protos"] == torch.float32  # the layers the loss reads compute in fp32
     assert seen["loss_inputs"] == {torch.float32}
     assert {p.dtype for p in trainer.net.parameters()} == {torch.float32}
     assert {v.dtype for v in trainer.ema.ema.state_dict().values() if v.is_floating_point()} == {torch.float32}

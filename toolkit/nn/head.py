@@ -210,10 +210,30 @@ class Detect(nn.Module):
         own decode arithmetic (anchor and stride adds, subtractions, products and divisions in
         ``decode``) is float-kept as well; it belongs to the head module itself, not to a submodule.
         """
-        names = ["dfl"] if self.reg_max > 1 else []
+        return (["dfl"] if self.reg_max > 1 else []) + self.branch_output_convs()
+
+    def branch_output_convs(self) -> list[str]:
+        """Names, relative to the head, of the last conv of every branch (``cv2.0.2``, …, ``one2one_cv4.2.2``): raw box, class and coefficient outputs."""
+        names = []
         for name, child in self.named_children():
             if isinstance(child, nn.ModuleList):
                 names += [f"{name}.{i}.{len(branch) - 1}" for i, branch in enumerate(child)]
+        return names
+
+    def prediction_layers(self) -> list[str]:
+        """Names, relative to the head, of the layers whose outputs the training loss reads as predictions.
+
+        The last conv of every branch, and in a segmentation head the prototypes' output layer
+        (``proto.cv3``) and YOLO26's semantic logits (``proto.semseg.2``). Mixed-precision training
+        computes these in float32 (``edgeseg.train.precision``): bf16's 8-bit mantissa would round
+        box distances, logits and prototype values that the loss compares at sub-pixel scale.
+        """
+        names = self.branch_output_convs()
+        proto = getattr(self, "proto", None)
+        if proto is not None:
+            names.append("proto.cv3")
+            if hasattr(proto, "semseg"):
+                names.append(f"proto.semseg.{len(proto.semseg) - 1}")
         return names
 
     def forward(self, x: list[torch.Tensor]):
@@ -330,3 +350,9 @@ def float_kept_modules(net: nn.Module) -> list[str]:
     """
     head = head_module_name(net)
     return [f"{head}.{name}" for name in net.get_submodule(head).float_kept()]
+
+
+def prediction_layer_modules(net: nn.Module) -> list[str]:
+    """Qualified names (as in ``net.named_modules()``) of ``Detect.prediction_layers``: the layers whose outputs the loss reads."""
+    head = head_module_name(net)
+    return [f"{head}.{name}" for name in net.get_submodule(head).prediction_layers()]

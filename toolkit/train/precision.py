@@ -2,11 +2,17 @@
 
 Only the model's forward (and so its backward) runs in the lower precision: the master weights,
 the gradients the optimizer sees, the EMA and the checkpoints stay float32, and the loss is
-computed in float32 on the model's outputs cast up (``float_outputs``). On a CPU bf16 stays
+computed in float32 on the model's outputs cast up (``float_outputs``). The layers whose outputs
+the loss reads (``edgeseg.nn.head.prediction_layer_modules``: the head's output convs, the
+prototypes' and semantic logits' output layers) compute in float32 inside the autocast region
+(``autocast_forward``). On a CPU bf16 stays
 opt-in: measured on yolo26n-seg it loses more than 0.01 mAP (docs/ARCHITECTURE.md); on one without native
 bf16 (``edgeseg.runtimes.cpus.native_bf16``) it is emulated and slower than fp32, which the log
 line says.
 """
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -44,3 +50,38 @@ def float_outputs(outputs):
     if isinstance(outputs, (list, tuple)):
         return type(outputs)(float_outputs(value) for value in outputs)
     return outputs
+
+
+@contextlib.contextmanager
+def autocast_forward(net: torch.nn.Module, dtype: torch.dtype | None, device_type: str, float_layers: list[str]) -> Iterator[None]:
+    """Autocast to ``dtype`` (None: no autocast) for a forward of ``net``, with ``float_layers`` computing in float32.
+
+    Args:
+        net: the model whose forward runs inside (hooks go on its submodules, so a DDP wrapper around it is covered).
+        dtype: the autocast dtype (``autocast_dtype``), or None for plain float32.
+        device_type: ``"cpu"`` or ``"cuda"``.
+        float_layers: qualified submodule names of ``net`` that take float32 inputs and run with autocast off.
+    """
+    if dtype is None:
+        yield
+        return
+    states: list[bool] = []
+
+    def enter_float(module, args):
+        states.append(torch.is_autocast_enabled(device_type))
+        torch.set_autocast_enabled(device_type, False)
+        return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    def leave_float(module, args, output):
+        torch.set_autocast_enabled(device_type, states.pop())
+
+    hooks = []
+    try:
+        for name in float_layers:
+            layer = net.get_submodule(name)
+            hooks += [layer.register_forward_pre_hook(enter_float), layer.register_forward_hook(leave_float)]
+        with torch.autocast(device_type, dtype=dtype):
+            yield
+    finally:
+        for hook in hooks:
+            hook.remove()

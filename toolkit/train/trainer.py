@@ -24,6 +24,7 @@ from edgeseg.interop.ultralytics_optimizer import ultralytics_optimizer_state
 from edgeseg.loss import SegmentationLoss
 from edgeseg.loss26 import EndToEndSegmentationLoss
 from edgeseg.nn.checkpoint import atomic_torch_save, build_checkpoint, check_state_dict, checkpoint_parts, load_checkpoint
+from edgeseg.nn.head import prediction_layer_modules
 from edgeseg.nn.net import SegmentationNet, check_architecture
 from edgeseg.nn.network import Network, build_network, load_network, network_meta
 from edgeseg.runtimes.cpus import usable_cpus
@@ -37,7 +38,7 @@ from edgeseg.train import distributed
 from edgeseg.train.cpu_load import busy_cpus
 from edgeseg.train.loader import train_loader
 from edgeseg.train.optim import ModelEMA, accumulation_steps, build_optimizer, carry_state, linear_lr, set_epoch_lr, warmup
-from edgeseg.train.precision import autocast_dtype, float_outputs
+from edgeseg.train.precision import autocast_dtype, autocast_forward, float_outputs
 
 LOGGER = logging.getLogger("edgeseg")
 
@@ -260,6 +261,7 @@ class Trainer:
         # EMA, validation and checkpoints keep the default layout
         net.to(memory_format=torch.channels_last)
         self.amp_dtype, amp_line = autocast_dtype(args["amp"], self.device.type)
+        self.float_layers = prediction_layer_modules(net)
         if self.is_main:
             LOGGER.info(amp_line)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -406,7 +408,7 @@ class Trainer:
         images = (batch["img"].to(self.device, non_blocking=True).float() / 255).contiguous(memory_format=torch.channels_last)
         targets = {k: batch[k].to(self.device) for k in ("cls", "bboxes", "batch_idx", "masks")}
         targets["img"] = images
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with autocast_forward(self.net, self.amp_dtype, self.device.type, self.float_layers):
             preds = self.train_model(images)
         loss, items = self.criterion(float_outputs(preds), targets)
         if self.world_size > 1:
