@@ -124,11 +124,20 @@ def render_training(reports: list[dict]) -> str:
         if bf16:
             theirs_vs = {kind: {"edgeseg": bf16[kind], "ultralytics": one[kind]["ultralytics"]} for kind in ("end2end", "nms")}
             rows.append(
-                f"| {report['data_seed']} × {report['train_images']} | {report['seed']}, edgeseg in bf16 | {bf16['img_per_s']:.1f} / {theirs:.1f} "
-                f"({bf16['img_per_s'] / theirs:.2f}×) | {_pair(theirs_vs['end2end'], 'mask_map')} | {_pair(theirs_vs['end2end'], 'box_map')} | "
+                f"| {report['data_seed']} × {report['train_images']} | {report['seed']}, edgeseg in bf16 | {_bf16_speed(report, bf16)} | "
+                f"{_pair(theirs_vs['end2end'], 'mask_map')} | {_pair(theirs_vs['end2end'], 'box_map')} | "
                 f"{_pair(theirs_vs['nms'], 'mask_map')} | {_pair(theirs_vs['nms'], 'box_map')} | |"
             )
     return "\n".join(rows)
+
+
+def _bf16_speed(report: dict, bf16: dict) -> str:
+    """``edgeseg bf16 / Ultralytics`` img/s with the ratio when both were timed the same day (``trained_on``); else the bf16 speed
+    alone, marked: speeds timed on different days (machines may differ) are not compared."""
+    ours, theirs = bf16["img_per_s"], report["train"]["ultralytics"]["img_per_s"]
+    if bf16.get("trained_on") and bf16.get("trained_on") == report.get("trained_on"):
+        return f"{ours:.1f} / {theirs:.1f} ({ours / theirs:.2f}×)"
+    return f"{ours:.1f} / — (timed another day: no ratio)"
 
 
 def _bf16_run(report: dict) -> dict | None:

@@ -49,6 +49,7 @@ reused; edgeseg's torch pin does not import beside PyPI's torchvision), through
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import statistics
@@ -294,7 +295,7 @@ def main() -> None:
 
     earlier = reusable(out, report) if args.reuse else {}
     if "accuracy_one_evaluator" in earlier:
-        report.update({k: earlier[k] for k in ("train", "accuracy", "accuracy_one_evaluator", "weights", "edgeseg_amp") if k in earlier})
+        report.update({k: earlier[k] for k in ("train", "trained_on", "accuracy", "accuracy_one_evaluator", "weights", "edgeseg_amp") if k in earlier})
         print(f"reusing the training results of {out}", flush=True)
     else:
         trained = {}
@@ -302,6 +303,7 @@ def main() -> None:
             trained[tool] = run_json(command, work)
             seconds = statistics.median(trained[tool]["epoch_seconds"])
             report.setdefault("train", {})[tool] = {"epoch_s": seconds, "img_per_s": trained[tool]["images"] / seconds}
+        report["trained_on"] = today()  # speeds of later --reuse runs compare with these only when timed the same day (compare_table)
         report["weights"] = {tool: run["weights"] for tool, run in trained.items()}
         report["edgeseg_amp"] = args.amp
         report["accuracy"] = {
@@ -329,7 +331,7 @@ def main() -> None:
         run = run_json(edgeseg_command("train", **options), work)
         seconds = statistics.median(run["epoch_seconds"])
         report["also_edgeseg"][key] = {
-            "epoch_s": seconds, "img_per_s": run["images"] / seconds, "amp": args.amp, "weights": run["weights"],
+            "epoch_s": seconds, "img_per_s": run["images"] / seconds, "amp": args.amp, "weights": run["weights"], "trained_on": today(),
             **{kind: run_json(edgeseg_command("val", artifact=run["weights"], data=data, branch=branch), work) for kind, branch in head_branches(model).items()},
         }  # fmt: skip
     write_report(report, out)
@@ -400,6 +402,11 @@ def reusable(out: Path, report: dict) -> dict:
     if not same:
         print(f"{out}: its settings differ from this run's; training again", flush=True)
     return earlier if same else {}
+
+
+def today() -> str:
+    """Today's UTC date, ``YYYY-MM-DD``: training speeds timed on different days (a reused report) are not compared."""
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
 def default_out(model: str, seed: int, data_seed: int, train: int) -> Path:

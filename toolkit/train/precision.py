@@ -5,10 +5,10 @@ the gradients the optimizer sees, the EMA and the checkpoints stay float32, and 
 computed in float32 on the model's outputs cast up (``float_outputs``). The layers whose outputs
 the loss reads (``edgeseg.nn.head.prediction_layer_modules``: the head's output convs, the
 prototypes' and semantic logits' output layers) compute in float32 inside the autocast region
-(``autocast_forward``). On a CPU bf16 stays
-opt-in: measured on yolo26n-seg it loses more than 0.01 mAP (docs/ARCHITECTURE.md); on one without native
-bf16 (``edgeseg.runtimes.cpus.native_bf16``) it is emulated and slower than fp32, which the log
-line says.
+(``autocast_forward``). On a CPU bf16 stays opt-in: measured on yolo26n-seg its one-to-one
+branch's mAP moves by up to 0.02 either way against fp32 (docs/ARCHITECTURE.md); on a CPU without
+native bf16 (``edgeseg.runtimes.cpus.native_bf16``) it is emulated and slower than fp32, which the
+log line says.
 """
 
 import contextlib
