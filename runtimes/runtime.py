@@ -158,9 +158,11 @@ class Runtime:
             pipeline: decode + letterbox, inference (two frames at a time where the backend
                 allows concurrent calls, ``Backend.concurrent``) and post-processing on threads
                 of their own, so they overlap with each other and with the caller's work on the
-                results (``edgeseg.runtimes.pipeline.loop.predict_batches``); False does one step at a
-                time, the lowest latency per frame. The results are the same either way; a live
-                source's frames wait a few batches longer in the pipeline.
+                results (``edgeseg.runtimes.pipeline.loop.predict_batches``), with the engine's
+                settings for overlapping work (``Backend.stream_infer``); False does one step at a
+                time with its lowest-latency settings, and so does a source of one image or array,
+                whatever ``pipeline`` says. The results are the same either way; a live source's
+                frames wait a few batches longer in the pipeline.
             rect: a dynamic model (a ``.pt``, a dynamic export) runs each image on the smallest
                 input that holds it, each side padded only to a multiple of the stride (as
                 Ultralytics' ``.pt`` predict does; fewer pixels, so faster) instead of on the
@@ -188,6 +190,7 @@ class Runtime:
         self._warn_end2end(conf, iou, max_det, agnostic)
         shape = self.input_shape(imgsz)
         items = resolve_source(source)
+        pipeline = pipeline and not (len(items) == 1 and items[0][0] in ("image", "array"))  # one frame: nothing to overlap
         size = batch if self.backend.dynamic_batch else self.meta.batch
         options = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic, retina_masks=retina_masks)
         options.update(pipeline=pipeline, selection=self.meta.selection, rect_stride=self.meta.stride if rect else None)
@@ -272,7 +275,8 @@ class Runtime:
         self.last_ended = frames.ended
         try:
             concurrency = 2 if self.backend.concurrent else 1
-            for results in predict_batches(self.backend.infer, frames, shape, size, self.meta.nc, self.names, concurrency=concurrency, **options):
+            infer = self.backend.stream_infer() if options["pipeline"] else self.backend.infer
+            for results in predict_batches(infer, frames, shape, size, self.meta.nc, self.names, concurrency=concurrency, **options):
                 self.last_skipped = frames.skipped
                 seen += len(results)
                 yield from results

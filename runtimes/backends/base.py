@@ -106,6 +106,14 @@ class Backend:
             preds = detections_to_preds(preds, self.meta.nc)
         return preds, protos
 
+    def stream_infer(self):
+        """The ``infer`` a pipelined stream calls (several frames in flight, decode and post-processing on threads beside it).
+
+        ``infer`` itself, unless the engine has settings that suit overlapping work better than
+        the lowest-latency ones ``infer`` uses (ONNX Runtime: ``OnnxBackend.stream_infer``).
+        """
+        return self.infer
+
     def select_branch(self, branch: str) -> None:
         """Run the head's ``one2many`` branch (NMS) or its ``one2one`` branch (top-k, YOLO26's).
 

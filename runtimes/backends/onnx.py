@@ -1,6 +1,8 @@
 """ONNX Runtime backend: ``.onnx`` files from edgeseg, or any ONNX with the YOLO-seg output layout."""
 
+import copy
 import logging
+import threading
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +15,28 @@ from edgeseg.runtimes.meta.plain_keys import meta_from_map
 
 LOGGER = logging.getLogger("edgeseg")
 
+
+def session_options(stream: bool) -> ort.SessionOptions:
+    """ONNX Runtime options for one image at a time (``stream=False``) or for a pipelined stream.
+
+    One image: workers spin while a run lasts and stop when it returns
+    (``session.force_spinning_stop``), the lowest latency without burning CPU between calls.
+    A stream (decode, post-processing and drawing on threads beside inference, two inference
+    calls at once): idle workers sleep and work is handed out in small blocks, so that a worker
+    preempted by those threads does not hold up the rest. Measured here, 2 cores, yolo11n-seg at
+    320 (``benchmarks/stream_speed.py``): spinning makes inference alone 1.3x faster but the
+    pipelined stream 0.91x as fast.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if stream:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.dynamic_block_base", "4")
+    else:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    options.intra_op_num_threads = usable_cpus()  # its default counts the machine's cores, not this process's share
+    return options
 
 
 def _providers(device: str, path: str) -> list:
@@ -58,19 +82,13 @@ class OnnxBackend(Backend):
     concurrent = True  # InferenceSession.run is thread-safe
 
     def __init__(self, path: str, device: str = "cpu"):
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # Idle workers sleep instead of spinning, and work is handed out in small blocks, so that a
-        # worker preempted by another thread (a pipelined stream's decoding, post-processing and
-        # drawing) does not hold up the rest (benchmarks/stream_speed.py)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.dynamic_block_base", "4")
-        options.intra_op_num_threads = usable_cpus()  # its default counts the machine's cores, not this process's share
-        providers = _providers(device, path)
+        self.providers = _providers(device, path)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(str(path), session_options(stream=False), providers=self.providers)
         except Exception as exc:  # onnxruntime's errors (Fail, InvalidProtobuf, ...) derive from Exception only
             raise EdgesegError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        self._stream_backend: OnnxBackend | None = None
+        self._stream_lock = threading.Lock()
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
             raise EdgesegError(f"{path}: expected one (B, 3, H, W) image input, found {_describe(inputs)}")
@@ -82,6 +100,15 @@ class OnnxBackend(Backend):
         meta = layout_meta(meta, [_static(d) for d in preds.shape], [_static(d) for d in protos.shape], path, _describe([preds, protos]))
         meta = with_input_shape(meta, *(_static(inputs[0].shape[i]) for i in (0, 2, 3)))
         super().__init__(path, meta, device)
+
+    def stream_infer(self):
+        """``infer`` on a second session of the same file opened with ``session_options(stream=True)`` (once, on first use)."""
+        with self._stream_lock:
+            if self._stream_backend is None:
+                twin = copy.copy(self)
+                twin.session = ort.InferenceSession(str(self.path), session_options(stream=True), providers=self.providers)
+                self._stream_backend = twin
+        return self._stream_backend.infer
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 → preds (B, 4 + nc + nm, A), protos (B, nm, H / 4, W / 4) float32."""

@@ -379,3 +379,34 @@ def test_cli_val_prints_the_table(artifacts, dataset):
     result = CliRunner().invoke(main, ["val", str(artifacts / "dynamic.onnx"), "--data", str(dataset), "--batch", "4"])
     assert result.exit_code == 0, result.output
     assert "mAP50-95)" in result.output and "all" in result.output
+
+
+def test_onnx_sessions_one_image_spins_while_it_runs_a_stream_sleeps():
+    from edgeseg.runtimes.backends.onnx import session_options
+
+    one, stream = session_options(stream=False), session_options(stream=True)
+    assert one.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert one.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert stream.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert stream.get_session_config_entry("session.dynamic_block_base") == "4"
+
+
+def test_one_image_runs_on_the_latency_session_and_several_on_the_stream_one_with_the_same_results(artifacts, image, folder):
+    runtime = load(artifacts / "static.onnx")
+    backend = runtime.backend
+    calls = []
+    original = backend.stream_infer
+    backend.stream_infer = lambda: calls.append("stream") or original()
+    one = next(runtime.predict(image))  # pipeline=True by default: one frame has nothing to overlap
+    assert calls == []
+    streamed = list(runtime.predict([image, image]))
+    assert calls == ["stream"]
+    twin = backend._stream_backend
+    assert twin is not backend and twin.session is not backend.session
+    assert original() == twin.infer and backend._stream_backend is twin  # opened once
+    for result in streamed:
+        same_detections(one, result, box_tol=0.0, min_mask_iou=1.0)
+    batch = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    for a, b in zip(backend.infer(batch), twin.infer(batch)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)  # the same graph and kernels; only the thread settings differ
+    assert len(list(runtime.predict(folder, pipeline=False))) == 5 and calls == ["stream"]  # pipeline=False: the latency session
