@@ -6,7 +6,7 @@ computed in float32 on the model's outputs cast up (``float_outputs``). The laye
 the loss reads (``edgeseg.nn.head.prediction_layer_modules``: the head's output convs, the
 prototypes' and semantic logits' output layers) compute in float32 inside the autocast region
 (``autocast_forward``). On a CPU bf16 stays opt-in: measured on yolo26n-seg its one-to-one
-branch's mAP moves by up to 0.02 either way against fp32 (docs/ARCHITECTURE.md); on a CPU without
+branch's mAP moves by -0.027 to +0.018 against fp32 (docs/ARCHITECTURE.md); on a CPU without
 native bf16 (``edgeseg.runtimes.cpus.native_bf16``) it is emulated and slower than fp32, which the
 log line says.
 """
