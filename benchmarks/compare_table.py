@@ -74,6 +74,11 @@ def render(report: dict) -> str:
             f"| raw ONNX Runtime inference, ms/img, {detections} | {ours['raw_infer_ms']:.1f} | | "
             f"predict = {ours['ms'] / ours['raw_infer_ms']:.2f}× raw |",
         ]
+        if "raw_default_session_ms" in ours:
+            rows.append(
+                f"| the same, a default `InferenceSession` (by hand) | {ours['raw_default_session_ms']:.1f} | | "
+                f"predict = {ours['ms'] / ours['raw_default_session_ms']:.2f}× that |"
+            )
         if "edgeseg_openvino_bf16" in row:
             bf16 = row["edgeseg_openvino_bf16"]
             rows.append(f"| the same file on OpenVINO in bf16 (`--engine openvino --half`) | {bf16['ms']:.1f} | {theirs['ms']:.1f} | {_speedup(bf16['ms'], theirs['ms'])} |")

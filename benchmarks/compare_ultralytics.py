@@ -26,7 +26,8 @@ One run does, on this machine, nothing else running:
    ``few`` = the val images, ``many`` = 3x3 mosaics of them (crowded scenes), each at the one
    confidence threshold (used by both tools) at which the median image keeps FEW / MANY
    detections; edgeseg's end-to-end ``Runtime.predict`` (ONNX Runtime, and ``engine="auto"``)
-   and its raw ONNX Runtime call (``Backend.infer`` on the letterboxed batch) against
+   and its raw ONNX Runtime call (``Backend.infer`` on the letterboxed batch, and an
+   ``onnxruntime.InferenceSession`` with default options on the same tensor: what a user writes by hand) against
    ``YOLO(onnx).predict``; where the CPU has native bf16 (the report's ``cpu_bf16`` names the feature), also
    edgeseg on OpenVINO in bf16 (``engine="openvino", precision="bf16"``, the same file);
    ``--rounds`` alternating runs per tool, the fastest kept;
@@ -152,12 +153,30 @@ def edgeseg_predict(args) -> dict:
             end_to_end.append(elapsed)
             raw.append(inferred)
             detections.append(len(result))
+    by_hand = {}
+    if runtime.backend.name == "onnxruntime":  # after, not between: its idle workers spin and would slow the calls above
+        by_hand["raw_default_session_ms"] = default_session_ms(args.artifact, [to_input_tensor([letterbox(im, shape)[0]]) for im in images], args)
     return {
         "ms": statistics.median(end_to_end),
         "raw_infer_ms": statistics.median(raw),
+        **by_hand,
         "detections_per_image": float(np.mean(detections)),
         "engine": runtime.backend.name,
     }
+
+
+def default_session_ms(artifact: str, tensors: list, args) -> float:
+    """Median ms of the raw call a user writes by hand: an ``onnxruntime.InferenceSession`` with default options, on ``tensors`` in turn."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    times = []
+    for i in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        session.run(None, {feed: tensors[i % len(tensors)]})
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[args.warmup :])
 
 
 def edgeseg_val(args) -> dict:
@@ -425,6 +444,8 @@ def ratios(report: dict) -> dict:
         out[f"predict_speedup_{scene}"] = row["ultralytics"]["ms"] / row["edgeseg"]["ms"]
         out[f"predict_speedup_{scene}_auto_engine"] = row["ultralytics"]["ms"] / row["edgeseg_auto_engine"]["ms"]
         out[f"predict_over_raw_infer_{scene}"] = row["edgeseg"]["ms"] / row["edgeseg"]["raw_infer_ms"]
+        if "raw_default_session_ms" in row["edgeseg"]:  # the issue's yardstick: a default InferenceSession on the same file
+            out[f"predict_over_default_session_{scene}"] = row["edgeseg"]["ms"] / row["edgeseg"]["raw_default_session_ms"]
         if "edgeseg_openvino_bf16" in row:
             out[f"predict_speedup_{scene}_openvino_bf16"] = row["ultralytics"]["ms"] / row["edgeseg_openvino_bf16"]["ms"]
     if "edgeseg_openvino_bf16" in report["val"]:

@@ -30,3 +30,15 @@ def test_reuse_takes_an_earlier_run_only_with_the_same_settings_and_machine(tmp_
     assert compare.reusable(out, {**settings, "seed": 1}) == {}
     out.write_text(json.dumps({**settings, "machine": "another, 64 cores"}))
     assert compare.reusable(out, settings) == {}
+
+
+def test_ratios_give_predict_over_the_default_session_where_it_was_timed():
+    row = {"edgeseg": {"ms": 8.0, "raw_infer_ms": 7.0}, "edgeseg_auto_engine": {"ms": 8.0}, "ultralytics": {"ms": 10.0}}
+    report = {
+        "train": {"edgeseg": {"img_per_s": 2.0}, "ultralytics": {"img_per_s": 1.0}},
+        "predict": {"few": row, "many": {**row, "edgeseg": {**row["edgeseg"], "raw_default_session_ms": 6.4}}},
+        "val": {"edgeseg": {"ms_per_image": 12.0}, "ultralytics": {"ms_per_image": 24.0}},
+    }
+    out = compare.ratios(report)
+    assert out["predict_over_default_session_many"] == 8.0 / 6.4 and "predict_over_default_session_few" not in out
+    assert out["predict_speedup_few"] == 10.0 / 8.0 and out["val_over_predict"] == 12.0 / 8.0

@@ -118,3 +118,17 @@ def test_precision_table_marks_a_row_over_its_limit(tmp_path):
     row["d_mask_map"], row["within"] = -0.05, False
     text = rewritten_table("family_precision", report, tmp_path)
     assert "-0.0500" in text and "✗" in text
+
+
+def test_the_default_session_row_appears_when_the_run_timed_it(tmp_path):
+    report = json.loads(RESULTS.read_text())
+    few = report["predict"]["few"]["edgeseg"]
+    few["raw_default_session_ms"] = few["ms"] / 1.25
+    results, readme = tmp_path / "compare_ultralytics.json", tmp_path / "README.md"
+    results.write_text(json.dumps(report))
+    for run in RESULTS.parent.glob("compare_ultralytics_yolo26n-seg-*.json"):
+        (tmp_path / run.name).write_text(run.read_text())
+    readme.write_text((ROOT / "README.md").read_text())
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--readme", str(readme)], check=True)
+    rows = [line for line in readme.read_text().splitlines() if "default `InferenceSession`" in line]
+    assert rows == [f"| the same, a default `InferenceSession` (by hand) | {few['ms'] / 1.25:.1f} | | predict = 1.25× that |"]
