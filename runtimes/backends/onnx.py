@@ -102,7 +102,13 @@ class OnnxBackend(Backend):
         super().__init__(path, meta, device)
 
     def stream_infer(self):
-        """``infer`` on a second session of the same file opened with ``session_options(stream=True)`` (once, on first use)."""
+        """``infer`` on a second session of the same file opened with ``session_options(stream=True)`` (once, on first use).
+
+        On a GPU ``infer`` itself: the CPU thread settings barely matter there, and a second
+        session would hold the model twice in GPU memory.
+        """
+        if parse_device(self.device)[0] != "cpu":
+            return self.infer
         with self._stream_lock:
             if self._stream_backend is None:
                 twin = copy.copy(self)

@@ -410,3 +410,5 @@ def test_one_image_runs_on_the_latency_session_and_several_on_the_stream_one_wit
     for a, b in zip(backend.infer(batch), twin.infer(batch)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)  # the same graph and kernels; only the thread settings differ
     assert len(list(runtime.predict(folder, pipeline=False))) == 5 and calls == ["stream"]  # pipeline=False: the latency session
+    backend.device = "cuda:0"  # on a GPU no second session: the model would sit twice in its memory
+    assert original() == backend.infer
